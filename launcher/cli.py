@@ -1,0 +1,232 @@
+"""The command line: the one place that configures logging and exits.
+
+Every ``LauncherError`` is caught in ``main`` and becomes a one-line message
+and its exit code; anything else is a bug (exit 70, traceback at debug only).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from launcher import logs
+from launcher.child import check_exec_limits
+from launcher.config import ON_CHANGE_ACTIONS, Manifest
+from launcher.errors import CommandError, LauncherError, ManifestError, UsageError, WouldOverwriteError
+from launcher.files import SecretFiles
+from launcher.manifest import load_manifest
+from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_table, format_env
+from launcher.resolver import Resolution, Resolver, child_environment, inline_bindings
+
+log = logging.getLogger("launcher")
+
+DEFAULT_MANIFEST = "launcher.yaml"
+_COMMAND_SETTINGS: dict[str, Any] = {"allow_interspersed_args": False}
+
+
+def load(manifest_path: str | None) -> Manifest:
+    """The named manifest (78 when missing), else ./launcher.yaml when it exists, else none."""
+    if manifest_path is not None:
+        if not os.path.exists(manifest_path):
+            raise ManifestError("manifest not found", where=manifest_path)
+        return load_manifest(manifest_path)
+    if os.path.exists(DEFAULT_MANIFEST):
+        return load_manifest(DEFAULT_MANIFEST)
+    return Manifest()
+
+
+def resolve(manifest: Manifest, no_inline: bool, strict: bool = True) -> tuple[Resolver, Resolution]:
+    """Resolve everything once; log the one start-up line."""
+    started = time.monotonic()
+    resolver = Resolver(manifest)
+    resolution = resolver.resolve(os.environ, inline=not no_inline)
+    if strict:
+        for err in resolution.errors:
+            log.debug("%s", err)
+        resolution.raise_for_errors()
+    elapsed = (time.monotonic() - started) * 1000
+    names = sorted(resolution.sources_used)
+    log.info(
+        "resolved %d variable%s from %s in %.0f ms",
+        len(resolution.values),
+        "" if len(resolution.values) == 1 else "s",
+        ", ".join(names) if names else "no source",
+        elapsed,
+        extra={"fields": {"variables": len(resolution.values), "sources": names, "ms": round(elapsed, 1)}},
+    )
+    return resolver, resolution
+
+
+def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--no-inline", is_flag=True, help="Do not resolve references found in the environment.")(fn)
+    fn = click.option(
+        "-m", "--manifest", "manifest_path", envvar="LAUNCHER_MANIFEST", type=click.Path(dir_okay=False),
+        help="Manifest file (default: ./launcher.yaml when it exists).",
+    )(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True,
+              type=click.Choice(["text", "json"], case_sensitive=False))
+@click.version_option(package_name="launcher", prog_name="launcher")
+def cli(log_level: str, log_format: str) -> None:
+    """Put Vault / OpenBao and Azure Key Vault secrets into a process's environment."""
+    logs.configure(log_level.lower(), log_format.lower())
+
+
+@cli.command(context_settings=_COMMAND_SETTINGS)
+@manifest_options
+@click.option("--watch/--no-watch", default=None, help="Watch secrets for rotation (default: watch.enabled).")
+@click.option("--on-change", type=click.Choice(ON_CHANGE_ACTIONS), help="Action on rotation (overrides watch.on_change).")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_change: str | None, command: tuple[str, ...]) -> int:
+    """Resolve, start COMMAND as a supervised child, exit with its code."""
+    from launcher.supervisor import supervise
+
+    manifest = load(manifest_path)
+    if watch is not None or on_change is not None:
+        w = manifest.watch
+        manifest = replace(manifest, watch=replace(w, enabled=w.enabled if watch is None else watch, on_change=on_change or w.on_change))
+    return supervise(manifest, list(command), inline=not no_inline, cli_on_change=on_change)
+
+
+@cli.command("exec", context_settings=_COMMAND_SETTINGS)
+@manifest_options
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...]) -> int:
+    """Resolve, then replace this process with COMMAND (no supervisor left)."""
+    manifest = load(manifest_path)
+    resolver, resolution = resolve(manifest, no_inline)
+    resolver.close()
+    env = child_environment(os.environ, with_files(resolution, for_exec=True), manifest.process)
+    argv = list(command)
+    check_exec_limits(argv, env)
+    exec_command(argv, env)
+
+
+def with_files(resolution: Resolution, for_exec: bool = False) -> dict[str, str]:
+    """The bindings, with ``file: true`` values written out and replaced by their paths."""
+    values = dict(resolution.values)
+    file_values = {k: v for k, v in values.items() if k in resolution.files}
+    if file_values:
+        paths, _ = SecretFiles().write_all(file_values)
+        values.update(paths)
+        if for_exec:
+            log.warning("%d secret file(s) left in %s for the child: nothing will remove them after exec",
+                        len(paths), os.path.dirname(next(iter(paths.values()))))
+    return values
+
+
+def exec_command(argv: list[str], env: dict[str, str]) -> NoReturn:
+    """``os.execvpe``; 127 when the command is not found, 126 when it cannot run."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    try:
+        os.execvpe(argv[0], argv, env)
+    except FileNotFoundError:
+        raise CommandError(f"{argv[0]}: command not found", 127) from None
+    except PermissionError:
+        raise CommandError(f"{argv[0]}: permission denied (not executable)", 126) from None
+    except OSError as exc:
+        if exc.errno == errno.E2BIG:
+            raise ManifestError("the environment is too large for execve; use `file: true` for large values") from None
+        raise CommandError(f"{argv[0]}: cannot execute ({os.strerror(exc.errno or 0)})", 126) from None
+
+
+@cli.command()
+@manifest_options
+@click.option("--offline", is_flag=True, help="Validate only: no authentication, no network.")
+def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
+    """Validate the manifest and fetch every secret; print NAME / REF / VERSION / STATUS."""
+    manifest = load(manifest_path)
+    if offline:
+        inline = [] if no_inline else inline_bindings(os.environ, manifest)
+        count = len(manifest.env) + len(inline) + len(manifest.env_from)
+        click.echo(f"{manifest.path or 'no manifest'}: valid ({count} binding{'s' if count != 1 else ''}, {len(manifest.sources)} source{'s' if len(manifest.sources) != 1 else ''})")
+        return 0
+    resolver, resolution = resolve(manifest, no_inline, strict=False)
+    resolver.close()
+    click.echo(check_table(resolution.results))
+    for err in resolution.errors:
+        log.error("%s", err)
+    resolution.raise_for_errors()
+    return 0
+
+
+@cli.command()
+@manifest_options
+@click.option("--format", "fmt", type=click.Choice(["dotenv", "json", "shell"]), default="dotenv", show_default=True)
+def env(manifest_path: str | None, no_inline: bool, fmt: str) -> int:
+    """Print the resolved bindings (values included: the explicit "show me" command)."""
+    manifest = load(manifest_path)
+    resolver, resolution = resolve(manifest, no_inline)
+    resolver.close()
+    click.echo(format_env(with_files(resolution, for_exec=True), fmt))
+    return 0
+
+
+@cli.command()
+@click.argument("path", default=DEFAULT_MANIFEST, type=click.Path(dir_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, force: bool) -> int:
+    """Write a commented starter manifest (and demo secrets for its file source)."""
+    target = Path(path)
+    if target.exists() and not force:
+        raise WouldOverwriteError(f"{path} already exists (use --force to overwrite)")
+    try:
+        target.write_text(STARTER_MANIFEST, encoding="utf-8")
+        secrets = target.parent / "secrets.dev.yaml"
+        if not secrets.exists():
+            secrets.write_text(STARTER_SECRETS, encoding="utf-8")
+            os.chmod(secrets, 0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    click.echo(f"wrote {path}; try: launcher check -m {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: run the CLI and turn its outcome into an exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="launcher", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.Abort:
+        code = 130
+    except LauncherError as exc:
+        _report(exc)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:
+        log.debug("traceback", exc_info=True)
+        _report(LauncherError(f"internal error: {exc.__class__.__name__} (a bug: please report it; --log-level debug shows the traceback)"))
+        code = 70
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _report(exc: LauncherError) -> None:
+    if not logging.getLogger().handlers:
+        logs.configure("info", os.environ.get("LAUNCHER_LOG_FORMAT", "text"))
+    log.error("%s", exc.message, extra={"fields": {"exit_code": exc.exit_code}} if _json_logs() else None)
+
+
+def _json_logs() -> bool:
+    return any(isinstance(h.formatter, logs.JsonFormatter) for h in logging.getLogger().handlers)
+
+

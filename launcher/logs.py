@@ -1,0 +1,61 @@
+"""Log formatting: one line per record on stderr, as text or JSON.
+
+Third-party loggers (hvac, urllib3, azure, msal) are capped at WARNING so
+that no library can put a request body, and so a value, in our output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+THIRD_PARTY = ("hvac", "urllib3", "requests", "azure", "msal", "msal_extensions", "asyncio")
+
+
+class TextFormatter(logging.Formatter):
+    """``launcher: msg`` for info, ``launcher: warning: msg`` above and below."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        # Structured fields are for JSON; the text message already says it.
+        msg = record.getMessage()
+        level = record.levelname.lower()
+        prefix = "launcher: " if level == "info" else f"launcher: {level}: "
+        if level == "debug":
+            prefix += f"[{record.name}] "
+        out = prefix + msg
+        if record.exc_info:
+            out += "\n" + self.formatException(record.exc_info)
+        return out
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, msg and structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if fields:
+            out.update(fields)
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+
+def configure(level: str, fmt: str) -> None:
+    """Send logs to stderr (never the child's stdout) at ``level`` for our own loggers."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("launcher").setLevel(level.upper())
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(logging.WARNING)

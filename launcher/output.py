@@ -1,0 +1,85 @@
+"""Everything ``check``, ``env`` and ``init`` print on stdout."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Iterable, Mapping
+
+from launcher.resolver import BindingResult
+
+_DOTENV_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | None = None) -> str:
+    """NAME / REF / VERSION / STATUS (plus any extra column); never a value."""
+    header = ["NAME", "REF", "VERSION", "STATUS"]
+    rows = [[r.name, r.ref, r.version or "-", r.status] for r in results]
+    if extra is not None:
+        header.append("NEXT CHECK")
+        for row, r in zip(rows, results, strict=False):
+            row.append(extra.get(r.name, "-"))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def format_env(values: Mapping[str, str], fmt: str) -> str:
+    """The bindings as dotenv (double-quoted, backslash escapes), JSON or shell."""
+    if fmt == "json":
+        return json.dumps(dict(values), indent=2, ensure_ascii=False)
+    if fmt == "shell":
+        return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
+    return "\n".join(f'{name}="{_dotenv_escape(value)}"' for name, value in values.items())
+
+
+def _dotenv_escape(value: str) -> str:
+    return "".join(_DOTENV_ESCAPES.get(ch, ch) for ch in value)
+
+
+STARTER_MANIFEST = """\
+# launcher manifest: environment variable names -> secret references.
+# Reference: SOURCE://PATH[#KEY][?version=V]   (docs: README.md, "The manifest")
+version: 1
+
+sources:
+  # A local YAML/JSON file: the offline default for demos and tests.
+  dev:
+    type: file
+    path: ./secrets.dev.yaml
+  # HashiCorp Vault / OpenBao (address defaults to $VAULT_ADDR, token to $VAULT_TOKEN):
+  # prod:
+  #   type: vault
+  #   address: https://vault.example.com:8200
+  #   auth: {method: approle, role_id: "${ROLE_ID}", secret_id_file: /run/secrets/sid}
+  # Azure Key Vault:
+  # corp:
+  #   type: azure
+  #   vault_url: https://corp-kv.vault.azure.net/
+  #   credential: default
+
+env:
+  DB_PASSWORD: dev://app/db#password      # the `password` field of app/db
+  API_KEY: dev://app/api-key              # a single value
+  LOG_LEVEL: info                         # not a reference: a literal
+  # TLS_KEY: {ref: corp://tls-key, file: true}       # written to a 0600 file; the variable holds its path
+  # FEATURE_TOKEN: {ref: prod://secret/app/flags#token, default: ""}
+
+# env_from:
+#   - ref: prod://secret/app/config
+#     prefix: APP_
+
+watch:
+  enabled: false          # `launcher run --watch` turns it on
+  interval: 60s
+  on_change: restart      # restart | signal | exit | ignore
+"""
+
+STARTER_SECRETS = """\
+# Demo secrets for the `dev` file source. Never commit real secrets.
+app:
+  db:
+    user: app
+    password: change-me
+  api-key: dev-api-key
+"""

@@ -1,0 +1,185 @@
+"""Secret references: ``SOURCE://PATH[#KEY][?version=V]`` and ``{{ ref }}`` templates.
+
+This module is pure: it knows the grammar and which names are sources, and
+nothing about manifests, files or backends. Errors are ``RefSyntaxError``
+(a plain ``ValueError``) so callers can add their own file:line context.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+BUILTIN_SOURCES = frozenset({"vault", "azure"})
+
+# A NAME:// prefix with one of these schemes is an ordinary URL, hence a literal,
+# and no source may take one of these names (DESIGN 2, "Literals and typos").
+WELL_KNOWN_SCHEMES = frozenset(
+    """http https postgres postgresql mysql redis rediss amqp amqps mongodb
+    mongodb+srv s3 gs ftp sftp ssh ws wss file tcp udp unix smtp ldap ldaps
+    nats kafka""".split()
+)
+
+SOURCE_NAME_RE = re.compile(r"[a-z][a-z0-9_-]*\Z")
+_PREFIX_RE = re.compile(r"([A-Za-z][A-Za-z0-9+._-]*)://")
+_TEMPLATE_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+class RefSyntaxError(ValueError):
+    """A reference or template is malformed, or names an unknown source."""
+
+
+@dataclass(frozen=True)
+class FetchKey:
+    """What one backend read is keyed on: dedupe and cache use it."""
+
+    source: str
+    path: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        suffix = f"?version={self.version}" if self.version else ""
+        return f"{self.source}://{self.path}{suffix}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference; ``text`` is what the user wrote (it holds no value)."""
+
+    source: str
+    path: str
+    key: str | None = None
+    version: str | None = None
+
+    @property
+    def fetch_key(self) -> FetchKey:
+        return FetchKey(self.source, self.path, self.version)
+
+    def __str__(self) -> str:
+        out = f"{self.source}://{_escape(self.path)}"
+        if self.version is not None:
+            out += f"?version={self.version}"
+        if self.key is not None:
+            out += f"#{_escape(self.key)}"
+        return out
+
+
+Part = str | Reference
+"""A template is a tuple of parts: literal text and references."""
+
+
+def _escape(text: str) -> str:
+    return text.replace("#", "%23").replace("?", "%3F")
+
+
+def _unescape(text: str) -> str:
+    return re.sub("%23", "#", re.sub("%3[Ff]", "?", text))
+
+
+def scheme_of(text: str) -> str | None:
+    """Return NAME when ``text`` starts with ``NAME://``, else None."""
+    m = _PREFIX_RE.match(text)
+    return m.group(1) if m else None
+
+
+def parse_reference(text: str, known: frozenset[str] | set[str]) -> Reference:
+    """Parse ``SOURCE://PATH[?version=V][#KEY]`` (either order of ``?`` and ``#``).
+
+    ``known`` is the set of declared plus built-in source names. Raises
+    ``RefSyntaxError`` for anything malformed or an unknown source.
+    """
+    text = text.strip()
+    name = scheme_of(text)
+    if name is None:
+        raise RefSyntaxError(f"not a reference (expected SOURCE://PATH): {text!r}")
+    if name not in known:
+        raise RefSyntaxError(_unknown_source(name, known))
+    rest = text[len(name) + 3 :]
+    path, key, query = _split(rest)
+    version = _parse_query(query) if query is not None else None
+    if not path.strip("/"):
+        raise RefSyntaxError(f"reference {text!r} has an empty path")
+    if key is not None and not key:
+        raise RefSyntaxError(f"reference {text!r} has an empty #key")
+    return Reference(name, _unescape(path.strip("/")), None if key is None else _unescape(key), version)
+
+
+def _split(rest: str) -> tuple[str, str | None, str | None]:
+    """Split PATH, KEY and QUERY, accepting ``?q#k`` and ``#k?q``."""
+    h, q = rest.find("#"), rest.find("?")
+    if h < 0 and q < 0:
+        return rest, None, None
+    if q < 0:
+        return rest[:h], rest[h + 1 :], None
+    if h < 0:
+        return rest[:q], None, rest[q + 1 :]
+    if q < h:
+        return rest[:q], rest[h + 1 :], rest[q + 1 : h]
+    return rest[:h], rest[h + 1 : q], rest[q + 1 :]
+
+
+def _parse_query(query: str) -> str:
+    name, sep, value = query.partition("=")
+    if name != "version" or not sep:
+        raise RefSyntaxError(f"unsupported query {query!r} (only ?version=V is allowed)")
+    if not value or "=" in value or "&" in value:
+        raise RefSyntaxError(f"invalid version {value!r}")
+    return value
+
+
+def _unknown_source(name: str, known: frozenset[str] | set[str]) -> str:
+    declared = ", ".join(sorted(known - BUILTIN_SOURCES)) or "none"
+    return f"unknown source {name!r} (declared: {declared}; built-in: azure, vault)"
+
+
+def is_reference_text(text: str, known: frozenset[str] | set[str]) -> bool:
+    """True when ``text`` as a whole is meant as a reference to a known source."""
+    name = scheme_of(text.strip())
+    return name is not None and name in known
+
+
+def parse_value(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]:
+    """Classify a manifest string: literal, reference or template.
+
+    Returns the template parts: ``("text",)`` for a literal, ``(Reference,)``
+    for a reference, and a mix for ``{{ ref }}`` templates. A ``NAME://``
+    prefix whose NAME is neither a known source nor a well-known URL scheme is
+    an error, so a typo such as ``prd://`` never passes as a literal.
+    """
+    if "{{" in text:
+        return _parse_template(text, known)
+    name = scheme_of(text)
+    if name is None or name.lower() in WELL_KNOWN_SCHEMES:
+        return (text,)
+    return (parse_reference(text, known),)
+
+
+def _parse_template(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]:
+    parts: list[Part] = []
+    pos = 0
+    for m in _TEMPLATE_RE.finditer(text):
+        if m.start() > pos:
+            parts.append(text[pos : m.start()])
+        inner = m.group(1).strip()
+        if scheme_of(inner) is None:
+            raise RefSyntaxError(f"{{{{ {inner} }}}} does not hold a reference (SOURCE://PATH)")
+        parts.append(parse_reference(inner, known))
+        pos = m.end()
+    tail = text[pos:]
+    if "{{" in tail or "}}" in tail:
+        raise RefSyntaxError("unbalanced '{{' or '}}' in template")
+    if tail:
+        parts.append(tail)
+    return tuple(parts)
+
+
+def references(parts: tuple[Part, ...]) -> list[Reference]:
+    """The references of a template, in order."""
+    return [p for p in parts if isinstance(p, Reference)]
+
+
+def render(parts: tuple[Part, ...]) -> str:
+    """The template as the user wrote it (references, never values)."""
+    if len(parts) == 1:
+        return str(parts[0])
+    return "".join(p if isinstance(p, str) else f"{{{{ {p} }}}}" for p in parts)

@@ -1,0 +1,301 @@
+"""Bindings -> environment: dedupe, concurrency, retry, cache, all-or-nothing.
+
+One resolution fetches each distinct (source, path, version) exactly once, on
+a thread pool, so the user and password of one dynamic-credentials read come
+from the same lease. Every outcome is collected (``check`` shows them all);
+``Resolution.raise_for_errors`` then enforces all-or-nothing with the most
+fundamental error (78 > 77 > 69 > 66).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from launcher.cache import TTLCache
+from launcher.config import Binding, EnvFrom, Manifest, ProcessConfig, SourceConfig
+from launcher.errors import LauncherError, ManifestError, NotFoundError, most_fundamental
+from launcher.refs import FetchKey, Reference, RefSyntaxError, is_reference_text, parse_reference, render
+from launcher.retry import Clock, call_with_retry
+from launcher.sources import Secret, Source, open_source
+
+log = logging.getLogger(__name__)
+
+SourceFactory = Callable[[SourceConfig], Source]
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+_STATUS_BY_CODE = {66: "missing", 77: "denied", 69: "unavailable", 78: "invalid"}
+
+
+@dataclass(frozen=True)
+class BindingResult:
+    """The outcome for one variable (or one ``env_from`` entry), as ``check`` shows it."""
+
+    name: str
+    ref: str
+    status: str  # ok | default | optional | missing | denied | unavailable | invalid
+    version: str | None = None
+    value: str | None = field(default=None, repr=False)
+    file: bool = False
+    error: LauncherError | None = None
+
+
+@dataclass
+class Resolution:
+    """Everything one resolution produced. Values are hidden from the repr."""
+
+    results: list[BindingResult]
+    values: dict[str, str] = field(repr=False)
+    files: frozenset[str]
+    secrets: dict[FetchKey, Secret] = field(repr=False)
+    errors: list[LauncherError]
+    sources_used: frozenset[str] = frozenset()
+
+    def raise_for_errors(self) -> None:
+        """All or nothing: raise the most fundamental error, if any."""
+        if self.errors:
+            raise most_fundamental(self.errors)
+
+
+def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
+    """Variables of our own environment whose whole value references a known source.
+
+    Manifest bindings win, so their names are skipped. Anything else in the
+    environment (URLs, unknown ``NAME://`` values) is left as it is.
+    """
+    known = manifest.known_sources
+    taken = {b.name for b in manifest.env}
+    out = []
+    for name, value in environ.items():
+        if name in taken or not is_reference_text(value, known):
+            continue
+        try:
+            ref = parse_reference(value, known)
+        except RefSyntaxError as exc:
+            raise ManifestError(str(exc), where="<environment>", field=name) from None
+        out.append(Binding(name, (ref,), where="<environment>"))
+    return out
+
+
+def env_from_name(prefix: str, key: str) -> str:
+    """``APP_`` + ``db.host`` -> ``APP_DB_HOST``; a leading digit gets ``_`` when unprefixed."""
+    name = prefix + _INVALID_NAME_CHARS.sub("_", key.upper())
+    if name[:1].isdigit() or not name:
+        name = "_" + name
+    return name
+
+
+def select(secret: Secret, ref: Reference) -> str:
+    """Pick ``ref.key`` out of ``secret`` (or the single value when no key is given).
+
+    Raises ``NotFoundError`` for a missing key or a #key into a non-JSON value,
+    and ``ManifestError`` when the key is omitted on a multi-field secret.
+    """
+    fields = secret_fields(secret, ref, for_key=ref.key is not None)
+    if ref.key is None:
+        if secret.value is not None:
+            return secret.value
+        assert fields is not None
+        if len(fields) == 1:
+            return next(iter(fields.values()))
+        names = ", ".join(sorted(fields)) or "none"
+        raise ManifestError(f"{ref}: the secret has several fields, add #KEY (fields: {names})")
+    assert fields is not None
+    if ref.key not in fields:
+        names = ", ".join(sorted(fields)) or "none"
+        raise NotFoundError(f"{ref}: no key {ref.key!r} (fields: {names})")
+    return fields[ref.key]
+
+
+def secret_fields(secret: Secret, ref: Reference, for_key: bool = True) -> Mapping[str, str] | None:
+    """The fields of a secret; a scalar value is parsed as a JSON object when asked."""
+    if secret.fields is not None:
+        return secret.fields
+    if not for_key:
+        return None
+    try:
+        data = json.loads(secret.value or "")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise NotFoundError(f"{ref}: #{ref.key} needs a JSON object value, and this secret is not one" if ref.key else f"{ref}: not a JSON object")
+    from launcher.sources import to_text
+
+    return {str(k): to_text(v) for k, v in data.items()}
+
+
+class Resolver:
+    """Resolves a manifest's bindings; sources are opened lazily and kept for reuse."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        *,
+        source_factory: SourceFactory = open_source,
+        cache: TTLCache[FetchKey, Secret] | None = None,
+        clock: Clock | None = None,
+        max_workers: int = 32,
+    ) -> None:
+        self.manifest = manifest
+        self._factory = source_factory
+        self.cache = cache if cache is not None else TTLCache(manifest.cache.ttl, manifest.cache.max_entries)
+        self.clock = clock or Clock()
+        self.max_workers = max_workers
+        self._sources: dict[str, Source] = {}
+        self._source_locks: dict[str, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def source(self, name: str) -> Source:
+        """The open source called ``name`` (opened on first use; may log in)."""
+        with self._lock:
+            lock = self._source_locks.setdefault(name, threading.Lock())
+        with lock:
+            if name not in self._sources:
+                self._sources[name] = self._factory(self.manifest.source_config(name))
+            return self._sources[name]
+
+    def close(self) -> None:
+        for src in self._sources.values():
+            try:
+                src.close()
+            except Exception:  # closing must never mask the real outcome
+                log.debug("closing source %s failed", src.name, exc_info=True)
+
+    def fetch(self, key: FetchKey, use_cache: bool = True) -> Secret:
+        """One secret, from the cache or the backend (with retry)."""
+        if use_cache:
+            cached = self.cache.get(key)
+            if cached is not None:
+                return cached
+        src = self.source(key.source)
+        secret = call_with_retry(lambda: src.fetch(key.path, key.version), self.manifest.retry, self.clock)
+        self.cache.put(key, secret)
+        return secret
+
+    def fetch_all(self, keys: Iterable[FetchKey], use_cache: bool = True) -> dict[FetchKey, Secret | LauncherError]:
+        """Fetch distinct keys concurrently; every outcome is returned, none raised."""
+        unique = list(dict.fromkeys(keys))
+
+        def one(key: FetchKey) -> Secret | LauncherError:
+            try:
+                return self.fetch(key, use_cache)
+            except LauncherError as exc:
+                return exc
+            except Exception as exc:  # a bug in a backend: report it without its text
+                log.debug("unexpected error fetching %s", key, exc_info=True)
+                return LauncherError(f"{key}: internal error ({exc.__class__.__name__}); rerun with --log-level debug")
+
+        if len(unique) <= 1:
+            return {k: one(k) for k in unique}
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(unique)), thread_name_prefix="fetch") as pool:
+            return dict(zip(unique, pool.map(one, unique), strict=True))
+
+    def resolve(self, environ: Mapping[str, str], inline: bool = True, use_cache: bool = True) -> Resolution:
+        """Resolve ``env``, inline references from ``environ`` and ``env_from``."""
+        bindings = list(self.manifest.env)
+        if inline:
+            bindings += inline_bindings(environ, self.manifest)
+        keys = [r.fetch_key for b in bindings for r in b.refs] + [e.ref.fetch_key for e in self.manifest.env_from]
+        outcomes = self.fetch_all(keys, use_cache)
+        results: list[BindingResult] = []
+        values: dict[str, str] = {}
+        errors: list[LauncherError] = []
+        for entry in self.manifest.env_from:  # lowest precedence first
+            result, found = _expand_env_from(entry, outcomes[entry.ref.fetch_key])
+            results.append(result)
+            values.update(found)
+        for binding in bindings:
+            result = _evaluate(binding, outcomes)
+            results.append(result)
+            if result.value is not None:
+                values[binding.name] = result.value
+            else:
+                values.pop(binding.name, None)
+        errors = [r.error for r in results if r.error is not None]
+        return Resolution(
+            results=results,
+            values=values,
+            files=frozenset(b.name for b in bindings if b.file),
+            secrets={k: v for k, v in outcomes.items() if isinstance(v, Secret)},
+            errors=errors,
+            sources_used=frozenset(k.source for k in outcomes),
+        )
+
+
+def _evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherError]) -> BindingResult:
+    ref_text = render(binding.parts) if binding.refs else "-"
+    pieces: list[str] = []
+    versions: list[str] = []
+    try:
+        for part in binding.parts:
+            if isinstance(part, str):
+                pieces.append(part)
+                continue
+            outcome = outcomes[part.fetch_key]
+            if isinstance(outcome, LauncherError):
+                raise outcome
+            pieces.append(select(outcome, part))
+            if outcome.version and outcome.version not in versions:
+                versions.append(outcome.version)
+    except NotFoundError as exc:
+        if binding.default is not None:
+            return BindingResult(binding.name, ref_text, "default", None, binding.default, binding.file)
+        if binding.optional:
+            return BindingResult(binding.name, ref_text, "optional", None, None, binding.file)
+        return BindingResult(binding.name, ref_text, "missing", error=_in_context(exc, _binding_context(binding)))
+    except LauncherError as exc:
+        status = _STATUS_BY_CODE.get(exc.exit_code, "invalid")
+        return BindingResult(binding.name, ref_text, status, error=_in_context(exc, _binding_context(binding)))
+    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, "".join(pieces), binding.file)
+
+
+def _in_context(exc: LauncherError, context: str) -> LauncherError:
+    """The same error with ``context`` (where, which variable) in front of its message."""
+    if isinstance(exc, ManifestError) and exc.where:
+        return exc
+    clone = type(exc).__new__(type(exc))
+    clone.__dict__.update(exc.__dict__)
+    clone.message = f"{context}: {exc.message}"
+    clone.args = (clone.message,)
+    clone.__cause__ = exc
+    return clone
+
+
+def _binding_context(binding: Binding) -> str:
+    if binding.where == "<environment>":
+        return f"<environment>: {binding.name}"
+    return f"{binding.where}: env.{binding.name}"
+
+
+def _expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[BindingResult, dict[str, str]]:
+    label = f"{entry.prefix}*"
+    ref_text = str(entry.ref)
+    if isinstance(outcome, LauncherError):
+        status = _STATUS_BY_CODE.get(outcome.exit_code, "invalid")
+        return BindingResult(label, ref_text, status, error=_in_context(outcome, f"{entry.where}: env_from")), {}
+    try:
+        fields = secret_fields(outcome, entry.ref)
+    except NotFoundError:
+        err = ManifestError(f"{entry.ref} is a single value, not a set of keys", where=entry.where, field="env_from")
+        return BindingResult(label, ref_text, "invalid", error=err), {}
+    assert fields is not None
+    found = {env_from_name(entry.prefix, k): v for k, v in fields.items()}
+    return BindingResult(label, ref_text, "ok", outcome.version), found
+
+
+def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str], process: ProcessConfig) -> dict[str, str]:
+    """The child's environment: inherited (or only ``inherit`` when pristine), minus
+    ``scrub`` unless in ``passthrough``, plus the bindings, which always win."""
+    if process.pristine:
+        base = {k: inherited[k] for k in process.inherit if k in inherited}
+    else:
+        base = dict(inherited)
+    for name in process.scrub:
+        if name not in process.passthrough:
+            base.pop(name, None)
+    base.update(bindings)
+    return base
