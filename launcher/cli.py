@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,7 +21,7 @@ import click
 from launcher import logs
 from launcher.child import check_exec_limits
 from launcher.config import ON_CHANGE_ACTIONS, Manifest
-from launcher.errors import CommandError, LauncherError, ManifestError, UsageError, WouldOverwriteError
+from launcher.errors import CommandError, LauncherError, ManifestError, UsageError, WouldOverwriteError, most_fundamental
 from launcher.files import SecretFiles
 from launcher.manifest import load_manifest
 from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_table, format_env
@@ -110,33 +110,59 @@ def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...]) 
     manifest = load(manifest_path)
     resolver, resolution = resolve(manifest, no_inline)
     resolver.close()
-    env = child_environment(os.environ, with_files(resolution, for_exec=True), manifest.process)
     argv = list(command)
-    check_exec_limits(argv, env)
-    exec_command(argv, env)
+    # Find the command (in the child's PATH) before any secret file exists, so
+    # that a typo in the command leaves nothing behind.
+    program = find_command(argv[0], child_environment(os.environ, resolution.values, manifest.process))
+    files = SecretFiles()
+    try:
+        env = child_environment(os.environ, with_files(resolution, files), manifest.process)
+        check_exec_limits(argv, env)
+        if files.directory is not None:
+            log.warning("secret files left in %s for the child: nothing removes them after exec", files.directory)
+        exec_command(program, argv, env)
+    except BaseException:
+        files.remove()
+        raise
 
 
-def with_files(resolution: Resolution, for_exec: bool = False) -> dict[str, str]:
-    """The bindings, with ``file: true`` values written out and replaced by their paths."""
+def with_files(resolution: Resolution, files: SecretFiles) -> dict[str, str]:
+    """The bindings, with ``file: true`` values written to ``files`` and replaced by their paths."""
     values = dict(resolution.values)
     file_values = {k: v for k, v in values.items() if k in resolution.files}
     if file_values:
-        paths, _ = SecretFiles().write_all(file_values)
+        paths, _ = files.write_all(file_values)
         values.update(paths)
-        if for_exec:
-            log.warning("%d secret file(s) left in %s for the child: nothing will remove them after exec",
-                        len(paths), os.path.dirname(next(iter(paths.values()))))
     return values
 
 
-def exec_command(argv: list[str], env: dict[str, str]) -> NoReturn:
-    """``os.execvpe``; 127 when the command is not found, 126 when it cannot run."""
+def find_command(name: str, env: Mapping[str, str]) -> str:
+    """The path ``execvpe`` would run for ``name``, searched in ``env``'s PATH.
+
+    Raises ``CommandError``: 127 when nothing is found, 126 when only
+    something that cannot be executed (a directory, a file without +x) is.
+    """
+    if not name:
+        raise CommandError("'': command not found", 127)
+    candidates = [name] if "/" in name else [os.path.join(d, name) for d in os.get_exec_path(dict(env))]
+    denied = False
+    for path in candidates:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
+        denied = denied or os.path.exists(path)
+    if denied:
+        raise CommandError(f"{name}: permission denied (not an executable file)", 126)
+    raise CommandError(f"{name}: command not found", 127)
+
+
+def exec_command(program: str, argv: list[str], env: dict[str, str]) -> NoReturn:
+    """``os.execve``; 127 when the program (or its interpreter) is missing, 126 when it cannot run."""
     for handler in logging.getLogger().handlers:
         handler.flush()
     try:
-        os.execvpe(argv[0], argv, env)
+        os.execve(program, argv, env)
     except FileNotFoundError:
-        raise CommandError(f"{argv[0]}: command not found", 127) from None
+        raise CommandError(f"{argv[0]}: command not found (or its #! interpreter is missing)", 127) from None
     except PermissionError:
         raise CommandError(f"{argv[0]}: permission denied (not executable)", 126) from None
     except OSError as exc:
@@ -154,15 +180,22 @@ def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
     if offline:
         inline = [] if no_inline else inline_bindings(os.environ, manifest)
         count = len(manifest.env) + len(inline) + len(manifest.env_from)
-        click.echo(f"{manifest.path or 'no manifest'}: valid ({count} binding{'s' if count != 1 else ''}, {len(manifest.sources)} source{'s' if len(manifest.sources) != 1 else ''})")
+        click.echo(f"{manifest.path or 'no manifest'}: valid ({_plural(count, 'binding')}, {_plural(len(manifest.sources), 'source')})")
         return 0
     resolver, resolution = resolve(manifest, no_inline, strict=False)
     resolver.close()
     click.echo(check_table(resolution.results))
-    for err in resolution.errors:
-        log.error("%s", err)
-    resolution.raise_for_errors()
+    if resolution.errors:
+        final = most_fundamental(resolution.errors)
+        for err in resolution.errors:
+            if err is not final:  # ``main`` reports the one that decides the exit code
+                log.error("%s", err)
+        raise final
     return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @cli.command()
@@ -173,7 +206,13 @@ def env(manifest_path: str | None, no_inline: bool, fmt: str) -> int:
     manifest = load(manifest_path)
     resolver, resolution = resolve(manifest, no_inline)
     resolver.close()
-    click.echo(format_env(with_files(resolution, for_exec=True), fmt))
+    files = SecretFiles()
+    values = with_files(resolution, files)
+    if files.directory is not None:
+        log.warning("secret files written to %s: nothing removes them", files.directory)
+    text = format_env(values, fmt)
+    if text:
+        click.echo(text)
     return 0
 
 
@@ -183,16 +222,25 @@ def env(manifest_path: str | None, no_inline: bool, fmt: str) -> int:
 def init(path: str, force: bool) -> int:
     """Write a commented starter manifest (and demo secrets for its file source)."""
     target = Path(path)
-    if target.exists() and not force:
-        raise WouldOverwriteError(f"{path} already exists (use --force to overwrite)")
     try:
-        target.write_text(STARTER_MANIFEST, encoding="utf-8")
-        secrets = target.parent / "secrets.dev.yaml"
-        if not secrets.exists():
-            secrets.write_text(STARTER_SECRETS, encoding="utf-8")
-            os.chmod(secrets, 0o600)
+        # "x" refuses an existing file without a check-then-write race.
+        with open(target, "w" if force else "x", encoding="utf-8") as fh:
+            fh.write(STARTER_MANIFEST)
+    except FileExistsError:
+        raise WouldOverwriteError(f"{path} already exists (use --force to overwrite)") from None
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+    secrets = target.parent / "secrets.dev.yaml"
+    try:
+        # Demo secrets, but secrets-shaped: private from the first byte.
+        fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {secrets}: {exc.strerror}") from None
+    else:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(STARTER_SECRETS)
     click.echo(f"wrote {path}; try: launcher check -m {path}")
     return 0
 

@@ -2,7 +2,8 @@
 
 Applied per scalar value after YAML parsing (keys are never interpolated), so
 a value cannot change the structure of the manifest. A bare ``$x`` is left
-alone, since shells, regexes and passwords use it.
+alone, since shells, regexes and passwords use it. A default may itself hold
+``${...}`` (``${A:-${B:-x}}``); it is expanded only when it is used, as in sh.
 """
 
 from __future__ import annotations
@@ -10,25 +11,60 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_TOKEN_RE = re.compile(r"\$\$|\$\{([^}]*)\}")
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def interpolate(text: str, environ: Mapping[str, str]) -> str:
-    """Expand ``${VAR}`` / ``${VAR:-default}`` and ``$$``; ``ValueError`` when unset."""
+    """Expand ``${VAR}`` / ``${VAR:-default}`` and ``$$``.
 
-    def expand(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        inner = m.group(1)
-        name, sep, default = inner.partition(":-")
-        if not _NAME_RE.match(name):
-            raise ValueError(f"invalid variable reference ${{{inner}}}")
-        value = environ.get(name)
-        if sep:
-            return value if value else default
-        if value is None:
-            raise ValueError(f"${{{name}}} is not set (use ${{{name}:-default}} for a default)")
-        return value
+    Raises ``ValueError`` (naming the variable, never its value) for an unset
+    ``${VAR}`` without default, a malformed name or an unterminated ``${``.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith("$$", i):
+            out.append("$")
+            i += 2
+        elif text.startswith("${", i):
+            end = _closing_brace(text, i + 2)
+            out.append(_expand(text[i + 2 : end], environ))
+            i = end + 1
+        else:
+            nxt = text.find("$", i + 1)
+            nxt = len(text) if nxt < 0 else nxt
+            out.append(text[i:nxt])
+            i = nxt
+    return "".join(out)
 
-    return _TOKEN_RE.sub(expand, text)
+
+def _closing_brace(text: str, start: int) -> int:
+    """Index of the ``}`` closing the ``${`` whose body starts at ``start``."""
+    depth = 0
+    i = start
+    while i < len(text):
+        if text.startswith("$$", i):
+            i += 2
+            continue
+        if text.startswith("${", i):
+            depth += 1
+            i += 2
+            continue
+        if text[i] == "}":
+            if depth == 0:
+                return i
+            depth -= 1
+        i += 1
+    raise ValueError("unterminated ${ (write $$ for a literal $)")
+
+
+def _expand(inner: str, environ: Mapping[str, str]) -> str:
+    name, sep, default = inner.partition(":-")
+    if not _NAME_RE.match(name):
+        raise ValueError(f"invalid variable reference ${{{name}}} (expected ${{NAME}} or ${{NAME:-default}})")
+    value = environ.get(name)
+    if sep:
+        return value if value else interpolate(default, environ)
+    if value is None:
+        raise ValueError(f"${{{name}}} is not set (use ${{{name}:-default}} for a default)")
+    return value

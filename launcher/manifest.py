@@ -53,6 +53,10 @@ ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STR = "tag:yaml.org,2002:str"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
+# Tags a plain scalar resolves to; their text is used as written. Anything else
+# (``!!binary``, ``!custom``) is refused rather than silently read as text.
+_TEXT_TAGS = frozenset({_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp"})
+Entries = dict[str, tuple[yaml.Node, yaml.Node]]
 _TOP_KEYS = ("version", "sources", "env", "env_from", "cache", "retry", "watch", "process")
 _VAULT_AUTH_KEYS = {
     "token": ("token_file",),
@@ -83,9 +87,10 @@ def parse_manifest(text: str, filename: str, environ: Mapping[str, str]) -> Mani
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ManifestError(f"invalid YAML: {exc.problem or exc.context}", where=f"{filename}:{line}") from None
+        problem = " ".join(str(exc.problem or exc.context or "syntax error").split())  # one line
+        raise ManifestError(f"invalid YAML: {problem}", where=f"{filename}:{line}") from None
     except yaml.YAMLError as exc:
-        raise ManifestError(f"invalid YAML: {exc}", where=filename) from None
+        raise ManifestError(f"invalid YAML ({exc.__class__.__name__})", where=filename) from None
     if root is None:
         raise ManifestError("empty manifest (at least `version: 1` is required)", where=f"{filename}:1")
     return _Reader(filename, environ).manifest(root)
@@ -109,11 +114,11 @@ class _Reader:
 
     # -- structure -----------------------------------------------------------
 
-    def mapping(self, node: yaml.Node, field: str, allowed: tuple[str, ...] | None = None) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def mapping(self, node: yaml.Node, field: str, allowed: tuple[str, ...] | None = None) -> Entries:
         """Return key -> (key node, value node); refuse duplicates and unknown keys."""
         if not isinstance(node, yaml.MappingNode):
             raise self.fail(node, field, f"expected a mapping, got {_kind(node)}")
-        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        out: Entries = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
                 raise self.fail(key_node, field, "keys must be strings")
@@ -127,7 +132,7 @@ class _Reader:
             out[key] = (key_node, value_node)
         return out
 
-    def section(self, top: dict[str, tuple[yaml.Node, yaml.Node]], key: str, allowed: tuple[str, ...]) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    def section(self, top: Entries, key: str, allowed: tuple[str, ...]) -> Entries:
         if key not in top or _is_null(top[key][1]):
             return {}
         return self.mapping(top[key][1], key, allowed)
@@ -138,8 +143,13 @@ class _Reader:
         """A string value, interpolated; numbers keep their source text."""
         if not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, field, f"expected a string, got {_kind(node)}")
-        if node.tag in (_BOOL, _NULL):
-            raise self.fail(node, field, f"{node.value or 'null'!r} is read as a {'boolean' if node.tag == _BOOL else 'null'}; quote it if you mean a string")
+        if node.tag == _BOOL:
+            raise self.fail(node, field, f"{node.value!r} is read as a boolean; quote it if you mean a string")
+        if node.tag == _NULL:
+            shown = repr(node.value) if node.value else "an empty value"
+            raise self.fail(node, field, f"{shown} is read as null; quote it if you mean a string (\"\" for empty)")
+        if node.tag not in _TEXT_TAGS:
+            raise self.fail(node, field, f"unsupported YAML tag {node.tag!r}; write a plain or quoted string")
         try:
             return interpolate(str(node.value), self.environ)
         except ValueError as exc:
@@ -208,22 +218,33 @@ class _Reader:
         if "version" not in top:
             raise self.fail(root, "version", "missing (add `version: 1`)")
         version_node = top["version"][1]
-        if not (isinstance(version_node, yaml.ScalarNode) and version_node.value.strip() == "1" and version_node.tag != _BOOL):
-            raise self.fail(version_node, "version", f"unsupported version {getattr(version_node, 'value', '?')!r} (expected 1)")
+        version = self.text(version_node, "version")
+        if version.strip() != "1":
+            raise self.fail(version_node, "version", f"unsupported version {version!r} (expected 1)")
         sources = self.sources(top)
         known = frozenset(sources) | BUILTIN_SOURCES
+        env = self.env(top, known)
+        env_from = self.env_from(top, known)
+        self.check_versions(sources, env, env_from)
         return Manifest(
             path=self.filename,
             sources=sources,
-            env=self.env(top, known),
-            env_from=self.env_from(top, known),
+            env=env,
+            env_from=env_from,
             cache=self.cache(top),
             retry=self.retry(top),
             watch=self.watch(top),
             process=self.process(top),
         )
 
-    def sources(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> dict[str, SourceConfig]:
+    def check_versions(self, sources: Mapping[str, SourceConfig], env: tuple[Binding, ...], env_from: tuple[EnvFrom, ...]) -> None:
+        """``?version=`` on a ``file`` source can never work: refuse it before any fetch."""
+        located = [(b.where, f"env.{b.name}", r) for b in env for r in b.refs] + [(e.where, "env_from", e.ref) for e in env_from]
+        for where, field, ref in located:
+            if ref.version is not None and isinstance(sources.get(ref.source), FileSourceConfig):
+                raise ManifestError(f"{ref.source}:// is a file source, which has no versions: drop ?version=", where=where, field=field)
+
+    def sources(self, top: Entries) -> dict[str, SourceConfig]:
         out: dict[str, SourceConfig] = {}
         for name, (key_node, node) in self._all(top, "sources"):
             field = f"sources.{name}"
@@ -235,11 +256,13 @@ class _Reader:
             if "type" not in fields:
                 raise self.fail(node, f"{field}.type", "missing (one of: vault, azure, file)")
             kind = self.choice(fields["type"][1], f"{field}.type", ("vault", "azure", "file"))
-            builder = {"vault": self.vault_source, "azure": self.azure_source, "file": self.file_source}[kind]
-            out[name] = builder(name, node, field)
+            builders: dict[str, Callable[[str, yaml.Node, str], SourceConfig]] = {
+                "vault": self.vault_source, "azure": self.azure_source, "file": self.file_source,
+            }
+            out[name] = builders[kind](name, node, field)
         return out
 
-    def _all(self, top: dict[str, tuple[yaml.Node, yaml.Node]], key: str) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
+    def _all(self, top: Entries, key: str) -> list[tuple[str, tuple[yaml.Node, yaml.Node]]]:
         if key not in top or _is_null(top[key][1]):
             return []
         return list(self.mapping(top[key][1], key).items())
@@ -283,8 +306,8 @@ class _Reader:
         return TlsConfig(**kw)
 
     def azure_source(self, name: str, node: yaml.Node, field: str) -> AzureSourceConfig:
-        keys = ("type", "vault_url", "credential", "tenant_id", "client_id", "client_secret_file", "authority", "tls", "verify_challenge_resource")
-        f = self.mapping(node, field, keys)
+        keys = ("type", "vault_url", "credential", "tenant_id", "client_id", "client_secret_file", "authority", "tls")
+        f = self.mapping(node, field, (*keys, "verify_challenge_resource"))
         if "vault_url" not in f:
             raise self.fail(node, f"{field}.vault_url", "missing (e.g. https://NAME.vault.azure.net/)")
         kw: dict[str, Any] = {}
@@ -309,7 +332,7 @@ class _Reader:
             raise self.fail(node, f"{field}.path", "missing (the YAML or JSON file of secrets)")
         return FileSourceConfig(name=name, path=self.path(f["path"][1], f"{field}.path"))
 
-    def env(self, top: dict[str, tuple[yaml.Node, yaml.Node]], known: frozenset[str]) -> tuple[Binding, ...]:
+    def env(self, top: Entries, known: frozenset[str]) -> tuple[Binding, ...]:
         out = []
         for name, (key_node, node) in self._all(top, "env"):
             field = f"env.{name}"
@@ -344,7 +367,7 @@ class _Reader:
         except RefSyntaxError as exc:
             raise self.fail(node, field, str(exc)) from None
 
-    def env_from(self, top: dict[str, tuple[yaml.Node, yaml.Node]], known: frozenset[str]) -> tuple[EnvFrom, ...]:
+    def env_from(self, top: Entries, known: frozenset[str]) -> tuple[EnvFrom, ...]:
         if "env_from" not in top or _is_null(top["env_from"][1]):
             return ()
         seq = top["env_from"][1]
@@ -369,7 +392,7 @@ class _Reader:
             out.append(EnvFrom(ref, prefix, self.where(item)))
         return tuple(out)
 
-    def cache(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> CacheConfig:
+    def cache(self, top: Entries) -> CacheConfig:
         f = self.section(top, "cache", ("ttl", "max_entries"))
         kw: dict[str, Any] = {}
         if "ttl" in f:
@@ -378,7 +401,7 @@ class _Reader:
             kw["max_entries"] = self.integer(f["max_entries"][1], "cache.max_entries", 1)
         return CacheConfig(**kw)
 
-    def retry(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> RetryConfig:
+    def retry(self, top: Entries) -> RetryConfig:
         f = self.section(top, "retry", ("attempts", "initial_delay", "max_delay", "multiplier", "jitter", "deadline"))
         kw: dict[str, Any] = {}
         if "attempts" in f:
@@ -392,7 +415,7 @@ class _Reader:
             kw["jitter"] = self.choice(f["jitter"][1], "retry.jitter", ("full", "equal", "none"))
         return RetryConfig(**kw)
 
-    def watch(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> WatchConfig:
+    def watch(self, top: Entries) -> WatchConfig:
         keys = ("enabled", "interval", "on_change", "signal", "debounce", "splay", "on_error", "max_restarts", "restart_window")
         f = self.section(top, "watch", keys)
         kw: dict[str, Any] = {}
@@ -415,7 +438,7 @@ class _Reader:
             kw["max_restarts"] = self.integer(f["max_restarts"][1], "watch.max_restarts", 1)
         return WatchConfig(**kw)
 
-    def process(self, top: dict[str, tuple[yaml.Node, yaml.Node]]) -> ProcessConfig:
+    def process(self, top: Entries) -> ProcessConfig:
         keys = ("stop_signal", "stop_timeout", "pristine", "inherit", "scrub", "passthrough", "signal_target")
         f = self.section(top, "process", keys)
         kw: dict[str, Any] = {}
@@ -443,7 +466,7 @@ def _kind(node: yaml.Node) -> str:
         return "a list"
     if node.tag == _NULL:
         return "null"
-    return f"{node.value!r}"
+    return "a string"  # the text is not echoed: under env it may be a value
 
 
 def _is_null(node: yaml.Node) -> bool:

@@ -91,8 +91,11 @@ def parse_reference(text: str, known: frozenset[str] | set[str]) -> Reference:
     text = text.strip()
     name = scheme_of(text)
     if name is None:
-        raise RefSyntaxError(f"not a reference (expected SOURCE://PATH): {text!r}")
+        # The text is not echoed: a value pasted where a reference belongs must not reach a log.
+        raise RefSyntaxError("not a reference (expected SOURCE://PATH[#KEY][?version=V])")
     if name not in known:
+        if name.lower() in WELL_KNOWN_SCHEMES:
+            raise RefSyntaxError(f"{name}:// is a URL, not a secret reference (sources: {_source_list(known)})")
         raise RefSyntaxError(_unknown_source(name, known))
     rest = text[len(name) + 3 :]
     path, key, query = _split(rest)
@@ -122,19 +125,23 @@ def _parse_query(query: str) -> str:
     name, sep, value = query.partition("=")
     if name != "version" or not sep:
         raise RefSyntaxError(f"unsupported query {query!r} (only ?version=V is allowed)")
-    if not value or "=" in value or "&" in value:
+    if not value or any(ch in value for ch in "=&?#"):
         raise RefSyntaxError(f"invalid version {value!r}")
     return value
 
 
+def _source_list(known: frozenset[str] | set[str]) -> str:
+    declared = ", ".join(sorted(set(known) - BUILTIN_SOURCES)) or "none"
+    return f"declared: {declared}; built-in: azure, vault"
+
+
 def _unknown_source(name: str, known: frozenset[str] | set[str]) -> str:
-    declared = ", ".join(sorted(known - BUILTIN_SOURCES)) or "none"
-    return f"unknown source {name!r} (declared: {declared}; built-in: azure, vault)"
+    return f"unknown source {name!r} ({_source_list(known)})"
 
 
 def is_reference_text(text: str, known: frozenset[str] | set[str]) -> bool:
     """True when ``text`` as a whole is meant as a reference to a known source."""
-    name = scheme_of(text.strip())
+    name = scheme_of(text)
     return name is not None and name in known
 
 
@@ -159,18 +166,21 @@ def _parse_template(text: str, known: frozenset[str] | set[str]) -> tuple[Part, 
     pos = 0
     for m in _TEMPLATE_RE.finditer(text):
         if m.start() > pos:
-            parts.append(text[pos : m.start()])
+            parts.append(_literal_chunk(text[pos : m.start()]))
         inner = m.group(1).strip()
         if scheme_of(inner) is None:
-            raise RefSyntaxError(f"{{{{ {inner} }}}} does not hold a reference (SOURCE://PATH)")
+            raise RefSyntaxError("a {{ }} in the template does not hold a reference (SOURCE://PATH)")
         parts.append(parse_reference(inner, known))
         pos = m.end()
-    tail = text[pos:]
-    if "{{" in tail or "}}" in tail:
-        raise RefSyntaxError("unbalanced '{{' or '}}' in template")
-    if tail:
-        parts.append(tail)
+    if pos < len(text):
+        parts.append(_literal_chunk(text[pos:]))
     return tuple(parts)
+
+
+def _literal_chunk(chunk: str) -> str:
+    if "{{" in chunk or "}}" in chunk:
+        raise RefSyntaxError("unbalanced '{{' or '}}' in template (use `value:` for a literal that contains them)")
+    return chunk
 
 
 def references(parts: tuple[Part, ...]) -> list[Reference]:

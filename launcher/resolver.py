@@ -22,12 +22,13 @@ from launcher.config import Binding, EnvFrom, Manifest, ProcessConfig, SourceCon
 from launcher.errors import LauncherError, ManifestError, NotFoundError, most_fundamental
 from launcher.refs import FetchKey, Reference, RefSyntaxError, is_reference_text, parse_reference, render
 from launcher.retry import Clock, call_with_retry
-from launcher.sources import Secret, Source, open_source
+from launcher.sources import Secret, Source, open_source, to_text
 
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[SourceConfig], Source]
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _STATUS_BY_CODE = {66: "missing", 77: "denied", 69: "unavailable", 78: "invalid"}
 
 
@@ -65,13 +66,14 @@ def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Bind
     """Variables of our own environment whose whole value references a known source.
 
     Manifest bindings win, so their names are skipped. Anything else in the
-    environment (URLs, unknown ``NAME://`` values) is left as it is.
+    environment (URLs, unknown ``NAME://`` values, names that are not valid
+    variable names) is left as it is.
     """
     known = manifest.known_sources
     taken = {b.name for b in manifest.env}
     out = []
-    for name, value in environ.items():
-        if name in taken or not is_reference_text(value, known):
+    for name, value in sorted(environ.items()):
+        if name in taken or not _ENV_NAME_RE.match(name) or not is_reference_text(value, known):
             continue
         try:
             ref = parse_reference(value, known)
@@ -99,12 +101,14 @@ def select(secret: Secret, ref: Reference) -> str:
     if ref.key is None:
         if secret.value is not None:
             return secret.value
-        assert fields is not None
+        if not fields:
+            raise NotFoundError(f"{ref}: the secret is empty")
         if len(fields) == 1:
             return next(iter(fields.values()))
-        names = ", ".join(sorted(fields)) or "none"
+        names = ", ".join(sorted(fields))
         raise ManifestError(f"{ref}: the secret has several fields, add #KEY (fields: {names})")
-    assert fields is not None
+    if fields is None:
+        raise NotFoundError(f"{ref}: the secret is empty")
     if ref.key not in fields:
         names = ", ".join(sorted(fields)) or "none"
         raise NotFoundError(f"{ref}: no key {ref.key!r} (fields: {names})")
@@ -122,9 +126,8 @@ def secret_fields(secret: Secret, ref: Reference, for_key: bool = True) -> Mappi
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        raise NotFoundError(f"{ref}: #{ref.key} needs a JSON object value, and this secret is not one" if ref.key else f"{ref}: not a JSON object")
-    from launcher.sources import to_text
-
+        what = f"#{ref.key} needs a JSON object value" if ref.key else "needs a JSON object value"
+        raise NotFoundError(f"{ref}: {what}, and this secret is not one")
     return {str(k): to_text(v) for k, v in data.items()}
 
 

@@ -1,0 +1,31 @@
+"""The two Linux prctl calls the supervisor needs, through libc (no compiled code)."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+_prctl = None
+if sys.platform.startswith("linux"):
+    try:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _prctl = _libc.prctl
+        _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+        _prctl.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        _prctl = None
+
+
+def prctl(option: int, value: int) -> bool:
+    """Call prctl(option, value); False when unsupported or refused.
+
+    The function object is resolved at import time, so a forked child calls it
+    without loading anything (no locks that another thread could hold).
+    """
+    if _prctl is None:
+        return False
+    return bool(_prctl(option, value, 0, 0, 0) == 0)

@@ -1,0 +1,268 @@
+"""The ``azure`` source: Azure Key Vault secrets through azure-keyvault-secrets.
+
+For a declared source ``PATH`` is the secret name (``corp://api-key``); for the
+built-in ``azure`` source it is ``VAULT-NAME/SECRET`` for
+``https://VAULT-NAME.vault.azure.net``. ``?version=ID`` pins a version;
+``#KEY`` into a JSON value is the resolver's job (``select``).
+
+One ``SecretClient`` per vault URL, created on first use and shared by the
+resolver's fetch threads (SDK clients are thread-safe); one credential per
+source, shared by its clients, so one token serves every vault.
+
+Errors are mapped once, here (``map_error``)::
+
+    404                                   -> NotFoundError (66)
+    403 SecretDisabled                    -> NotFoundError (66): the version is disabled
+    401, 403, credential failures         -> AuthError (77), never retried
+    429, 408, 5xx, connection, timeout    -> TransientError (retried; 69 when spent)
+    400                                   -> ManifestError (78)
+
+The SDK's own retries are off (see ``azure_credentials``). No value, token or
+client secret is put in a message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.keyvault.secrets import SecretClient
+
+from launcher.config import AzureSourceConfig
+from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
+from launcher.sources import Secret
+from launcher.sources.azure_credentials import CONNECTION_TIMEOUT, READ_TIMEOUT, build_credential, secret_of, transport_options
+
+log = logging.getLogger(__name__)
+
+# https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#object-identifiers
+_SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}\Z")
+_VAULT_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
+_VERSION_RE = re.compile(r"[0-9A-Za-z]{1,64}\Z")
+BUILTIN_VAULT_SUFFIX = ".vault.azure.net"
+_MAX_DETAIL = 300
+_MSAL_HTTP_ERROR = re.compile(r"HTTP Error: (\d{3})")
+
+
+class SecretReader(Protocol):
+    """The part of ``SecretClient`` this module uses; tests may pass their own."""
+
+    def get_secret(self, name: str, version: str | None = None) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+ClientFactory = Callable[[str], SecretReader]
+
+
+def locate(config: AzureSourceConfig, path: str) -> tuple[str, str]:
+    """Split a reference path into (vault URL, secret name).
+
+    Raises ``ManifestError`` (78) for a path that cannot name a Key Vault secret.
+    """
+    if config.vault_url is None:
+        vault, sep, name = path.partition("/")
+        if not sep or not _VAULT_NAME_RE.match(vault):
+            raise ManifestError(f"{config.name}://{path}: expected azure://VAULT-NAME/SECRET-NAME (vault names: 3-24 letters, digits, -)")
+        url = f"https://{vault.lower()}{BUILTIN_VAULT_SUFFIX}"
+    else:
+        url, name = config.vault_url.rstrip("/"), path
+    if not _SECRET_NAME_RE.match(name):
+        raise ManifestError(f"{config.name}://{path}: {name!r} is not a Key Vault secret name (1-127 letters, digits, -)")
+    return url, name
+
+
+class AzureSource:
+    """Reads secrets from one Key Vault (declared source) or from any vault (built-in).
+
+    ``client_factory`` builds the client for a vault URL (default: a ``SecretClient``
+    with this source's credential); the timeouts bound one HTTP attempt.
+    Construction raises ``AuthError`` when the credential lacks required material.
+    """
+
+    def __init__(
+        self,
+        config: AzureSourceConfig,
+        *,
+        client_factory: ClientFactory | None = None,
+        environ: Mapping[str, str] | None = None,
+        connection_timeout: float = CONNECTION_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._transport = transport_options(config, connection_timeout, read_timeout)
+        self._credential: Any = None
+        if client_factory is None:
+            self._credential = build_credential(config, environ, self._transport)
+            client_factory = self._secret_client
+        self._factory = client_factory
+        self._redact = secret_of(config, environ)
+        self._clients: dict[str, SecretReader] = {}
+        self._lock = threading.Lock()
+
+    def fetch(self, path: str, version: str | None) -> Secret:
+        """The secret at ``path`` (latest, or ``version``); value and version id.
+
+        Raises ``NotFoundError`` (missing secret or version, disabled version),
+        ``AuthError``, ``TransientError`` (retryable), ``UnavailableError`` or
+        ``ManifestError`` (bad name or version).
+        """
+        if version is not None and not _VERSION_RE.match(version):
+            raise ManifestError(f"{self.name}://{path}?version={version}: not a Key Vault version id")
+        bundle = self._get(path, version)
+        return Secret(value=bundle.value if bundle.value is not None else "", version=bundle.properties.version)
+
+    def current_version(self, path: str) -> str | None:
+        """The version id of the latest version (for rotation checks); raises as ``fetch``.
+
+        Key Vault has no cheaper call than one GET of the latest version: listing
+        versions is paged and unordered. The value it returns is dropped at once.
+        """
+        version: str | None = self._get(path, None).properties.version
+        return version
+
+    def close(self) -> None:
+        """Close every client's sockets and the credential; the source is unusable after."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+        if self._credential is not None and hasattr(self._credential, "close"):
+            self._credential.close()
+
+    def client(self, vault_url: str) -> SecretReader:
+        """The one client for ``vault_url``, created on first use."""
+        with self._lock:
+            client = self._clients.get(vault_url)
+            if client is None:
+                client = self._clients[vault_url] = self._factory(vault_url)
+            return client
+
+    def _secret_client(self, vault_url: str) -> SecretReader:
+        return SecretClient(
+            vault_url,
+            self._credential,
+            verify_challenge_resource=self.config.verify_challenge_resource,
+            **self._transport,
+        )
+
+    def _get(self, path: str, version: str | None) -> Any:
+        vault_url, name = locate(self.config, path)
+        where = f"{self.name}://{path}" + (f"?version={version}" if version else "")
+        try:
+            return self.client(vault_url).get_secret(name, version)
+        except AzureError as exc:
+            raise map_error(exc, where, vault_url, self._redact) from exc
+
+
+def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = None) -> LauncherError:
+    """The launcher error for one azure-core exception (see the module docstring)."""
+    if isinstance(exc, ClientAuthenticationError):  # 401 from the vault, any credential failure
+        # A credential reports an unreachable or overloaded token endpoint as an
+        # authentication failure; those are worth another attempt, a refusal is not.
+        # (DefaultAzureCredential drops the cause, so through it they stay 77.)
+        cause = _network_cause(exc)
+        if cause is not None:
+            return TransientError(f"{where}: cannot reach the token endpoint ({type(cause).__name__})")
+        status = _token_endpoint_status(exc)
+        if status is not None and _retryable(status):
+            return TransientError(f"{where}: the token endpoint answered {status}")
+        return AuthError(f"{where}: authentication failed: {_detail(exc, redact)}")
+    if isinstance(exc, HttpResponseError) and exc.status_code is not None:
+        status, code = exc.status_code, _error_code(exc)
+        if status == 404:
+            what = "version not found" if "?version=" in where else "secret not found"
+            return NotFoundError(f"{where}: {what} in {vault_url}")
+        if status == 403 and code == "SecretDisabled":
+            return NotFoundError(f"{where}: this version of the secret is disabled in {vault_url}")
+        if status in (401, 403):
+            return AuthError(f"{where}: permission denied by {vault_url} ({status} {code or 'Forbidden'}; needs secrets/get)")
+        if _retryable(status):
+            return TransientError(f"{where}: {vault_url} answered {status} {code or ''}".rstrip(), retry_after=_retry_after(exc))
+        if status == 400:
+            return ManifestError(f"{where}: rejected by {vault_url} (400 {code or 'BadRequest'})")
+        return UnavailableError(f"{where}: unexpected answer {status} {code or ''} from {vault_url}".rstrip())
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        # ServiceRequestError: never sent (DNS, refused, TLS, connect timeout);
+        # ServiceResponseError: sent but no complete answer (read timeout, reset).
+        return TransientError(f"{where}: cannot reach {vault_url} ({type(exc).__name__}: {_detail(exc, redact)})")
+    return UnavailableError(f"{where}: {type(exc).__name__} talking to {vault_url}")
+
+
+def _retryable(status: int) -> bool:
+    return status in (408, 429) or status >= 500
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions behind it (azure-identity wraps MSAL's and azure-core's)."""
+    out: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(out) < 10:
+        out.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    return out
+
+
+def _network_cause(exc: BaseException) -> BaseException | None:
+    """A connection or timeout error behind a credential failure, if there is one."""
+    return next((e for e in _chain(exc) if isinstance(e, (ServiceRequestError, ServiceResponseError))), None)
+
+
+def _token_endpoint_status(exc: BaseException) -> int | None:
+    """The HTTP status behind a credential failure, when one is recorded.
+
+    azure-identity keeps the response on its own errors; MSAL reports a 5xx/429
+    without an OAuth error body only as ``MsalServiceError("HTTP Error: 503")``.
+    """
+    for err in _chain(exc):
+        status = getattr(err, "status_code", None)
+        if isinstance(status, int):
+            return status
+        match = _MSAL_HTTP_ERROR.match(str(err)) if type(err).__name__ == "MsalServiceError" else None
+        if match:
+            return int(match.group(1))
+    return None
+
+
+def _error_code(exc: HttpResponseError) -> str | None:
+    """Key Vault's innermost error code (``SecretDisabled`` hides in innererror)."""
+    error = getattr(exc, "error", None)
+    inner = getattr(error, "innererror", None) or {}
+    code = inner.get("code") if isinstance(inner, Mapping) else None
+    return code or getattr(error, "code", None)
+
+
+def _retry_after(exc: HttpResponseError) -> float | None:
+    """Retry-After in seconds when the server sent one (real Key Vault 429s do not)."""
+    headers = getattr(exc.response, "headers", None) or {}
+    raw = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None  # an HTTP-date: rare enough to leave to our own backoff
+
+
+def _detail(exc: BaseException, redact: str | None) -> str:
+    """The first informative line of an SDK message, shortened, with our client secret scrubbed.
+
+    Entra ID messages carry AADSTS codes that say what is wrong; they never echo
+    a secret, but the scrub makes sure of it.
+    """
+    text = getattr(exc, "message", None) or str(exc)
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    detail = " ".join(lines[:3]) if lines else type(exc).__name__
+    detail = detail.removeprefix("Authentication failed: ")  # we say so already
+    if redact:
+        detail = detail.replace(redact, "<redacted>")
+    return detail if len(detail) <= _MAX_DETAIL else detail[: _MAX_DETAIL - 3] + "..."

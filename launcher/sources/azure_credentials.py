@@ -1,0 +1,154 @@
+"""Credentials and transport settings for the ``azure`` source.
+
+``build_credential`` turns an ``AzureSourceConfig`` into an azure-identity
+credential; ``transport_options`` are the pipeline settings shared by the
+credential and every ``SecretClient`` of a source. Both exist so that *our*
+retry policy and deadline govern (DESIGN 2, "Resolution rules"): the SDK
+would otherwise retry up to 10 times, honour any Retry-After without a cap,
+and wait up to 300 s for a socket, so a startup could hang for many minutes.
+
+Like ``azure.py`` this module is imported only when a manifest uses an Azure
+source: a file-only or Vault-only run never loads the Azure SDK.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.identity import (
+    AzureCliCredential,
+    ClientSecretCredential,
+    DefaultAzureCredential,
+    ManagedIdentityCredential,
+    WorkloadIdentityCredential,
+)
+
+from launcher.config import AzureSourceConfig
+from launcher.errors import AuthError
+
+# One attempt is bounded by these; the retry policy decides whether there is another.
+CONNECTION_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
+# `az account get-access-token` can be slow on a cold start; the SDK's default is 10 s.
+CLI_PROCESS_TIMEOUT = 15
+
+# Entra ID hosts MSAL knows; any other authority (Azure Stack, ADFS, the test
+# emulator) fails MSAL's instance discovery unless it is turned off.
+KNOWN_AUTHORITY_HOSTS = frozenset({"login.microsoftonline.com", "login.chinacloudapi.cn", "login.microsoftonline.us"})
+
+
+def transport_options(
+    config: AzureSourceConfig,
+    connection_timeout: float = CONNECTION_TIMEOUT,
+    read_timeout: float = READ_TIMEOUT,
+) -> dict[str, Any]:
+    """Pipeline keyword arguments for SecretClient and credentials alike.
+
+    ``retry_total=0`` turns the SDK's RetryPolicy off (our resolver retries
+    instead); ``connection_verify`` is the source's CA file when it has one.
+    """
+    options: dict[str, Any] = {
+        "retry_total": 0,
+        "connection_timeout": connection_timeout,
+        "read_timeout": read_timeout,
+    }
+    if config.ca_cert:
+        options["connection_verify"] = config.ca_cert
+    return options
+
+
+def authority_options(config: AzureSourceConfig, environ: Mapping[str, str]) -> dict[str, Any]:
+    """``authority`` (from the config, else $AZURE_AUTHORITY_HOST) and, for a host
+    MSAL does not know, ``disable_instance_discovery=True``; {} for the default cloud."""
+    authority = config.authority or environ.get("AZURE_AUTHORITY_HOST") or ""
+    if not authority:
+        return {}
+    host = urlsplit(authority if "://" in authority else f"https://{authority}").hostname or ""
+    options: dict[str, Any] = {"authority": authority}
+    if host.lower() not in KNOWN_AUTHORITY_HOSTS:
+        options["disable_instance_discovery"] = True
+    return options
+
+
+def build_credential(
+    config: AzureSourceConfig,
+    environ: Mapping[str, str] | None = None,
+    transport: Mapping[str, Any] | None = None,
+) -> Any:
+    """The azure-identity credential named by ``config.credential``.
+
+    ``tenant_id``/``client_id`` default to AZURE_TENANT_ID / AZURE_CLIENT_ID;
+    the client secret is read from ``client_secret_file``, else AZURE_CLIENT_SECRET.
+    No I/O happens here except reading that file: tokens are requested on first use.
+    Raises ``AuthError`` (77) when required credential material is missing.
+    """
+    env = os.environ if environ is None else environ
+    pipeline = dict(transport if transport is not None else transport_options(config))
+    kind = config.credential
+    tenant_id = config.tenant_id or env.get("AZURE_TENANT_ID")
+    client_id = config.client_id or env.get("AZURE_CLIENT_ID")
+    where = f"source {config.name!r} (credential: {kind})"
+
+    if kind == "client_secret":
+        secret = _client_secret(config, env, where)
+        missing = [n for n, v in (("tenant_id / AZURE_TENANT_ID", tenant_id), ("client_id / AZURE_CLIENT_ID", client_id)) if not v]
+        if missing:
+            raise AuthError(f"{where}: missing {' and '.join(missing)}")
+        return ClientSecretCredential(tenant_id, client_id, secret, **authority_options(config, env), **pipeline)
+    if kind == "workload_identity":
+        # The Kubernetes webhook injects AZURE_TENANT_ID, AZURE_CLIENT_ID and
+        # AZURE_FEDERATED_TOKEN_FILE; the credential re-reads that file as it rotates.
+        token_file = env.get("AZURE_FEDERATED_TOKEN_FILE")
+        needed = (("AZURE_TENANT_ID", tenant_id), ("AZURE_CLIENT_ID", client_id), ("AZURE_FEDERATED_TOKEN_FILE", token_file))
+        missing = [n for n, v in needed if not v]
+        if missing:
+            raise AuthError(f"{where}: missing {', '.join(missing)} (set by the workload identity webhook)")
+        return WorkloadIdentityCredential(
+            tenant_id=tenant_id, client_id=client_id, token_file_path=token_file, **authority_options(config, env), **pipeline
+        )
+    if kind == "managed_identity":
+        # client_id picks a user-assigned identity; without one the system-assigned identity is used.
+        return ManagedIdentityCredential(client_id=config.client_id, **pipeline)
+    if kind == "cli":
+        # Runs `az` as a subprocess: for local use only (DESIGN 7, the reaper owns waitpid).
+        return AzureCliCredential(tenant_id=config.tenant_id or "", process_timeout=CLI_PROCESS_TIMEOUT)
+    # default: the SDK's chain (environment, workload identity, managed identity,
+    # developer tools) with nothing that opens a browser or waits for a user.
+    return DefaultAzureCredential(
+        exclude_interactive_browser_credential=True,
+        managed_identity_client_id=config.client_id,
+        **({"workload_identity_tenant_id": config.tenant_id} if config.tenant_id else {}),
+        **authority_options(config, env),
+        **pipeline,
+    )
+
+
+def _client_secret(config: AzureSourceConfig, env: Mapping[str, str], where: str) -> str:
+    """The client secret from ``client_secret_file`` (trailing newline dropped), else the environment."""
+    if config.client_secret_file:
+        try:
+            with open(config.client_secret_file, encoding="utf-8") as fh:
+                secret = fh.read().rstrip("\r\n")
+        except OSError as exc:
+            raise AuthError(f"{where}: cannot read client_secret_file {config.client_secret_file} ({exc.strerror})") from None
+        if not secret:
+            raise AuthError(f"{where}: client_secret_file {config.client_secret_file} is empty")
+        return secret
+    secret = env.get("AZURE_CLIENT_SECRET", "")
+    if not secret:
+        raise AuthError(f"{where}: no client secret (set AZURE_CLIENT_SECRET or client_secret_file)")
+    return secret
+
+
+def secret_of(config: AzureSourceConfig, environ: Mapping[str, str] | None = None) -> str | None:
+    """The client secret this source would use, if any: error messages are scrubbed of it."""
+    env = os.environ if environ is None else environ
+    if config.credential not in ("client_secret", "default"):
+        return None
+    try:
+        return _client_secret(config, env, "")
+    except AuthError:
+        return None

@@ -1,0 +1,379 @@
+"""Vault / OpenBao plumbing: connection settings, the HTTP client, error mapping, the token.
+
+``connection_settings`` reads the manifest and falls back to the variables the
+Vault CLI uses (VAULT_ADDR, VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH,
+VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_SKIP_VERIFY). ``vault_errors`` is
+the one place where hvac and requests exceptions become launcher errors.
+``TokenKeeper`` owns the source's token: it obtains one lazily (token, approle,
+kubernetes, jwt), knows its TTL, renews it at 2/3 of the TTL and logs in again
+when it cannot be renewed or is capped by its max TTL.
+
+Only this module and ``vault.py`` import hvac and requests.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import ssl
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import hvac
+import hvac.exceptions
+import requests
+import requests.adapters
+import urllib3
+
+from launcher.config import VaultAuth, VaultSourceConfig
+from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
+
+log = logging.getLogger(__name__)
+
+# The resolver runs up to 32 fetches at once on one source; a smaller pool makes
+# urllib3 open throw-away connections and warn "Connection pool is full".
+POOL_SIZE = 32
+# (connect, read): a reachable Vault connects in milliseconds and answers reads
+# quickly, so fail fast and let the resolver's retry policy decide what next.
+TIMEOUT = (5.0, 10.0)
+K8S_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+DEFAULT_MOUNTS = {"approle": "approle", "kubernetes": "kubernetes", "jwt": "jwt"}
+_TRUE = {"1", "t", "true"}  # what Go's strconv.ParseBool accepts, as the Vault CLI does
+_FALSE = {"0", "f", "false"}
+_STATUS_OF = {
+    hvac.exceptions.InvalidRequest: 400,
+    hvac.exceptions.Unauthorized: 401,
+    hvac.exceptions.Forbidden: 403,
+    hvac.exceptions.InvalidPath: 404,
+    hvac.exceptions.PreconditionFailed: 412,
+    hvac.exceptions.RateLimitExceeded: 429,
+    hvac.exceptions.InternalServerError: 500,
+    hvac.exceptions.VaultNotInitialized: 501,
+    hvac.exceptions.BadGateway: 502,
+    hvac.exceptions.VaultDown: 503,
+}
+# hvac's exceptions carry no headers: a response hook notes each thread's last
+# status and Retry-After so the mapping below can honour it.
+_last = threading.local()
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and how to reach Vault; built once per source."""
+
+    address: str
+    namespace: str | None
+    verify: bool | str
+    cert: str | tuple[str, str] | None
+
+
+def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -> Connection:
+    """The manifest's address, namespace and TLS, else the VAULT_* variables.
+
+    A manifest that sets ``ca_cert`` or ``ca_path`` ignores both CA variables.
+    Raises ``ManifestError`` (78) without an address or with a bad VAULT_SKIP_VERIFY.
+    """
+    address = config.address or environ.get("VAULT_ADDR", "")
+    if not address:
+        raise ManifestError(f"source {config.name!r}: no Vault address (set VAULT_ADDR or sources.{config.name}.address)")
+    tls = config.tls
+    skip = tls.skip_verify
+    if skip is None:
+        text = environ.get("VAULT_SKIP_VERIFY", "").strip().lower()
+        if text and text not in _TRUE | _FALSE:
+            raise ManifestError(f"source {config.name!r}: VAULT_SKIP_VERIFY must be true or false")
+        skip = text in _TRUE
+    verify: bool | str = True
+    if skip:
+        verify = False
+        log.warning("source %s: TLS verification is off (skip_verify): anyone on the path can read the secrets", config.name)
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    elif tls.ca_cert or tls.ca_path:
+        verify = tls.ca_cert or tls.ca_path or True
+    elif environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH"):
+        verify = environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH") or True  # CACERT wins, as in the CLI
+    cert_file = tls.client_cert or environ.get("VAULT_CLIENT_CERT")
+    key_file = tls.client_key or environ.get("VAULT_CLIENT_KEY")
+    cert: str | tuple[str, str] | None = (cert_file, key_file) if cert_file and key_file else cert_file or None
+    namespace = config.namespace or environ.get("VAULT_NAMESPACE") or None
+    return Connection(address.rstrip("/"), namespace, verify, cert)
+
+
+def open_client(conn: Connection) -> Any:
+    """An ``hvac.Client`` on a pooled session; it holds no token yet."""
+    session = requests.Session()
+    pool = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
+    session.mount("http://", pool)
+    session.mount("https://", pool)
+    # hvac prefers the session's verify/cert over its own arguments: set both.
+    session.verify = conn.verify
+    session.cert = conn.cert
+    session.hooks["response"].append(_note_response)
+    # token="" (not None): hvac would otherwise read VAULT_TOKEN / ~/.vault-token itself.
+    return hvac.Client(url=conn.address, token="", verify=conn.verify, cert=conn.cert,
+                       timeout=TIMEOUT, session=session, namespace=conn.namespace)
+
+
+def _note_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    _last.status = response.status_code
+    _last.retry_after = _retry_after(response.headers.get("Retry-After"))
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not header:
+        return None
+    if header.strip().isdigit():
+        return float(header.strip())
+    try:
+        when = email.utils.parsedate_to_datetime(header)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@contextmanager
+def vault_errors(what: str, *, login: bool = False) -> Iterator[None]:
+    """Map hvac and requests exceptions raised inside to the launcher tree.
+
+    ``what`` names the reference or operation (never a value). 400 -> 78 (a
+    rejected login -> 77); 401/403 -> 77; 404 -> 66; 412/429/5xx (sealed,
+    standby), connection errors and timeouts -> ``TransientError``.
+    """
+    _last.status = _last.retry_after = None
+    try:
+        yield
+    except hvac.exceptions.VaultError as exc:
+        status = _STATUS_OF.get(type(exc)) or getattr(_last, "status", None) or 0
+        raise _from_status(status, what, exc.errors, login) from exc
+    except requests.exceptions.RequestException as exc:
+        raise _from_requests(exc, what) from exc
+
+
+def _from_status(status: int, what: str, errors: Any, login: bool) -> LauncherError:
+    if status == 400:
+        if login:
+            return AuthError(f"{what}: login rejected (400)")
+        # Vault's 400 texts name paths and parameters, never secret data.
+        reason = "; ".join(str(e) for e in errors or [])[:200] or "bad request"
+        return ManifestError(f"{what}: Vault rejected the request (400: {reason})")
+    if status in (401, 403):
+        return AuthError(f"{what}: {'login failed' if login else 'permission denied'} ({status})")
+    if status == 404:
+        return NotFoundError(f"{what}: not found")
+    if status in (412, 429) or status >= 500:
+        detail = " (sealed or standby)" if status == 503 else ""
+        return TransientError(f"{what}: Vault unavailable ({status}){detail}", retry_after=getattr(_last, "retry_after", None))
+    return UnavailableError(f"{what}: unexpected answer from Vault ({status or 'no status'})")
+
+
+def _from_requests(exc: requests.exceptions.RequestException, what: str) -> LauncherError:
+    if isinstance(exc, requests.exceptions.SSLError):
+        # Decision: a certificate that does not verify is 77, not 69. The server
+        # failed to authenticate itself; retrying for a minute cannot fix a wrong
+        # CA. Other TLS failures (a reset during the handshake) stay transient.
+        if _cert_verify_failed(exc):
+            return AuthError(f"{what}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
+        return TransientError(f"{what}: TLS handshake failed")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return TransientError(f"{what}: Vault timed out")
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return TransientError(f"{what}: cannot connect to Vault")
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
+        return ManifestError(f"{what}: invalid Vault address")
+    if isinstance(exc, requests.exceptions.JSONDecodeError):
+        return UnavailableError(f"{what}: the answer is not from a Vault API (not JSON)")
+    return TransientError(f"{what}: request failed ({exc.__class__.__name__})")
+
+
+def _cert_verify_failed(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(10):  # walk args and causes: requests wraps urllib3 wraps ssl
+        if seen is None:
+            break
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
+        seen = inner or getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
+    return False
+
+
+def read_credential(path: str, what: str) -> str:
+    """The stripped content of a token / secret id / JWT file; ``AuthError`` when unreadable or empty."""
+    try:
+        with open(os.path.expanduser(path), encoding="utf-8") as fh:
+            text = fh.read().strip()
+    except OSError as exc:
+        raise AuthError(f"{what}: cannot read {path} ({exc.strerror})") from None
+    if not text:
+        raise AuthError(f"{what}: {path} is empty")
+    return text
+
+
+class TokenKeeper:
+    """The source's token: obtained lazily and kept alive for long runs.
+
+    ``ensure`` is called before every request and is cheap once a token is
+    held. ``maintain`` (the watcher calls it every few seconds) renews a
+    renewable token once 2/3 of its TTL has passed, and logs in again (approle,
+    kubernetes, jwt) when the token cannot be renewed, the renewal failed, or
+    the renewal came back shorter than asked (the max TTL is near). Both raise
+    ``AuthError`` (77), ``TransientError`` or ``ManifestError`` (78).
+    """
+
+    def __init__(self, source: str, auth: VaultAuth, client: Any, environ: Mapping[str, str],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._what = f"source {source!r}: {auth.method} login"
+        self._auth = auth
+        self._client = client
+        self._environ = environ
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._ready = False
+        self._known = False  # TTL facts known (from a login or one lookup-self)
+        self._expires_at: float | None = None  # None: never expires, or unknown
+        self._period = 0.0  # the TTL granted at login; renewals ask for it again
+        self._renewable = False
+        self._at_max = False  # a renewal was capped and no login can replace the token
+        self.can_login = auth.method != "token"
+
+    def ensure(self) -> None:
+        """Hold a usable token: read it (method token) or log in; again when a login token expired."""
+        if self._ready and not self._expired():
+            return
+        with self._lock:
+            if not self._ready:
+                self._obtain()
+            elif self._expired():
+                log.debug("%s: token expired, logging in again", self._what)
+                self._login()
+
+    def ttl(self) -> float | None:
+        """Seconds the token has left; None when it never expires or cannot be looked up."""
+        with self._lock:
+            self.ensure()
+            self._learn()
+            return None if self._expires_at is None else max(0.0, self._expires_at - self._clock())
+
+    def maintain(self) -> None:
+        """Renew or replace the token when due (see the class docstring); a no-op otherwise."""
+        with self._lock:
+            self.ensure()
+            self._learn()
+            if self._expires_at is None or self._period <= 0:
+                return
+            remaining = self._expires_at - self._clock()
+            if remaining > self._period / 3:
+                return
+            if self._renewable and not self._at_max:
+                try:
+                    granted = self._renew()
+                except AuthError:
+                    if not self.can_login:
+                        raise
+                    log.info("%s: token renewal denied, logging in again", self._what)
+                    self._login()
+                    return
+                if granted + 1 < self._period:  # capped by the max TTL
+                    if self.can_login:
+                        log.info("%s: token nears its max TTL, logging in again", self._what)
+                        self._login()
+                    else:
+                        self._at_max = True
+                        log.warning("%s: token reaches its max TTL in %.0f s and cannot be renewed", self._what, granted)
+                return
+            if self.can_login:
+                self._login()
+            elif not self._at_max:
+                self._at_max = True
+                log.warning("%s: token is not renewable and expires in %.0f s", self._what, max(0.0, remaining))
+
+    def _expired(self) -> bool:
+        return self.can_login and self._expires_at is not None and self._clock() >= self._expires_at - 1.0
+
+    def _obtain(self) -> None:
+        if self.can_login:
+            self._login()
+            return
+        token = self._token_from_origins()
+        self._client.token = token
+        self._ready = True
+
+    def _token_from_origins(self) -> str:
+        # An explicit token_file in the manifest beats the ambient VAULT_TOKEN;
+        # then ~/.vault-token, as the Vault CLI's token helper does.
+        if self._auth.token_file:
+            return read_credential(self._auth.token_file, self._what)
+        if self._environ.get("VAULT_TOKEN", "").strip():
+            return self._environ["VAULT_TOKEN"].strip()
+        home = self._environ.get("HOME") or os.path.expanduser("~")
+        helper = os.path.join(home, ".vault-token")
+        if os.path.exists(helper):
+            return read_credential(helper, self._what)
+        raise AuthError(f"{self._what}: no token (set VAULT_TOKEN, auth.token_file or ~/.vault-token)")
+
+    def _login(self) -> None:
+        auth, what = self._auth, self._what
+        mount = auth.mount or DEFAULT_MOUNTS[auth.method]
+        with vault_errors(what, login=True):
+            if auth.method == "approle":
+                secret_id = auth.secret_id
+                if secret_id is None and auth.secret_id_file:
+                    secret_id = read_credential(auth.secret_id_file, what)
+                if secret_id is None:
+                    secret_id = self._environ.get("VAULT_SECRET_ID") or None  # None: a role without bind_secret_id
+                if not auth.role_id:
+                    raise ManifestError(f"{what}: auth.role_id is required")
+                resp = self._client.auth.approle.login(role_id=auth.role_id, secret_id=secret_id, mount_point=mount)
+            else:
+                if not auth.role:
+                    raise ManifestError(f"{what}: auth.role is required")
+                jwt_file = auth.jwt_file or (K8S_TOKEN if auth.method == "kubernetes" else None)
+                if jwt_file is None:
+                    raise ManifestError(f"{what}: auth.jwt_file is required")
+                jwt = read_credential(jwt_file, what)  # re-read: projected tokens rotate
+                if auth.method == "kubernetes":
+                    resp = self._client.auth.kubernetes.login(role=auth.role, jwt=jwt, mount_point=mount)
+                else:
+                    resp = self._client.auth.jwt.jwt_login(role=auth.role, jwt=jwt, path=mount)
+        granted = resp["auth"]
+        self._ready = True
+        self._record(float(granted.get("lease_duration") or 0), bool(granted.get("renewable")), period=None)
+        log.debug("%s: logged in (ttl %s s, renewable %s)", what, granted.get("lease_duration"), granted.get("renewable"))
+
+    def _learn(self) -> None:
+        """Learn a given token's TTL once, with lookup-self; a denied lookup leaves it unknown."""
+        if self._known:
+            return
+        try:
+            with vault_errors(f"{self._what}: token lookup"):
+                data = self._client.auth.token.lookup_self()["data"]
+        except (AuthError, NotFoundError, ManifestError) as exc:
+            # A token without the default policy may not look itself up; the reads will tell.
+            log.debug("%s", exc)
+            self._known = True
+            return
+        ttl = float(data.get("ttl") or 0)
+        self._record(ttl, bool(data.get("renewable")), period=float(data.get("creation_ttl") or ttl))
+
+    def _renew(self) -> float:
+        with vault_errors(f"{self._what}: token renewal"):
+            granted = self._client.auth.token.renew_self(increment=int(self._period))["auth"]
+        duration = float(granted.get("lease_duration") or 0)
+        self._expires_at = self._clock() + duration
+        self._renewable = bool(granted.get("renewable"))
+        log.debug("%s: token renewed for %.0f s", self._what, duration)
+        return duration
+
+    def _record(self, ttl: float, renewable: bool, period: float | None) -> None:
+        self._known = True
+        self._at_max = False
+        self._expires_at = self._clock() + ttl if ttl > 0 else None  # 0: a root-like token that never expires
+        self._period = period if period is not None else ttl
+        self._renewable = renewable

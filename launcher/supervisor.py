@@ -1,0 +1,344 @@
+"""The event loop of ``launcher run``: one thread, woken by signals and a 1 s tick.
+
+Recipe, after tini: resolve; write secret files; install handlers for every
+forwardable signal (as PID 1 an unhandled signal is never delivered); become
+subreaper; start the child in its own process group (giving it the terminal);
+then loop: forward signals, reap every zombie, act on events posted by the
+watcher thread, and when the main child exits, stop the rest of its group and
+exit with the child's code. The watcher never touches the child; it only
+posts events through ``post``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import select
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from launcher import child as childmod
+from launcher.child import Child
+from launcher.config import Manifest
+from launcher.errors import LauncherError
+from launcher.files import SecretFiles
+from launcher.reaper import become_subreaper, exit_code, reap_all
+from launcher.resolver import Resolution, Resolver, child_environment
+
+log = logging.getLogger(__name__)
+
+TICK = 1.0
+# Not forwarded: SIGCHLD is ours; the synchronous faults are the launcher's own
+# (forwarding a real SIGSEGV would loop); SIGPIPE would come from a broken
+# stderr of ours; SIGTTIN/SIGTTOU are job control of the launcher itself.
+_NOT_FORWARDED = {
+    signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
+    signal.SIGFPE, signal.SIGABRT, signal.SIGTRAP, signal.SIGSYS, signal.SIGPIPE, signal.SIGTTIN, signal.SIGTTOU,
+}
+
+
+def forwardable_signals() -> list[signal.Signals]:
+    """Every catchable signal except those in ``_NOT_FORWARDED``."""
+    out = []
+    for sig in sorted(signal.valid_signals()):
+        if not isinstance(sig, signal.Signals):
+            try:
+                sig = signal.Signals(sig)
+            except ValueError:
+                continue
+        if sig not in _NOT_FORWARDED:
+            out.append(sig)
+    return out
+
+
+@dataclass(frozen=True)
+class Action:
+    """An event the watcher posts: ``kind`` is restart | signal | exit | error | log."""
+
+    kind: str
+    names: tuple[str, ...] = ()
+    resolution: Resolution | None = None
+    error: LauncherError | None = None
+
+
+class Supervisor:
+    """Owns the child, the signals and ``waitpid(-1)``; see the module docstring."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        argv: Sequence[str],
+        resolver: Resolver,
+        files: SecretFiles,
+        environ: Mapping[str, str],
+        inline: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.manifest = manifest
+        self.process = manifest.process
+        self.argv = list(argv)
+        self.resolver = resolver
+        self.files = files
+        self.environ = dict(environ)
+        self.inline = inline
+        self.clock = clock
+        self.child: Child | None = None
+        self.resolution: Resolution | None = None
+        self._posts: queue.SimpleQueue[Action] = queue.SimpleQueue()
+        self._wake_r, self._wake_w = os.pipe()
+        self._post_r, self._post_w = os.pipe()
+        for fd in (self._wake_r, self._wake_w, self._post_r, self._post_w):
+            os.set_blocking(fd, False)
+        self._forwarded = forwardable_signals()
+        self._ignored_at_start: set[signal.Signals] = set()
+        self._tty_fd: int | None = None
+        self._own_pgrp = os.getpgrp()
+        self._is_pid1 = os.getpid() == 1
+        self._exit_code: int | None = None  # the main child's code, once it exited
+        self._group_deadline: float | None = None  # SIGKILL the leftover group after this
+        self._stop_deadline: float | None = None  # SIGKILL the child we are stopping after this
+        self._after_stop: Callable[[], None] | None = None  # what to do once a stopped child is gone
+        self._final: int | None = None  # the launcher's exit code, once decided
+        self.on_child_started: list[Callable[[Child], None]] = []
+
+    # -- the watcher's way in ------------------------------------------------
+
+    def post(self, action: Action) -> None:
+        """Queue ``action`` for the loop thread; safe from any thread."""
+        self._posts.put(action)
+        try:
+            os.write(self._post_w, b"!")
+        except BlockingIOError:
+            pass  # the loop already has a wake-up pending
+
+    # -- setup ----------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        """Handlers for every forwarded signal; bytes arrive on the wake-up pipe."""
+        for sig in self._forwarded:
+            if signal.getsignal(sig) == signal.SIG_IGN and sig not in (signal.SIGXFSZ,):
+                self._ignored_at_start.add(sig)  # e.g. nohup: the child keeps it ignored too
+                continue
+            signal.signal(sig, _noop)
+        signal.signal(signal.SIGCHLD, _noop)
+        # The launcher hands the terminal over and takes it back: it must not stop itself doing so.
+        signal.signal(signal.SIGTTOU, signal.SIG_IGN)
+        signal.signal(signal.SIGTTIN, signal.SIG_IGN)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    def _terminal(self) -> int | None:
+        """stdin, when it is a terminal whose foreground is our group (not when in the background)."""
+        try:
+            if os.isatty(0) and os.tcgetpgrp(0) == self._own_pgrp:
+                return 0
+        except OSError:
+            pass
+        return None
+
+    # -- main ------------------------------------------------------------------
+
+    def run(self, resolution: Resolution) -> int:
+        """Start the child with ``resolution`` and supervise until the launcher should exit."""
+        self.install_signals()
+        if not self._is_pid1:
+            become_subreaper()
+        self._tty_fd = self._terminal()
+        self.resolution = resolution
+        try:
+            self._start()
+            return self._loop()
+        finally:
+            self._restore_terminal()
+            signal.set_wakeup_fd(-1)
+
+    def child_env(self, resolution: Resolution) -> dict[str, str]:
+        """Bindings with secret files written (atomically) and replaced by their paths."""
+        values = dict(resolution.values)
+        file_values = {k: v for k, v in values.items() if k in resolution.files}
+        if file_values:
+            paths, _ = self.files.write_all(file_values)
+            values.update(paths)
+        env = child_environment(self.environ, values, self.process)
+        childmod.check_exec_limits(self.argv, env)
+        return env
+
+    def _start(self) -> None:
+        assert self.resolution is not None
+        env = self.child_env(self.resolution)
+        reset = [s for s in self._forwarded if s not in self._ignored_at_start] + [signal.SIGTTOU, signal.SIGTTIN, signal.SIGCHLD]
+        self.child = childmod.spawn(self.argv, env, tty_fd=self._tty_fd, reset_signals=reset)
+        log.debug("started %s as pid %d", self.argv[0], self.child.pid)
+        for hook in self.on_child_started:
+            hook(self.child)
+
+    def _loop(self) -> int:
+        while self._final is None:
+            try:
+                select.select([self._wake_r, self._post_r], [], [], self._timeout())
+            except InterruptedError:  # pragma: no cover - PEP 475 retries select
+                pass
+            for sig in _drain(self._wake_r):
+                self._on_signal(sig)
+            _drain(self._post_r)
+            while not self._posts.empty():
+                self._on_action(self._posts.get())
+            self._reap()
+            self._check_deadlines()
+        return self._final
+
+    def _timeout(self) -> float:
+        deadlines = [d for d in (self._group_deadline, self._stop_deadline) if d is not None]
+        if not deadlines:
+            return TICK
+        return max(0.0, min(TICK, min(deadlines) - self.clock()))
+
+    # -- signals -----------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        if signum == signal.SIGCHLD:
+            return  # reaping happens on every pass of the loop
+        if self.child is None:
+            if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP) and self._exit_code is None:
+                # Between a stop and the next start (a restart): nothing to forward to, so leave.
+                self._final = 128 + signum
+            return
+        if signum == signal.SIGCONT and self._tty_fd is not None:
+            self._give_terminal()
+        childmod.send(self.child, signum, group=self.process.signal_target == "group")
+
+    # -- children ------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        for pid, status in reap_all(untraced=self._tty_fd is not None):
+            if self.child is None or pid != self.child.pid:
+                continue  # an adopted orphan, or a stopped grandchild: reaped, nothing more
+            if os.WIFSTOPPED(status):
+                self._on_child_stopped()
+                continue
+            self._on_child_exit(exit_code(status))
+
+    def _on_child_exit(self, code: int) -> None:
+        assert self.child is not None
+        gone = self.child
+        self.child = None
+        self._stop_deadline = None
+        if self._after_stop is not None:  # we stopped it on purpose (restart, exit on rotation)
+            then, self._after_stop = self._after_stop, None
+            then()
+            return
+        log.debug("child %d exited with %d", gone.pid, code)
+        self._exit_code = code
+        if childmod.group_alive(gone.pgid):
+            # The rest of its group gets stop_signal, then SIGKILL after stop_timeout.
+            childmod.send(gone, self.process.stop_signal)
+            self._group_deadline = self.clock() + self.process.stop_timeout
+            self._leftover = gone
+        else:
+            self._final = code
+
+    def _check_deadlines(self) -> None:
+        now = self.clock()
+        if self._group_deadline is not None:
+            if not childmod.group_alive(self._leftover.pgid):
+                self._group_deadline = None
+                self._final = self._exit_code
+            elif now >= self._group_deadline:
+                childmod.send(self._leftover, signal.SIGKILL)
+                self._group_deadline = None
+                self._final = self._exit_code
+        if self._stop_deadline is not None and self.child is not None and now >= self._stop_deadline:
+            log.warning("%s did not stop within %gs: sending SIGKILL", self.argv[0], self.process.stop_timeout)
+            childmod.send(self.child, signal.SIGKILL)
+            self._stop_deadline = None
+
+    def stop_child(self, then: Callable[[], None]) -> None:
+        """Stop the child (stop_signal, stop_timeout, SIGKILL to the group), then call ``then``."""
+        if self.child is None:
+            then()
+            return
+        self._after_stop = then
+        childmod.send(self.child, self.process.stop_signal)
+        self._stop_deadline = self.clock() + self.process.stop_timeout
+
+    # -- terminal job control ----------------------------------------------------------
+
+    def _on_child_stopped(self) -> None:
+        """Ctrl-Z stopped the child: stop ourselves too, so the shell sees the job stop."""
+        if self._tty_fd is None or self._is_pid1:
+            return
+        self._restore_terminal()
+        os.kill(os.getpid(), signal.SIGSTOP)
+        # `fg` continued us: hand the terminal back and wake the child.
+        self._give_terminal()
+        if self.child is not None:
+            childmod.send(self.child, signal.SIGCONT)
+
+    def _give_terminal(self) -> None:
+        if self._tty_fd is not None and self.child is not None:
+            try:
+                os.tcsetpgrp(self._tty_fd, self.child.pgid)
+            except OSError:
+                pass
+
+    def _restore_terminal(self) -> None:
+        if self._tty_fd is not None:
+            try:
+                os.tcsetpgrp(self._tty_fd, self._own_pgrp)
+            except OSError:
+                pass
+
+    # -- watcher events (rotation) ---------------------------------------------------
+
+    def _on_action(self, action: Action) -> None:
+        handler = getattr(self, f"_act_{action.kind}", None)
+        if handler is not None:
+            handler(action)
+
+    def _act_exit(self, action: Action) -> None:
+        code = action.error.exit_code if action.error is not None else 75
+        self.stop_child(lambda: self._set_final(code))
+
+    def _set_final(self, code: int) -> None:
+        self._final = code
+
+
+def _noop(signum: int, frame: Any) -> None:
+    """Python-level handler; the C handler already wrote the signal to the wake-up pipe."""
+
+
+def _drain(fd: int) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 512)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True, cli_on_change: str | None = None) -> int:
+    """``launcher run``: resolve all or nothing, start and supervise the child, return its code."""
+    started = time.monotonic()
+    resolver = Resolver(manifest)
+    files = SecretFiles()
+    try:
+        resolution = resolver.resolve(os.environ, inline=inline)
+        resolution.raise_for_errors()
+        sources = sorted(resolution.sources_used)
+        log.info(
+            "resolved %d variable%s from %s in %.0f ms; starting %s",
+            len(resolution.values), "" if len(resolution.values) == 1 else "s",
+            ", ".join(sources) or "no source", (time.monotonic() - started) * 1000, argv[0],
+            extra={"fields": {"variables": len(resolution.values), "sources": sources, "command": argv[0]}},
+        )
+        supervisor = Supervisor(manifest, argv, resolver, files, os.environ, inline)
+        return supervisor.run(resolution)
+    finally:
+        files.remove()
+        resolver.close()

@@ -1,0 +1,151 @@
+"""Reference grammar: a pure parser, tested as tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from launcher.refs import FetchKey, Reference, RefSyntaxError, is_reference_text, parse_reference, parse_value, render
+
+KNOWN = frozenset({"vault", "azure", "dev", "prod", "my-src", "s_2"})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("vault://secret/app/db#password", Reference("vault", "secret/app/db", "password")),
+        ("vault://secret/app/db", Reference("vault", "secret/app/db")),
+        ("prod://secret/app/db?version=3#password", Reference("prod", "secret/app/db", "password", "3")),
+        ("prod://secret/app/db#password?version=3", Reference("prod", "secret/app/db", "password", "3")),
+        ("azure://corp-kv/api-key?version=0f3c9a", Reference("azure", "corp-kv/api-key", None, "0f3c9a")),
+        ("dev://a%23b/c#k%3Fey", Reference("dev", "a#b/c", "k?ey")),
+        ("dev://a%3fb#k%23", Reference("dev", "a?b", "k#")),
+        ("dev://path%23x?version=2#key%3Fy", Reference("dev", "path#x", "key?y", "2")),
+        ("dev:///leading/slash/", Reference("dev", "leading/slash")),
+        ("my-src://x#y", Reference("my-src", "x", "y")),
+        ("s_2://x", Reference("s_2", "x")),
+        ("  dev://x#y  ", Reference("dev", "x", "y")),
+    ],
+)
+def test_parse_reference(text: str, expected: Reference) -> None:
+    assert parse_reference(text, KNOWN) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prd://secret/x#y", "unknown source 'prd' (declared: dev, my-src, prod, s_2; built-in: azure, vault)"),
+        ("Vault://x", "unknown source 'Vault'"),
+        ("https://example.com", "is a URL, not a secret reference"),
+        ("dev://", "empty path"),
+        ("dev:///#k", "empty path"),
+        ("dev://x#", "empty #key"),
+        ("dev://x?ver=1", "unsupported query"),
+        ("dev://x?version=", "invalid version"),
+        ("dev://x?version=1&b=2", "invalid version"),
+        ("dev://x?version=1?x", "invalid version"),
+        ("hunter2", "not a reference"),
+    ],
+)
+def test_parse_reference_errors(text: str, message: str) -> None:
+    with pytest.raises(RefSyntaxError) as info:
+        parse_reference(text, KNOWN)
+    assert message in str(info.value)
+
+
+def test_not_a_reference_does_not_echo_the_text() -> None:
+    with pytest.raises(RefSyntaxError) as info:
+        parse_reference("s3cr3t-value", KNOWN)
+    assert "s3cr3t-value" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "info",
+        "",
+        "http://example.com/x#frag",
+        "HTTPS://example.com",
+        "Postgres://u:p@db/app",
+        "postgresql://db/app?sslmode=require",
+        "mongodb+srv://cluster/db",
+        "redis://cache:6379/0",
+        "file:///etc/passwd",
+        "s3://bucket/key",
+        "not a ref: x://y",
+        " dev://x",  # a leading space: the value is not a NAME:// prefix
+        "a $b c",
+    ],
+)
+def test_literals(text: str) -> None:
+    assert parse_value(text, KNOWN) == (text,)
+
+
+@pytest.mark.parametrize(
+    ("text", "parts"),
+    [
+        ("dev://app/db#user", (Reference("dev", "app/db", "user"),)),
+        (
+            "postgres://{{ prod://db#user }}:{{prod://db#password}}@db/app",
+            ("postgres://", Reference("prod", "db", "user"), ":", Reference("prod", "db", "password"), "@db/app"),
+        ),
+        ("{{ dev://a }}", (Reference("dev", "a"),)),
+        ("x{{ dev://a?version=2#k }}y", ("x", Reference("dev", "a", "k", "2"), "y")),
+    ],
+)
+def test_templates(text: str, parts: tuple[object, ...]) -> None:
+    assert parse_value(text, KNOWN) == parts
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("prd://x#y", "unknown source 'prd'"),
+        ("{{ hello }}", "does not hold a reference"),
+        ("a {{ dev://x", "unbalanced"),
+        ("a }} {{ dev://x }}", "unbalanced"),
+        ("{{ dev://x }} }}", "unbalanced"),
+        ("{{ prd://x }}", "unknown source 'prd'"),
+    ],
+)
+def test_parse_value_errors(text: str, message: str) -> None:
+    with pytest.raises(RefSyntaxError) as info:
+        parse_value(text, KNOWN)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("dev://x", True),
+        ("vault://secret/x#y", True),
+        ("foo://x", False),
+        ("https://x", False),
+        ("plain", False),
+        (" dev://x", False),
+    ],
+)
+def test_is_reference_text(text: str, expected: bool) -> None:
+    assert is_reference_text(text, KNOWN) is expected
+
+
+def test_fetch_key_ignores_the_key() -> None:
+    a = parse_reference("prod://db#user", KNOWN)
+    b = parse_reference("prod://db#password", KNOWN)
+    c = parse_reference("prod://db?version=2#user", KNOWN)
+    assert a.fetch_key == b.fetch_key == FetchKey("prod", "db")
+    assert c.fetch_key != a.fetch_key
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["dev://a%23b/c?version=2#k%3Fey", "dev://x#y", "prod://db", "azure://kv/name?version=abc"],
+)
+def test_str_round_trips(text: str) -> None:
+    ref = parse_reference(text, KNOWN)
+    assert parse_reference(str(ref), KNOWN) == ref
+
+
+def test_render_shows_references_not_values() -> None:
+    parts = parse_value("x{{ dev://a#b }}y", KNOWN)
+    assert render(parts) == "x{{ dev://a#b }}y"
+    assert render(parse_value("dev://a#b", KNOWN)) == "dev://a#b"
