@@ -14,20 +14,20 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import random
 import select
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from launcher import child as childmod
 from launcher.child import Child
-from launcher.config import Manifest
-from launcher.errors import LauncherError
+from launcher.config import ON_CHANGE_ACTIONS, Manifest
 from launcher.files import SecretFiles
 from launcher.reaper import become_subreaper, exit_code, reap_all
 from launcher.resolver import Resolution, Resolver, child_environment
+from launcher.watcher import Debounce, Outage, Rotation, Watcher
 
 log = logging.getLogger(__name__)
 
@@ -55,16 +55,6 @@ def forwardable_signals() -> list[signal.Signals]:
     return out
 
 
-@dataclass(frozen=True)
-class Action:
-    """An event the watcher posts: ``kind`` is restart | signal | exit | error | log."""
-
-    kind: str
-    names: tuple[str, ...] = ()
-    resolution: Resolution | None = None
-    error: LauncherError | None = None
-
-
 class Supervisor:
     """Owns the child, the signals and ``waitpid(-1)``; see the module docstring."""
 
@@ -88,7 +78,7 @@ class Supervisor:
         self.clock = clock
         self.child: Child | None = None
         self.resolution: Resolution | None = None
-        self._posts: queue.SimpleQueue[Action] = queue.SimpleQueue()
+        self._posts: queue.SimpleQueue[Rotation | Outage] = queue.SimpleQueue()
         self._wake_r, self._wake_w = os.pipe()
         self._post_r, self._post_w = os.pipe()
         for fd in (self._wake_r, self._wake_w, self._post_r, self._post_w):
@@ -104,12 +94,21 @@ class Supervisor:
         self._after_stop: Callable[[], None] | None = None  # what to do once a stopped child is gone
         self._final: int | None = None  # the launcher's exit code, once decided
         self.on_child_started: list[Callable[[Child], None]] = []
+        # Rotation state: changes wait out the debounce, then the splay, then the storm guard.
+        self.random = random.random
+        self._debounce = Debounce(manifest.watch.debounce)
+        self._pending: Resolution | None = None  # the newest resolution not yet acted on
+        self._pending_names: set[str] = set()
+        self._act_at: float | None = None  # end of the splay
+        self._held_until: float | None = None  # the storm guard frees a restart slot then
+        self._restarts: list[float] = []
+        self._bindings = {b.name: b for b in manifest.env}
 
     # -- the watcher's way in ------------------------------------------------
 
-    def post(self, action: Action) -> None:
-        """Queue ``action`` for the loop thread; safe from any thread."""
-        self._posts.put(action)
+    def post(self, event: Rotation | Outage) -> None:
+        """Queue a watcher event for the loop thread; safe from any thread."""
+        self._posts.put(event)
         try:
             os.write(self._post_w, b"!")
         except BlockingIOError:
@@ -185,13 +184,14 @@ class Supervisor:
                 self._on_signal(sig)
             _drain(self._post_r)
             while not self._posts.empty():
-                self._on_action(self._posts.get())
+                self._on_event(self._posts.get())
             self._reap()
             self._check_deadlines()
         return self._final
 
     def _timeout(self) -> float:
-        deadlines = [d for d in (self._group_deadline, self._stop_deadline) if d is not None]
+        timers = (self._group_deadline, self._stop_deadline, self._debounce.deadline, self._act_at, self._held_until)
+        deadlines = [d for d in timers if d is not None]
         if not deadlines:
             return TICK
         return max(0.0, min(TICK, min(deadlines) - self.clock()))
@@ -254,6 +254,7 @@ class Supervisor:
             log.warning("%s did not stop within %gs: sending SIGKILL", self.argv[0], self.process.stop_timeout)
             childmod.send(self.child, signal.SIGKILL)
             self._stop_deadline = None
+        self._rotation_timers(now)
 
     def stop_child(self, then: Callable[[], None]) -> None:
         """Stop the child (stop_signal, stop_timeout, SIGKILL to the group), then call ``then``."""
@@ -293,14 +294,96 @@ class Supervisor:
 
     # -- watcher events (rotation) ---------------------------------------------------
 
-    def _on_action(self, action: Action) -> None:
-        handler = getattr(self, f"_act_{action.kind}", None)
-        if handler is not None:
-            handler(action)
+    def _on_event(self, event: Rotation | Outage) -> None:
+        if isinstance(event, Outage):
+            if self.manifest.watch.on_error == "exit" and self._final is None and self._after_stop is None:
+                code = event.error.exit_code if event.error.exit_code in (66, 69, 77) else 69
+                log.error("stopping: %s (watch.on_error is exit)", event.error)
+                self.stop_child(lambda: self._set_final(code))
+            return
+        assert self.resolution is not None
+        old, new = self.resolution.values, event.resolution.values
+        changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
+        if not changed:
+            log.debug("checked %s: new version, same environment: nothing to do", ", ".join(map(str, event.keys)))
+            return
+        self._pending = event.resolution
+        self._pending_names |= changed
+        self._debounce.change(self.clock(), changed)
 
-    def _act_exit(self, action: Action) -> None:
-        code = action.error.exit_code if action.error is not None else 75
-        self.stop_child(lambda: self._set_final(code))
+    def _rotation_timers(self, now: float) -> None:
+        if self._debounce.ready(now):
+            self._debounce.clear()
+            splay = self.manifest.watch.splay
+            self._act_at = now + self.random() * splay if splay > 0 else now
+        if self._act_at is not None and now >= self._act_at:
+            self._act_at = None
+            self._act()
+        if self._held_until is not None and now >= self._held_until:
+            self._held_until = None
+            self._act()
+
+    def action_for(self, names: set[str]) -> str:
+        """The strongest action the changed names ask for (exit > restart > signal > ignore).
+
+        ``signal`` for a variable that is not a file binding becomes ``restart``:
+        a running process cannot see a new environment.
+        """
+        default = self.manifest.watch.on_change
+        actions = set()
+        for name in names:
+            binding = self._bindings.get(name)
+            action = (binding.on_change if binding is not None and binding.on_change else None) or default
+            if action == "signal" and (binding is None or not binding.file):
+                log.info("%s changed and is not a file binding: restarting instead of signalling", name)
+                action = "restart"
+            actions.add(action)
+        return max(actions, key=ON_CHANGE_ACTIONS.index)
+
+    def _act(self) -> None:
+        if self._pending is None or self._final is not None or self._after_stop is not None:
+            return
+        names = sorted(self._pending_names)
+        action = self.action_for(self._pending_names)
+        pending = self._pending
+        fields = {"fields": {"action": action, "variables": names}}
+        if action == "ignore":
+            log.info("secrets changed: %s (on_change: ignore)", ", ".join(names), extra=fields)
+        elif action == "signal":
+            assert self.child is not None
+            self.child_env(pending)  # rewrites the files atomically before the signal
+            log.info("secrets changed: %s: sending %s", ", ".join(names), self.manifest.watch.signal.name, extra=fields)
+            childmod.send(self.child, self.manifest.watch.signal, group=self.process.signal_target == "group")
+        elif action == "exit":
+            log.info("secrets changed: %s: stopping and exiting 75 (on_change: exit)", ", ".join(names), extra=fields)
+            self.stop_child(lambda: self._set_final(75))
+        else:
+            if not self._restart_slot_free():
+                return
+            log.info("secrets changed: %s: restarting %s", ", ".join(names), self.argv[0], extra=fields)
+            self._restarts.append(self.clock())
+            self.stop_child(lambda: self._restart_with(pending))
+        self.resolution = pending
+        self._pending, self._pending_names = None, set()
+
+    def _restart_slot_free(self) -> bool:
+        """The storm guard: at most ``max_restarts`` per ``restart_window``; else hold."""
+        now = self.clock()
+        window = self.manifest.watch.restart_window
+        self._restarts = [t for t in self._restarts if now - t < window]
+        if len(self._restarts) < self.manifest.watch.max_restarts:
+            return True
+        if self._held_until is None:
+            self._held_until = self._restarts[0] + window
+            log.warning(
+                "restart held: %d restarts in the last %gs (watch.max_restarts); acting in %.0fs",
+                len(self._restarts), window, self._held_until - now,
+            )
+        return False
+
+    def _restart_with(self, resolution: Resolution) -> None:
+        self.resolution = resolution
+        self._start()
 
     def _set_final(self, code: int) -> None:
         self._final = code
@@ -327,6 +410,7 @@ def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True, cli_
     started = time.monotonic()
     resolver = Resolver(manifest)
     files = SecretFiles()
+    watcher: Watcher | None = None
     try:
         resolution = resolver.resolve(os.environ, inline=inline)
         resolution.raise_for_errors()
@@ -338,7 +422,13 @@ def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True, cli_
             extra={"fields": {"variables": len(resolution.values), "sources": sources, "command": argv[0]}},
         )
         supervisor = Supervisor(manifest, argv, resolver, files, os.environ, inline)
+        if manifest.watch.enabled:
+            watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline)
+            watcher.track(resolution)
+            watcher.start()
         return supervisor.run(resolution)
     finally:
+        if watcher is not None:
+            watcher.stop()
         files.remove()
         resolver.close()

@@ -54,6 +54,25 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class Versioned(Protocol):
+    """A source that can tell the current version of a path cheaply (for watching)."""
+
+    def current_version(self, path: str) -> str | None:
+        """The version a fetch of ``path`` would return now; None when it cannot tell."""
+
+
+class Renewing(Protocol):
+    """A source with leases (Vault dynamic secrets) and a token of its own."""
+
+    def renew_lease(self, lease: Lease) -> Lease | None:
+        """Extend ``lease``; None when it cannot be renewed any more."""
+
+    def revoke_lease(self, lease_id: str) -> None: ...
+
+    def maintain_token(self) -> None:
+        """Renew or re-obtain the source's own token when due; cheap when nothing is due."""
+
+
 def to_text(value: Any) -> str:
     """A field value as environment text: strings as they are, others as compact JSON."""
     if isinstance(value, str):

@@ -42,6 +42,10 @@ class FileSource:
             raise NotFoundError(f"{self.name}://{path}: empty value in {self.path}")
         return Secret(value=to_text(node), version=digest)
 
+    def current_version(self, path: str) -> str | None:
+        """The hash a fetch would report now (the file is small: re-reading is the check)."""
+        return self.fetch(path, None).version
+
     def _load(self) -> Any:
         try:
             with open(self.path, encoding="utf-8") as fh:

@@ -1,0 +1,263 @@
+"""Rotation checks on a thread of their own; findings are posted to the supervisor.
+
+For each distinct secret the watcher asks its source, every ``interval``
+(+-10 % jitter), for the current version as cheaply as the backend allows
+(``current_version``); a leased secret is renewed at 2/3 of its lease and
+re-read once it cannot be renewed to full length, before 90 % of its life;
+any secret is re-read once it is older than ``cache.ttl``. When something
+changed, the watcher re-resolves (only the changed keys are fetched again)
+and posts the new resolution. It never touches the child.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from launcher.config import Manifest
+from launcher.errors import LauncherError
+from launcher.refs import FetchKey
+from launcher.resolver import Resolution, Resolver
+from launcher.sources import Lease, Secret
+
+log = logging.getLogger(__name__)
+
+TOKEN_MAINTENANCE_PERIOD = 1.0
+
+
+@dataclass
+class Tracked:
+    """What the watcher knows about one distinct secret."""
+
+    key: FetchKey
+    version: str | None
+    read_at: float
+    next_check: float
+    lease: Lease | None = None
+    lease_at: float = 0.0
+    full_duration: float = 0.0
+    failures: int = 0
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Posted when a re-resolution is ready: the supervisor diffs and acts."""
+
+    resolution: Resolution
+    keys: tuple[FetchKey, ...]
+
+
+@dataclass(frozen=True)
+class Outage:
+    """Posted when a check fails (the supervisor applies ``on_error``)."""
+
+    error: LauncherError
+
+
+@dataclass
+class _Clock:
+    monotonic: Callable[[], float] = time.monotonic
+    random: Callable[[], float] = random.random
+
+
+class Watcher:
+    """Checks secrets for rotation; ``post`` receives ``Rotation`` and ``Outage`` events."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        resolver: Resolver,
+        environ: Mapping[str, str],
+        post: Callable[[Rotation | Outage], None],
+        inline: bool = True,
+        clock: _Clock | None = None,
+    ) -> None:
+        self.manifest = manifest
+        self.watch = manifest.watch
+        self.resolver = resolver
+        self.environ = dict(environ)
+        self.post = post
+        self.inline = inline
+        self.clock = clock or _Clock()
+        self.tracked: dict[FetchKey, Tracked] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._outage: str | None = None  # the source of the current outage, logged once
+        self._next_token_check = 0.0
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def track(self, resolution: Resolution) -> None:
+        """(Re)start tracking every unpinned secret of ``resolution``."""
+        now = self.clock.monotonic()
+        for key, secret in resolution.secrets.items():
+            if key.version is not None:
+                continue  # a pinned version never rotates
+            old = self.tracked.get(key)
+            if old is not None and old.version == secret.version and old.lease == secret.lease:
+                continue
+            self.tracked[key] = self._fresh(key, secret, now)
+
+    def _fresh(self, key: FetchKey, secret: Secret, now: float) -> Tracked:
+        t = Tracked(key, secret.version, now, now + self._interval())
+        if secret.lease is not None:
+            t.lease, t.lease_at, t.full_duration = secret.lease, now, secret.lease.duration
+        return t
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- schedule -----------------------------------------------------------------
+
+    def _interval(self, failures: int = 0) -> float:
+        """``interval`` with +-10 % jitter; doubled per consecutive failure (capped at 8x)."""
+        base = self.watch.interval * (1 << min(failures, 3))
+        return base * (0.9 + 0.2 * self.clock.random())
+
+    def due(self, t: Tracked) -> float:
+        """When ``t`` next needs attention (a check, a lease renewal or a re-read)."""
+        when = min(t.next_check, t.read_at + self.manifest.cache.ttl)
+        if t.lease is not None:
+            when = min(when, self._lease_due(t)[0])
+        return when
+
+    def _lease_due(self, t: Tracked) -> tuple[float, str]:
+        assert t.lease is not None
+        lease = t.lease
+        if lease.renewable and lease.duration >= 0.99 * t.full_duration:
+            return t.lease_at + lease.duration * 2 / 3, "renew"
+        # Not renewable (or capped by its max TTL): fetch new credentials before it ends.
+        return t.lease_at + lease.duration * 0.9, "reread"
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = self.clock.monotonic()
+            self._maintain_tokens(now)
+            changed = [t.key for t in list(self.tracked.values()) if self.due(t) <= now and self._attend(t, now)]
+            if changed:
+                self._reresolve(changed)
+            now = self.clock.monotonic()
+            wake = min([self.due(t) for t in self.tracked.values()] + [now + TOKEN_MAINTENANCE_PERIOD])
+            self._stop.wait(max(0.01, wake - now))
+
+    # -- checks -------------------------------------------------------------------
+
+    def _attend(self, t: Tracked, now: float) -> bool:
+        """Check one secret; True when it must be re-read."""
+        try:
+            if now - t.read_at >= self.manifest.cache.ttl:
+                return True  # older than the cache TTL: re-read even if the version says unchanged
+            if t.lease is not None:
+                when, what = self._lease_due(t)
+                if when <= now:
+                    return what == "reread" or not self._renew(t, now)
+            if t.next_check > now:
+                return False
+            t.next_check = now + self._interval()
+            version = self._current_version(t.key)
+            self._recovered(t)
+            changed = version is not None and version != t.version
+            log.debug("checked %s: %s", t.key, "new version" if changed else "unchanged")
+            return changed
+        except LauncherError as exc:
+            self._failed(t, exc, now)
+            return False
+
+    def _current_version(self, key: FetchKey) -> str | None:
+        source = self.resolver.source(key.source)
+        check = getattr(source, "current_version", None)
+        if check is None:
+            return None
+        result: str | None = check(key.path)
+        return result
+
+    def _renew(self, t: Tracked, now: float) -> bool:
+        """Renew ``t``'s lease; False when it cannot be (so re-read it)."""
+        assert t.lease is not None
+        renew = getattr(self.resolver.source(t.key.source), "renew_lease", None)
+        if renew is None or not t.lease.renewable:
+            return False
+        lease: Lease | None = renew(t.lease)
+        if lease is None:
+            return False
+        log.debug("renewed the lease of %s for %.0fs", t.key, lease.duration)
+        t.lease, t.lease_at = lease, now
+        return True
+
+    def _maintain_tokens(self, now: float) -> None:
+        if now < self._next_token_check:
+            return
+        self._next_token_check = now + TOKEN_MAINTENANCE_PERIOD
+        for name in {t.key.source for t in self.tracked.values()}:
+            maintain = getattr(self.resolver.source(name), "maintain_token", None)
+            if maintain is None:
+                continue
+            try:
+                maintain()
+            except LauncherError as exc:
+                log.warning("source %s: keeping its token alive failed: %s", name, exc)
+
+    def _failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
+        t.failures += 1
+        t.next_check = now + self._interval(t.failures)
+        if self._outage is None:
+            self._outage = t.key.source
+            log.warning("source %s is failing (%s); the child keeps its last good values", t.key.source, exc)
+        self.post(Outage(exc))
+
+    def _recovered(self, t: Tracked) -> None:
+        if t.failures:
+            t.failures = 0
+        if self._outage == t.key.source:
+            self._outage = None
+            log.info("source %s is answering again", t.key.source)
+
+    def _reresolve(self, keys: list[FetchKey]) -> None:
+        """Fetch the changed keys again (others from the cache) and post the result."""
+        for key in keys:
+            self.resolver.cache.invalidate(key)
+        resolution = self.resolver.resolve(self.environ, inline=self.inline)
+        now = self.clock.monotonic()
+        if resolution.errors:
+            for key in keys:
+                self._failed(self.tracked[key], resolution.errors[0], now)
+            return
+        for key in keys:
+            secret = resolution.secrets.get(key)
+            if secret is not None:
+                self.tracked[key] = self._fresh(key, secret, now)
+        self.post(Rotation(resolution, tuple(keys)))
+
+
+@dataclass
+class Debounce:
+    """A quiet period restarted by each new change, capped at 4x its length."""
+
+    period: float
+    first: float | None = None
+    deadline: float | None = None
+    names: set[str] = field(default_factory=set)
+
+    def change(self, now: float, names: set[str]) -> None:
+        if self.first is None:
+            self.first = now
+        self.names |= names
+        self.deadline = min(now + self.period, self.first + 4 * self.period)
+
+    def ready(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    def clear(self) -> set[str]:
+        names, self.names = self.names, set()
+        self.first = self.deadline = None
+        return names
