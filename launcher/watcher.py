@@ -59,7 +59,7 @@ class Outage:
 
 
 @dataclass
-class _Clock:
+class WatchClock:
     monotonic: Callable[[], float] = time.monotonic
     random: Callable[[], float] = random.random
 
@@ -74,7 +74,7 @@ class Watcher:
         environ: Mapping[str, str],
         post: Callable[[Rotation | Outage], None],
         inline: bool = True,
-        clock: _Clock | None = None,
+        clock: WatchClock | None = None,
     ) -> None:
         self.manifest = manifest
         self.watch = manifest.watch
@@ -82,7 +82,7 @@ class Watcher:
         self.environ = dict(environ)
         self.post = post
         self.inline = inline
-        self.clock = clock or _Clock()
+        self.clock = clock or WatchClock()
         self.tracked: dict[FetchKey, Tracked] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -126,10 +126,10 @@ class Watcher:
 
     def due(self, t: Tracked) -> float:
         """When ``t`` next needs attention (a check, a lease renewal or a re-read)."""
-        when = min(t.next_check, t.read_at + self.manifest.cache.ttl)
+        ttl_due = t.read_at + self.manifest.cache.ttl
         if t.lease is not None:
-            when = min(when, self._lease_due(t)[0])
-        return when
+            return min(ttl_due, self._lease_due(t)[0])
+        return min(ttl_due, t.next_check)
 
     def _lease_due(self, t: Tracked) -> tuple[float, str]:
         assert t.lease is not None
@@ -141,14 +141,18 @@ class Watcher:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = self.clock.monotonic()
-            self._maintain_tokens(now)
-            changed = [t.key for t in list(self.tracked.values()) if self.due(t) <= now and self._attend(t, now)]
-            if changed:
-                self._reresolve(changed)
-            now = self.clock.monotonic()
-            wake = min([self.due(t) for t in self.tracked.values()] + [now + TOKEN_MAINTENANCE_PERIOD])
-            self._stop.wait(max(0.01, wake - now))
+            wake = self.poll()
+            self._stop.wait(max(0.01, wake - self.clock.monotonic()))
+
+    def poll(self) -> float:
+        """One round: attend to every secret that is due; return when the next one is."""
+        now = self.clock.monotonic()
+        self._maintain_tokens(now)
+        changed = [t.key for t in list(self.tracked.values()) if self.due(t) <= now and self._attend(t, now)]
+        if changed:
+            self._reresolve(changed)
+        now = self.clock.monotonic()
+        return min([self.due(t) for t in self.tracked.values()] + [now + TOKEN_MAINTENANCE_PERIOD])
 
     # -- checks -------------------------------------------------------------------
 
@@ -157,10 +161,9 @@ class Watcher:
         try:
             if now - t.read_at >= self.manifest.cache.ttl:
                 return True  # older than the cache TTL: re-read even if the version says unchanged
-            if t.lease is not None:
+            if t.lease is not None:  # a leased secret changes when its lease ends, not by version
                 when, what = self._lease_due(t)
-                if when <= now:
-                    return what == "reread" or not self._renew(t, now)
+                return when <= now and (what == "reread" or not self._renew(t, now))
             if t.next_check > now:
                 return False
             t.next_check = now + self._interval()

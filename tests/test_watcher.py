@@ -1,0 +1,157 @@
+"""The watcher's schedule and the supervisor's choice of action, with fakes and a fake clock."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import pytest
+
+from launcher.config import Binding, FileSourceConfig, Manifest, WatchConfig
+from launcher.errors import TransientError
+from launcher.refs import Reference
+from launcher.resolver import Resolver
+from launcher.sources import Lease, Secret
+from launcher.watcher import Debounce, Outage, Rotation, WatchClock, Watcher
+
+
+@dataclass
+class FakeClock:
+    now: float = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@dataclass
+class FakeSource:
+    """A scripted backend: versions per path, a lease for ``creds``, counters."""
+
+    name: str = "fake"
+    versions: dict[str, int] = field(default_factory=lambda: {"a": 1, "b": 1, "creds": 1})
+    fetches: list[str] = field(default_factory=list)
+    checks: list[str] = field(default_factory=list)
+    renewals: int = 0
+    renew_to: float | None = 30.0
+    down: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def fetch(self, path: str, version: str | None) -> Secret:
+        with self.lock:
+            self.fetches.append(path)
+        if self.down:
+            raise TransientError("fake: down")
+        v = self.versions[path]
+        if path == "creds":
+            return Secret(fields={"user": f"u{v}", "password": f"p{v}"}, lease=Lease(f"lease-{v}", 30.0, True))
+        return Secret(value=f"{path}{v}", version=str(v))
+
+    def current_version(self, path: str) -> str | None:
+        self.checks.append(path)
+        if self.down:
+            raise TransientError("fake: down")
+        return None if path == "creds" else str(self.versions[path])
+
+    def renew_lease(self, lease: Lease) -> Lease | None:
+        self.renewals += 1
+        return None if self.renew_to is None else Lease(lease.lease_id, self.renew_to, True)
+
+    def close(self) -> None:
+        pass
+
+
+def make(source: FakeSource, clock: FakeClock, **watch: object) -> tuple[Watcher, list[object]]:
+    ref = lambda path, key=None: (Reference("fake", path, key),)  # noqa: E731
+    manifest = Manifest(
+        sources={"fake": FileSourceConfig("fake", "/dev/null")},
+        env=(Binding("A", ref("a")), Binding("A2", ref("a")), Binding("B", ref("b")),
+             Binding("USER", ref("creds", "user")), Binding("PASS", ref("creds", "password"))),
+        watch=WatchConfig(enabled=True, **watch),  # type: ignore[arg-type]
+    )
+    resolver = Resolver(manifest, source_factory=lambda cfg: source, max_workers=1)
+    posted: list[object] = []
+    watcher = Watcher(manifest, resolver, {}, posted.append, clock=WatchClock(clock.monotonic, lambda: 0.5))
+    resolution = resolver.resolve({})
+    resolution.raise_for_errors()
+    watcher.track(resolution)
+    return watcher, posted
+
+
+def test_one_check_per_distinct_path_per_interval() -> None:
+    source, clock = FakeSource(), FakeClock()
+    watcher, posted = make(source, clock, interval=10.0)
+    assert watcher.poll() == pytest.approx(clock.now + 1.0)  # token maintenance tick
+    clock.now += 10.0
+    watcher.poll()
+    assert sorted(source.checks) == ["a", "b"]  # A and A2 share one check; creds is leased
+    assert posted == []
+
+
+def test_a_new_version_re_reads_only_that_path_and_posts_a_rotation() -> None:
+    source, clock = FakeSource(), FakeClock()
+    watcher, posted = make(source, clock, interval=10.0)
+    source.fetches.clear()
+    source.versions["a"] = 2
+    clock.now += 10.0
+    watcher.poll()
+    assert source.fetches == ["a"]
+    (event,) = posted
+    assert isinstance(event, Rotation)
+    assert event.resolution.values["A"] == "a2" and event.resolution.values["A2"] == "a2"
+
+
+def test_lease_is_renewed_at_two_thirds_then_re_read_when_capped() -> None:
+    source, clock = FakeSource(), FakeClock()
+    watcher, posted = make(source, clock, interval=1000.0)
+    clock.now += 19.0
+    watcher.poll()
+    assert source.renewals == 0
+    clock.now += 1.0  # 20 s = 2/3 of 30 s
+    watcher.poll()
+    assert source.renewals == 1 and posted == []
+    source.renew_to = 12.0  # the max TTL caps the next renewal
+    clock.now += 20.0
+    watcher.poll()
+    assert source.renewals == 2 and posted == []
+    clock.now += 10.0  # 0.9 * 12 s = 10.8 s: not yet
+    watcher.poll()
+    assert posted == []
+    clock.now += 1.0
+    watcher.poll()
+    (event,) = posted
+    assert isinstance(event, Rotation)
+    assert event.resolution.values["USER"] == "u1"  # the fake hands out the same version; a new lease was read
+    assert source.fetches.count("creds") == 2
+
+
+def test_failures_post_outages_and_back_off() -> None:
+    source, clock = FakeSource(), FakeClock()
+    watcher, posted = make(source, clock, interval=10.0)
+    source.down = True
+    clock.now += 10.0
+    watcher.poll()
+    assert posted and all(isinstance(e, Outage) for e in posted)
+    next_due = min(watcher.due(t) for t in watcher.tracked.values() if t.key.path == "a")
+    assert next_due - clock.now == pytest.approx(20.0)  # doubled after one failure
+
+
+def test_debounce_restarts_on_each_change_and_is_capped_at_four_periods() -> None:
+    d = Debounce(2.0)
+    d.change(0.0, {"A"})
+    assert d.deadline == 2.0
+    for t in (1.5, 3.0, 4.5, 6.0, 7.5):
+        d.change(t, {"B"})
+    assert d.deadline == 8.0  # capped: first change + 4 x 2 s
+    assert not d.ready(7.9) and d.ready(8.0)
+    assert d.clear() == {"A", "B"}
+    assert d.deadline is None
+
+
+def test_a_leased_secret_is_not_polled_between_lease_events() -> None:
+    source, clock = FakeSource(), FakeClock()
+    watcher, _ = make(source, clock, interval=1.0)
+    clock.now += 5.0
+    wake = watcher.poll()
+    creds = next(t for t in watcher.tracked.values() if t.key.path == "creds")
+    assert watcher.due(creds) == pytest.approx(1000.0 + 20.0)
+    assert wake > clock.now  # nothing overdue: no busy loop
