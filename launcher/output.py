@@ -13,11 +13,12 @@ _DOTENV_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\
 
 def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | None = None) -> str:
     """NAME / REF / VERSION / STATUS (plus any extra column); never a value."""
+    results = list(results)  # read twice below: a generator would leave the extra column empty
     header = ["NAME", "REF", "VERSION", "STATUS"]
     rows = [[r.name, r.ref, r.version or "-", r.status] for r in results]
     if extra is not None:
         header.append("NEXT CHECK")
-        for row, r in zip(rows, results, strict=False):
+        for row, r in zip(rows, results, strict=True):
             row.append(extra.get(r.name, "-"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]

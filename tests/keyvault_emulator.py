@@ -40,8 +40,8 @@ import trustme
 
 TENANT_ID = "72f988bf-0000-4000-8000-00000000e2e2"
 CLIENT_ID = "0d5c7e9a-0000-4000-8000-0000000c11e7"
-CLIENT_SECRET = "client-secret-CANARY-0b7f"  # noqa: S105 - a test canary, asserted never to leak
-FEDERATED_TOKEN = "federated-token-CANARY-5e21"  # noqa: S105
+CLIENT_SECRET = "client-secret-CANARY-0b7f"  # a canary: asserted never to leak
+FEDERATED_TOKEN = "federated-token-CANARY-5e21"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
@@ -314,9 +314,10 @@ class _Handler(BaseHTTPRequestHandler):
                                  "message": f"injected {fault.status}"}
         if fault.inner:
             error["innererror"] = {"code": fault.inner}
-        headers = {"Retry-After": fault.retry_after} if fault.retry_after else None
+        headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
         if fault.scope == "token":
-            return self._json(fault.status, {"error": error["code"].lower(), "error_description": error["message"]}, headers)
+            oauth_error = {"error": str(error["code"]).lower(), "error_description": str(error["message"])}
+            return self._json(fault.status, oauth_error, headers)
         return self._json(fault.status, {"error": error}, headers)
 
     def _vault(self, parts: list[str], authorized: bool) -> int:
@@ -339,9 +340,9 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             return self._not_found(name)
         if not found.enabled:
-            error = {"code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.",
-                     "innererror": {"code": "SecretDisabled"}}
-            return self._json(403, {"error": error})
+            disabled = {"code": "Forbidden", "message": "Operation get is not allowed on a disabled secret.",
+                        "innererror": {"code": "SecretDisabled"}}
+            return self._json(403, {"error": disabled})
         bundle = {"value": found.value, "id": f"{emu.url}/secrets/{name}/{found.version}",
                   "attributes": self._attributes(found), "tags": {}}
         return self._json(200, bundle)
@@ -382,8 +383,8 @@ class _Handler(BaseHTTPRequestHandler):
                                 "access_token": emu.issue_token()})
 
 
-@pytest.fixture(scope="session")
-def keyvault_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+@pytest.fixture(scope="session", name="keyvault_tls")
+def keyvault_tls_fixture(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
     """A throwaway CA (its PEM file) and a server context for 127.0.0.1, made once per run."""
     ca = trustme.CA()
     ca_file = tmp_path_factory.mktemp("keyvault-ca") / "ca.pem"
@@ -393,8 +394,8 @@ def keyvault_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLConte
     return ctx, ca_file
 
 
-@pytest.fixture
-def keyvault(keyvault_tls: tuple[ssl.SSLContext, Path]) -> Iterator[KeyVaultEmulator]:
+@pytest.fixture(name="keyvault")
+def keyvault_fixture(keyvault_tls: tuple[ssl.SSLContext, Path]) -> Iterator[KeyVaultEmulator]:
     """A running emulator, stopped (all its threads joined) after the test."""
     emulator = KeyVaultEmulator(*keyvault_tls)
     emulator.start()

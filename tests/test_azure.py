@@ -22,7 +22,7 @@ from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
 from launcher.sources.azure import AzureSource, locate
 from launcher.sources.azure_credentials import authority_options, build_credential, transport_options
-from tests.keyvault_emulator import KeyVaultEmulator, keyvault, keyvault_tls  # noqa: F401
+from tests.keyvault_emulator import KeyVaultEmulator, keyvault_fixture, keyvault_tls_fixture  # noqa: F401
 
 CANARY = "value-CANARY-7d1f"
 
@@ -103,7 +103,7 @@ ERROR_CASES = [
     ("server-error", "api-key", None, TransientError, "503"),
     ("bad-request", "api-key", None, ManifestError, "400 BadParameter"),
     ("token-503", "api-key", None, TransientError, "token endpoint answered 503"),
-    ("stall", "api-key", None, TransientError, "Read timed out"),
+    ("stall", "api-key", None, TransientError, "read timeout"),
 ]
 
 
@@ -288,8 +288,10 @@ def test_client_secret_file(tmp_path: Path) -> None:
         (None, {}, {}),
         (None, {"AZURE_AUTHORITY_HOST": "login.microsoftonline.us"}, {"authority": "login.microsoftonline.us"}),
         ("https://login.chinacloudapi.cn", {}, {"authority": "https://login.chinacloudapi.cn"}),
-        ("https://adfs.corp.example", {"AZURE_AUTHORITY_HOST": "x"}, {"authority": "https://adfs.corp.example", "disable_instance_discovery": True}),
-        (None, {"AZURE_AUTHORITY_HOST": "https://127.0.0.1:8443"}, {"authority": "https://127.0.0.1:8443", "disable_instance_discovery": True}),
+        ("https://adfs.corp.example", {"AZURE_AUTHORITY_HOST": "x"},
+         {"authority": "https://adfs.corp.example", "disable_instance_discovery": True}),
+        (None, {"AZURE_AUTHORITY_HOST": "https://127.0.0.1:8443"},
+         {"authority": "https://127.0.0.1:8443", "disable_instance_discovery": True}),
     ],
 )
 def test_authority_options(authority: str | None, environ: dict[str, str], expected: dict[str, Any]) -> None:

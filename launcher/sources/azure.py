@@ -23,7 +23,6 @@ client secret is put in a message, a log line or a repr.
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -41,9 +40,14 @@ from azure.keyvault.secrets import SecretClient
 from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.sources import Secret
-from launcher.sources.azure_credentials import CONNECTION_TIMEOUT, READ_TIMEOUT, build_credential, secret_of, transport_options
-
-log = logging.getLogger(__name__)
+from launcher.sources.azure_credentials import (
+    CONNECTION_TIMEOUT,
+    READ_TIMEOUT,
+    OneTokenAtATime,
+    build_credential,
+    secret_of,
+    transport_options,
+)
 
 # https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#object-identifiers
 _SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}\Z")
@@ -51,6 +55,7 @@ _VAULT_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
 _VERSION_RE = re.compile(r"[0-9A-Za-z]{1,64}\Z")
 BUILTIN_VAULT_SUFFIX = ".vault.azure.net"
 _MAX_DETAIL = 300
+_MIN_REDACT = 8  # scrubbing a shorter string would mangle messages and protect nothing
 _MSAL_HTTP_ERROR = re.compile(r"HTTP Error: (\d{3})")
 
 
@@ -104,7 +109,7 @@ class AzureSource:
         self._transport = transport_options(config, connection_timeout, read_timeout)
         self._credential: Any = None
         if client_factory is None:
-            self._credential = build_credential(config, environ, self._transport)
+            self._credential = OneTokenAtATime(build_credential(config, environ, self._transport))
             client_factory = self._secret_client
         self._factory = client_factory
         self._redact = secret_of(config, environ)
@@ -138,7 +143,7 @@ class AzureSource:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
-        if self._credential is not None and hasattr(self._credential, "close"):
+        if self._credential is not None:
             self._credential.close()
 
     def client(self, vault_url: str) -> SecretReader:
@@ -174,7 +179,7 @@ def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = 
         # (DefaultAzureCredential drops the cause, so through it they stay 77.)
         cause = _network_cause(exc)
         if cause is not None:
-            return TransientError(f"{where}: cannot reach the token endpoint ({type(cause).__name__})")
+            return TransientError(f"{where}: cannot reach the token endpoint ({_network_reason(cause, redact)})")
         status = _token_endpoint_status(exc)
         if status is not None and _retryable(status):
             return TransientError(f"{where}: the token endpoint answered {status}")
@@ -196,7 +201,7 @@ def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = 
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         # ServiceRequestError: never sent (DNS, refused, TLS, connect timeout);
         # ServiceResponseError: sent but no complete answer (read timeout, reset).
-        return TransientError(f"{where}: cannot reach {vault_url} ({type(exc).__name__}: {_detail(exc, redact)})")
+        return TransientError(f"{where}: cannot reach {vault_url} ({_network_reason(exc, redact)})")
     return UnavailableError(f"{where}: {type(exc).__name__} talking to {vault_url}")
 
 
@@ -253,6 +258,18 @@ def _retry_after(exc: HttpResponseError) -> float | None:
         return None  # an HTTP-date: rare enough to leave to our own backoff
 
 
+def _network_reason(exc: BaseException, redact: str | None) -> str:
+    """``connection refused``-style text out of urllib3's long connection messages."""
+    text = str(getattr(exc, "message", None) or exc)
+    errno = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    if errno:
+        return errno.group(1).strip().lower()
+    timeout = re.search(r"(connect|read) timed? ?out", text, re.IGNORECASE)
+    if timeout:
+        return f"{timeout.group(1).lower()} timeout"
+    return f"{type(exc).__name__}: {_detail(exc, redact)}"
+
+
 def _detail(exc: BaseException, redact: str | None) -> str:
     """The first informative line of an SDK message, shortened, with our client secret scrubbed.
 
@@ -263,6 +280,6 @@ def _detail(exc: BaseException, redact: str | None) -> str:
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     detail = " ".join(lines[:3]) if lines else type(exc).__name__
     detail = detail.removeprefix("Authentication failed: ")  # we say so already
-    if redact:
+    if redact and len(redact) >= _MIN_REDACT:
         detail = detail.replace(redact, "<redacted>")
     return detail if len(detail) <= _MAX_DETAIL else detail[: _MAX_DETAIL - 3] + "..."

@@ -14,6 +14,7 @@ source: a file-only or Vault-only run never loads the Azure SDK.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,8 +95,8 @@ def build_credential(
 
     if kind == "client_secret":
         secret = _client_secret(config, env, where)
-        missing = [n for n, v in (("tenant_id / AZURE_TENANT_ID", tenant_id), ("client_id / AZURE_CLIENT_ID", client_id)) if not v]
-        if missing:
+        if not tenant_id or not client_id:
+            missing = [n for n, v in (("tenant_id / AZURE_TENANT_ID", tenant_id), ("client_id / AZURE_CLIENT_ID", client_id)) if not v]
             raise AuthError(f"{where}: missing {' and '.join(missing)}")
         return ClientSecretCredential(tenant_id, client_id, secret, **authority_options(config, env), **pipeline)
     if kind == "workload_identity":
@@ -152,3 +153,32 @@ def secret_of(config: AzureSourceConfig, environ: Mapping[str, str] | None = Non
         return _client_secret(config, env, "")
     except AuthError:
         return None
+
+
+class OneTokenAtATime:
+    """A credential wrapper that lets one thread at a time ask for a token.
+
+    The resolver's first fetches start together; unserialized, each would miss
+    the credential's token cache and ask Entra ID for a token of its own (a
+    30-secret manifest, 30 token requests). Serialized, the first one fetches
+    and the others find its token in the cache.
+    """
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+        self._lock = threading.Lock()
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._credential.get_token(*scopes, **kwargs)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        with self._lock:
+            if hasattr(self._credential, "get_token_info"):
+                return self._credential.get_token_info(*scopes, options=options)
+            opts = dict(options or {})
+            return self._credential.get_token(*scopes, **opts)
+
+    def close(self) -> None:
+        if hasattr(self._credential, "close"):
+            self._credential.close()
