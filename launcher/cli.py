@@ -184,7 +184,12 @@ def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
         return 0
     resolver, resolution = resolve(manifest, no_inline, strict=False)
     resolver.close()
-    click.echo(check_table(resolution.results))
+    extra = None
+    if manifest.watch.enabled:
+        from launcher.watcher import next_check
+
+        extra = {r.name: next_check(r.keys, resolution.secrets, manifest.watch) for r in resolution.results if r.status == "ok"}
+    click.echo(check_table(resolution.results, extra))
     if resolution.errors:
         final = most_fundamental(resolution.errors)
         for err in resolution.errors:

@@ -59,3 +59,5 @@ def configure(level: str, fmt: str) -> None:
     logging.getLogger("launcher").setLevel(level.upper())
     for name in THIRD_PARTY:
         logging.getLogger(name).setLevel(logging.WARNING)
+    # azure.identity warns on every failed token request, before our own one-line error says it better.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)

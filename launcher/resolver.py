@@ -43,6 +43,7 @@ class BindingResult:
     value: str | None = field(default=None, repr=False)
     file: bool = False
     error: LauncherError | None = None
+    keys: tuple[FetchKey, ...] = ()  # the secrets it was built from (for ``check``'s NEXT CHECK)
 
 
 @dataclass
@@ -253,7 +254,8 @@ def _evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErr
     except LauncherError as exc:
         status = _STATUS_BY_CODE.get(exc.exit_code, "invalid")
         return BindingResult(binding.name, ref_text, status, error=_in_context(exc, _binding_context(binding)))
-    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, "".join(pieces), binding.file)
+    keys = tuple(r.fetch_key for r in binding.refs)
+    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, "".join(pieces), binding.file, keys=keys)
 
 
 def _in_context(exc: LauncherError, context: str) -> LauncherError:
@@ -287,7 +289,7 @@ def _expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[B
         return BindingResult(label, ref_text, "invalid", error=err), {}
     assert fields is not None
     found = {env_from_name(entry.prefix, k): v for k, v in fields.items()}
-    return BindingResult(label, ref_text, "ok", outcome.version), found
+    return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,)), found
 
 
 def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str], process: ProcessConfig) -> dict[str, str]:

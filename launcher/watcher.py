@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from launcher.config import Manifest
+from launcher.config import Manifest, WatchConfig
+from launcher.durations import format_duration
 from launcher.errors import LauncherError
 from launcher.refs import FetchKey
 from launcher.resolver import Resolution, Resolver
@@ -264,3 +265,15 @@ class Debounce:
         names, self.names = self.names, set()
         self.first = self.deadline = None
         return names
+
+
+def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], watch: WatchConfig) -> str:
+    """When a watching launcher would next look at these secrets, for ``check``."""
+    if not keys:
+        return "-"
+    if all(k.version is not None for k in keys):
+        return "never (pinned)"
+    leases = [s.lease for k in keys if (s := secrets.get(k)) is not None and s.lease is not None]
+    if leases:
+        return f"renew in {format_duration(min(lease.duration for lease in leases) * 2 / 3)}"
+    return f"in {format_duration(watch.interval)} (+-10%)"

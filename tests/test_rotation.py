@@ -223,3 +223,17 @@ def test_child_exiting_on_its_own_ends_the_launcher_with_its_code(tmp_path: Path
     done = subprocess.run([LAUNCHER, "run", "-m", str(tmp_path / "launcher.yaml"), "--", "sh", "-c", "exit 9"],
                           env=launcher_env(), capture_output=True, text=True, timeout=20, check=False)
     assert done.returncode == 9, done.stderr
+
+
+def test_check_shows_when_each_secret_is_next_checked(tmp_path: Path) -> None:
+    write_secrets(tmp_path, token="v1")
+    (tmp_path / "launcher.yaml").write_text(manifest("  TOKEN: dev://token\n  LITERAL: plain\n",
+                                                     "watch: {enabled: true, interval: 30s}\n"))
+    done = subprocess.run([LAUNCHER, "check", "-m", str(tmp_path / "launcher.yaml")],
+                          env=launcher_env(), capture_output=True, text=True, timeout=20, check=False)
+    assert done.returncode == 0, done.stderr
+    header, token, literal = done.stdout.splitlines()
+    assert header.split()[-2:] == ["NEXT", "CHECK"]
+    assert token.startswith("TOKEN") and token.endswith("in 30s (+-10%)")
+    assert literal.rstrip().endswith("-")
+    assert "v1" not in done.stdout

@@ -156,12 +156,15 @@ def test_sigkill_to_the_launcher_takes_the_child_down(manifest: Path, tmp_path: 
     proc = start(manifest, PY, str(HELPERS_DIR / "print_signals.py"), str(out))
     try:
         child_pid = int(wait_for(lambda: Path(f"{out}.ready").exists() and Path(f"{out}.ready").read_text(), what="child"))
+        secret_file = Path(psutil.Process(child_pid).environ()["TLS_KEY"])
         proc.kill()
         proc.wait(timeout=5)
         wait_for(lambda: gone(child_pid), timeout=3, what="the child to die with its parent")
     finally:
         proc.kill()
         proc.communicate()
+    # Nothing can clean up after a SIGKILL (documented); the test does it itself.
+    shutil.rmtree(secret_file.parent, ignore_errors=True)
 
 
 def test_leftover_group_gets_stop_signal_then_sigkill(manifest: Path, tmp_path: Path) -> None:
