@@ -298,9 +298,13 @@ def test_authority_options(authority: str | None, environ: dict[str, str], expec
     assert authority_options(AzureSourceConfig(name="corp", authority=authority), environ) == expected
 
 
-def test_transport_options_turn_sdk_retries_off() -> None:
-    options = transport_options(AzureSourceConfig(name="corp", ca_cert="/etc/ca.pem"))
+def test_transport_options_turn_sdk_retries_off(tmp_path: Path) -> None:
+    ca = tmp_path / "extra-ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nEXTRA\n-----END CERTIFICATE-----\n")
+    options = transport_options(AzureSourceConfig(name="corp", ca_cert=str(ca)))
     assert options["retry_total"] == 0
-    assert options["connection_verify"] == "/etc/ca.pem"
+    bundle = Path(options["connection_verify"]).read_text()
+    assert bundle.endswith(ca.read_text()), "the extra CA is trusted"
+    assert bundle.count("BEGIN CERTIFICATE") > 10, "in addition to the usual roots"
     assert options["connection_timeout"] <= 10 and options["read_timeout"] <= 30
     assert "connection_verify" not in transport_options(AzureSourceConfig(name="corp"))

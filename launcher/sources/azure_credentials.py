@@ -13,7 +13,9 @@ source: a file-only or Vault-only run never loads the Azure SDK.
 
 from __future__ import annotations
 
+import atexit
 import os
+import tempfile
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -28,7 +30,7 @@ from azure.identity import (
 )
 
 from launcher.config import AzureSourceConfig
-from launcher.errors import AuthError
+from launcher.errors import AuthError, ManifestError
 
 # One attempt is bounded by these; the retry policy decides whether there is another.
 CONNECTION_TIMEOUT = 5.0
@@ -49,7 +51,8 @@ def transport_options(
     """Pipeline keyword arguments for SecretClient and credentials alike.
 
     ``retry_total=0`` turns the SDK's RetryPolicy off (our resolver retries
-    instead); ``connection_verify`` is the source's CA file when it has one.
+    instead); ``connection_verify`` is, when the source names a ``ca_cert``,
+    a bundle of the system's roots plus that CA (DESIGN: "trust an extra CA").
     """
     options: dict[str, Any] = {
         "retry_total": 0,
@@ -57,8 +60,45 @@ def transport_options(
         "read_timeout": read_timeout,
     }
     if config.ca_cert:
-        options["connection_verify"] = config.ca_cert
+        options["connection_verify"] = trust_bundle(config.ca_cert)
     return options
+
+
+_bundles: dict[str, str] = {}
+_bundles_lock = threading.Lock()
+
+
+def trust_bundle(ca_cert: str) -> str:
+    """A CA file holding certifi's roots and ``ca_cert``, so the extra CA is added, not swapped in.
+
+    Written once per process to a temporary file (public certificates only) and
+    removed at exit. Raises ``ManifestError`` when ``ca_cert`` cannot be read.
+    """
+    with _bundles_lock:
+        if ca_cert in _bundles:
+            return _bundles[ca_cert]
+        try:
+            with open(ca_cert, encoding="ascii") as fh:
+                extra = fh.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"tls.ca_cert {ca_cert}: cannot be read ({exc.__class__.__name__})") from None
+        import certifi
+
+        with open(certifi.where(), encoding="ascii") as fh:
+            roots = fh.read()
+        fd, path = tempfile.mkstemp(prefix="launcher-ca-", suffix=".pem")
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(roots.rstrip("\n") + "\n" + extra)
+        atexit.register(_remove, path)
+        _bundles[ca_cert] = path
+        return path
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def authority_options(config: AzureSourceConfig, environ: Mapping[str, str]) -> dict[str, Any]:
