@@ -19,6 +19,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ def bao_binary() -> str | None:
     return None
 
 
-def _free_port_pair() -> int:
+def free_port_pair() -> int:
     """A port P with P and P+1 free: dev mode puts its cluster listener on P+1."""
     for _ in range(50):
         with socket.socket() as s:
@@ -86,10 +87,15 @@ class OpenBao:
 
     def reads_of(self, path: str) -> int:
         """How many read requests reached ``path`` (e.g. ``secret/data/app/db``)."""
+        return self.requests_to(path, "read")
+
+    def requests_to(self, path: str, operation: str | None = None) -> int:
+        """How many requests reached ``path`` (any operation unless one is given)."""
         return sum(
             1
             for e in self.audit_entries()
-            if e.get("type") == "request" and e["request"].get("operation") == "read" and e["request"].get("path") == path
+            if e.get("type") == "request" and e["request"].get("path") == path
+            and (operation is None or e["request"].get("operation") == operation)
         )
 
     def policy(self, name: str, hcl: str) -> None:
@@ -123,7 +129,7 @@ def start_openbao(workdir: Path, *, tls: bool = False, audit: bool = True) -> Op
     env["HOME"] = str(workdir)  # nothing of the server lands in the real home
     last_error = "did not start"
     for _ in range(3):  # a port picked as free may be taken before bao binds it
-        port = _free_port_pair()
+        port = free_port_pair()
         scheme = "https" if tls else "http"
         addr = f"{scheme}://127.0.0.1:{port}"
         with open(workdir / "server.log", "wb") as log:
@@ -131,7 +137,7 @@ def start_openbao(workdir: Path, *, tls: bool = False, audit: bool = True) -> Op
                                     stdin=subprocess.DEVNULL, env=env, cwd=workdir)
         ca_cert = str(workdir / "tls" / "vault-ca.pem") if tls else None
         try:
-            wait_for(lambda p=proc, a=addr, c=ca_cert: p.poll() is not None or _healthy(a, c), timeout=30, what="OpenBao to become healthy")
+            wait_for(partial(_up_or_exited, proc, addr, ca_cert), timeout=30, what="OpenBao to become healthy")
         except AssertionError:
             _stop(proc)
             raise
@@ -140,6 +146,10 @@ def start_openbao(workdir: Path, *, tls: bool = False, audit: bool = True) -> Op
             return OpenBao(addr, token, client, workdir, proc, audit_log, ca_cert)
         last_error = (workdir / "server.log").read_text(errors="replace")[-2000:]
     raise RuntimeError(f"bao server failed to start:\n{last_error}")
+
+
+def _up_or_exited(proc: subprocess.Popen[bytes], addr: str, ca_cert: str | None) -> bool:
+    return proc.poll() is not None or _healthy(addr, ca_cert)
 
 
 def _healthy(addr: str, ca_cert: str | None) -> bool:

@@ -7,9 +7,14 @@ other engine are plain reads. When the policy denies that lookup, the first
 path segment is taken as the mount and the KV v2 form is tried, then the plain
 read. Leased reads (dynamic secrets) keep their lease on the ``Secret``.
 
+Address, namespace and TLS come from the manifest, else from the variables
+the Vault CLI uses (VAULT_ADDR, VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH,
+VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_SKIP_VERIFY), so ``vault://``
+works wherever the CLI does.
+
 Nothing here retries: transient failures raise ``TransientError`` and the
-resolver's policy decides. Connection settings, error mapping and the token's
-lifecycle live in ``vault_auth``.
+resolver's policy decides. Error mapping and the token's lifecycle live in
+``vault_auth``; only these two modules import hvac and requests.
 """
 
 from __future__ import annotations
@@ -20,17 +25,33 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
+import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import hvac
+import requests
+import requests.adapters
+import urllib3
 
 from launcher.config import VaultSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, UnavailableError
 from launcher.sources import Lease, Secret, to_text
-from launcher.sources.vault_auth import TokenKeeper, connection_settings, open_client, vault_errors
+from launcher.sources.vault_auth import TokenKeeper, note_response, vault_errors
 
 log = logging.getLogger(__name__)
 
 KV2, KV1, OTHER, UNKNOWN = "kv2", "kv1", "other", "unknown"
+# The resolver runs up to 32 fetches at once on one source; a smaller pool makes
+# urllib3 open throw-away connections and warn "Connection pool is full".
+POOL_SIZE = 32
+# (connect, read): a reachable Vault connects in milliseconds and answers reads
+# quickly, so fail fast and let the resolver's retry policy decide what next.
+TIMEOUT = (5.0, 10.0)
+_TRUE = {"1", "t", "true"}  # what Go's strconv.ParseBool accepts, as the Vault CLI does
+_FALSE = {"0", "f", "false"}
 
 
 class VaultSource:
@@ -50,6 +71,7 @@ class VaultSource:
         self._token = TokenKeeper(config.name, config.auth, self._client, env, clock)
         self._mounts: dict[str, str] = {}  # "secret/" -> KV2 | KV1 | OTHER | UNKNOWN
         self._mount_lock = threading.Lock()
+        self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies
         self._leases: set[str] = set()
         self._lease_lock = threading.Lock()
 
@@ -79,8 +101,10 @@ class VaultSource:
         """The version a fetch of the latest ``path`` would return now, read as cheaply as possible.
 
         KV v2: the metadata's ``current_version`` (a data read when metadata is
-        denied); KV v1: the content hash; other engines (leased): None. Raises
-        what ``fetch`` raises, including ``NotFoundError`` for a deleted latest version.
+        denied); KV v1: the content hash; other engines (leased): None. On a
+        mount the policy hides from detection it is a data read (a leased answer
+        marks the mount as non-KV). Raises what ``fetch`` raises, including
+        ``NotFoundError`` for a deleted latest version.
         """
         path = path.strip("/")
         ref = _ref(self.name, path, None)
@@ -88,10 +112,11 @@ class VaultSource:
         mount, kind = self._mount_of(path, ref)
         if kind == OTHER:
             return None
-        if kind == KV2:
+        if kind == KV2 and mount not in self._no_metadata:
             try:
                 data = self._get(f"{mount}metadata/{path[len(mount):]}", ref)["data"]
             except AuthError:
+                self._no_metadata.add(mount)  # the policy allows data only: stop asking
                 return self.fetch(path, None).version
             current = int(data.get("current_version") or 0)
             meta = (data.get("versions") or {}).get(str(current)) or {}
@@ -186,7 +211,8 @@ class VaultSource:
         fields, meta = data.get("data"), data.get("metadata") or {}
         if not isinstance(fields, dict):
             raise NotFoundError(f"{ref}: not found (deleted or destroyed)")
-        return Secret(fields={str(k): to_text(v) for k, v in fields.items()}, version=str(meta.get("version") or version))
+        number = meta.get("version")
+        return Secret(fields={str(k): to_text(v) for k, v in fields.items()}, version=str(number) if number else version)
 
     def _read_plain(self, path: str, ref: str, kind: str) -> Secret:
         body = self._get(path, ref)
@@ -221,10 +247,68 @@ class VaultSource:
 
     def _get(self, path: str, ref: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         with vault_errors(ref):
-            body = self._client.adapter.get(f"/v1/{path}", params=params)
+            # Quoted: a key or path may hold '#', '?' or spaces (escaped as %23 / %3F in references).
+            body = self._client.adapter.get("/v1/" + urllib.parse.quote(path, safe="/"), params=params)
         if not isinstance(body, dict):  # hvac hands back the raw response when it is not JSON
             raise UnavailableError(f"{ref}: the answer is not from a Vault API")
         return body
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and how to reach Vault; built once per source."""
+
+    address: str
+    namespace: str | None
+    verify: bool | str
+    cert: str | tuple[str, str] | None
+
+
+def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -> Connection:
+    """The manifest's address, namespace and TLS, else the VAULT_* variables.
+
+    A manifest that sets ``ca_cert`` or ``ca_path`` ignores both CA variables.
+    Raises ``ManifestError`` (78) without an address or with a bad VAULT_SKIP_VERIFY.
+    """
+    address = config.address or environ.get("VAULT_ADDR", "")
+    if not address:
+        raise ManifestError(f"source {config.name!r}: no Vault address (set VAULT_ADDR or sources.{config.name}.address)")
+    tls = config.tls
+    skip = tls.skip_verify
+    if skip is None:
+        text = environ.get("VAULT_SKIP_VERIFY", "").strip().lower()
+        if text and text not in _TRUE | _FALSE:
+            raise ManifestError(f"source {config.name!r}: VAULT_SKIP_VERIFY must be true or false")
+        skip = text in _TRUE
+    verify: bool | str = True
+    if skip:
+        verify = False
+        log.warning("source %s: TLS verification is off (skip_verify): anyone on the path can read the secrets", config.name)
+        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
+    elif tls.ca_cert or tls.ca_path:
+        verify = tls.ca_cert or tls.ca_path or True
+    elif environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH"):
+        verify = environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH") or True  # CACERT wins, as in the CLI
+    cert_file = tls.client_cert or environ.get("VAULT_CLIENT_CERT")
+    key_file = tls.client_key or environ.get("VAULT_CLIENT_KEY")
+    cert: str | tuple[str, str] | None = (cert_file, key_file) if cert_file and key_file else cert_file or None
+    namespace = config.namespace or environ.get("VAULT_NAMESPACE") or None
+    return Connection(address.rstrip("/"), namespace, verify, cert)
+
+
+def open_client(conn: Connection) -> Any:
+    """An ``hvac.Client`` on a pooled session; it holds no token yet."""
+    session = requests.Session()
+    pool = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
+    session.mount("http://", pool)
+    session.mount("https://", pool)
+    # hvac prefers the session's verify/cert over its own arguments: set both.
+    session.verify = conn.verify
+    session.cert = conn.cert
+    session.hooks["response"].append(note_response)
+    # token="" (not None): hvac would otherwise read VAULT_TOKEN / ~/.vault-token itself.
+    return hvac.Client(url=conn.address, token="", verify=conn.verify, cert=conn.cert,
+                       timeout=TIMEOUT, session=session, namespace=conn.namespace)
 
 
 def _ref(source: str, path: str, version: str | None) -> str:

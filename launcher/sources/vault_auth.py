@@ -1,9 +1,8 @@
-"""Vault / OpenBao plumbing: connection settings, the HTTP client, error mapping, the token.
+"""Vault / OpenBao error mapping and the source's token.
 
-``connection_settings`` reads the manifest and falls back to the variables the
-Vault CLI uses (VAULT_ADDR, VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH,
-VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_SKIP_VERIFY). ``vault_errors`` is
-the one place where hvac and requests exceptions become launcher errors.
+``vault_errors`` is the one place where hvac and requests exceptions become
+launcher errors; ``note_response`` (a requests hook installed by ``vault.py``)
+feeds it each response's status and Retry-After.
 ``TokenKeeper`` owns the source's token: it obtains one lazily (token, approle,
 kubernetes, jwt), knows its TTL, renews it at 2/3 of the TTL and logs in again
 when it cannot be renewed or is capped by its max TTL.
@@ -19,33 +18,20 @@ import os
 import ssl
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import hvac
 import hvac.exceptions
 import requests
-import requests.adapters
-import urllib3
 
-from launcher.config import VaultAuth, VaultSourceConfig
+from launcher.config import VaultAuth
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 
 log = logging.getLogger(__name__)
 
-# The resolver runs up to 32 fetches at once on one source; a smaller pool makes
-# urllib3 open throw-away connections and warn "Connection pool is full".
-POOL_SIZE = 32
-# (connect, read): a reachable Vault connects in milliseconds and answers reads
-# quickly, so fail fast and let the resolver's retry policy decide what next.
-TIMEOUT = (5.0, 10.0)
 K8S_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 DEFAULT_MOUNTS = {"approle": "approle", "kubernetes": "kubernetes", "jwt": "jwt"}
-_TRUE = {"1", "t", "true"}  # what Go's strconv.ParseBool accepts, as the Vault CLI does
-_FALSE = {"0", "f", "false"}
 _STATUS_OF = {
     hvac.exceptions.InvalidRequest: 400,
     hvac.exceptions.Unauthorized: 401,
@@ -63,64 +49,8 @@ _STATUS_OF = {
 _last = threading.local()
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Where and how to reach Vault; built once per source."""
-
-    address: str
-    namespace: str | None
-    verify: bool | str
-    cert: str | tuple[str, str] | None
-
-
-def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -> Connection:
-    """The manifest's address, namespace and TLS, else the VAULT_* variables.
-
-    A manifest that sets ``ca_cert`` or ``ca_path`` ignores both CA variables.
-    Raises ``ManifestError`` (78) without an address or with a bad VAULT_SKIP_VERIFY.
-    """
-    address = config.address or environ.get("VAULT_ADDR", "")
-    if not address:
-        raise ManifestError(f"source {config.name!r}: no Vault address (set VAULT_ADDR or sources.{config.name}.address)")
-    tls = config.tls
-    skip = tls.skip_verify
-    if skip is None:
-        text = environ.get("VAULT_SKIP_VERIFY", "").strip().lower()
-        if text and text not in _TRUE | _FALSE:
-            raise ManifestError(f"source {config.name!r}: VAULT_SKIP_VERIFY must be true or false")
-        skip = text in _TRUE
-    verify: bool | str = True
-    if skip:
-        verify = False
-        log.warning("source %s: TLS verification is off (skip_verify): anyone on the path can read the secrets", config.name)
-        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
-    elif tls.ca_cert or tls.ca_path:
-        verify = tls.ca_cert or tls.ca_path or True
-    elif environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH"):
-        verify = environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH") or True  # CACERT wins, as in the CLI
-    cert_file = tls.client_cert or environ.get("VAULT_CLIENT_CERT")
-    key_file = tls.client_key or environ.get("VAULT_CLIENT_KEY")
-    cert: str | tuple[str, str] | None = (cert_file, key_file) if cert_file and key_file else cert_file or None
-    namespace = config.namespace or environ.get("VAULT_NAMESPACE") or None
-    return Connection(address.rstrip("/"), namespace, verify, cert)
-
-
-def open_client(conn: Connection) -> Any:
-    """An ``hvac.Client`` on a pooled session; it holds no token yet."""
-    session = requests.Session()
-    pool = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
-    session.mount("http://", pool)
-    session.mount("https://", pool)
-    # hvac prefers the session's verify/cert over its own arguments: set both.
-    session.verify = conn.verify
-    session.cert = conn.cert
-    session.hooks["response"].append(_note_response)
-    # token="" (not None): hvac would otherwise read VAULT_TOKEN / ~/.vault-token itself.
-    return hvac.Client(url=conn.address, token="", verify=conn.verify, cert=conn.cert,
-                       timeout=TIMEOUT, session=session, namespace=conn.namespace)
-
-
-def _note_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+def note_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+    """A requests response hook: remember this thread's last status and Retry-After."""
     _last.status = response.status_code
     _last.retry_after = _retry_after(response.headers.get("Retry-After"))
 
@@ -143,7 +73,7 @@ def vault_errors(what: str, *, login: bool = False) -> Iterator[None]:
     """Map hvac and requests exceptions raised inside to the launcher tree.
 
     ``what`` names the reference or operation (never a value). 400 -> 78 (a
-    rejected login -> 77); 401/403 -> 77; 404 -> 66; 412/429/5xx (sealed,
+    rejected login -> 77), 405 -> 78; 401/403 -> 77; 404 -> 66; 412/429/5xx (sealed,
     standby), connection errors and timeouts -> ``TransientError``.
     """
     _last.status = _last.retry_after = None
@@ -163,6 +93,8 @@ def _from_status(status: int, what: str, errors: Any, login: bool) -> LauncherEr
         # Vault's 400 texts name paths and parameters, never secret data.
         reason = "; ".join(str(e) for e in errors or [])[:200] or "bad request"
         return ManifestError(f"{what}: Vault rejected the request (400: {reason})")
+    if status == 405:
+        return ManifestError(f"{what}: this path cannot be read (405)")
     if status in (401, 403):
         return AuthError(f"{what}: {'login failed' if login else 'permission denied'} ({status})")
     if status == 404:

@@ -1,0 +1,201 @@
+"""Leased (dynamic) secrets, version checks and error mapping of the vault source.
+
+Dynamic secrets come from OpenBao's real ``rabbitmq`` engine; the RabbitMQ
+management API it calls to create and delete users is a small fake HTTP server
+in this process, so lease ids, durations, renewal and revocation are all
+OpenBao's own. A second fake answers like a sealed or rate-limited Vault.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import hvac.exceptions
+import pytest
+import requests
+
+from launcher.config import VaultSourceConfig
+from launcher.errors import AuthError, ManifestError, NotFoundError, TransientError, UnavailableError
+from launcher.sources import Lease
+from launcher.sources.vault import VaultSource
+from launcher.sources.vault_auth import vault_errors
+from tests.helpers import launcher_env, run_launcher
+from tests.openbao import OpenBao, openbao, write_kv2  # noqa: F401  (openbao is a fixture)
+
+pytestmark = pytest.mark.vault
+
+
+class FakeHTTP(http.server.ThreadingHTTPServer):
+    """Answers every request with ``status`` (and ``headers``), recording ``(method, path)``."""
+
+    daemon_threads = True
+
+    def __init__(self, status: int = 204, headers: dict[str, str] | None = None) -> None:
+        self.status, self.headers = status, headers or {}
+        self.seen: list[tuple[str, str]] = []
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.thread.join()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: FakeHTTP
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.seen.append((self.command, self.path))
+        self.send_response(self.server.status)
+        for name, value in {"Content-Length": "0", **self.server.headers}.items():
+            self.send_header(name, value)
+        self.end_headers()
+
+    do_GET = do_PUT = do_POST = do_DELETE = _answer  # noqa: N815  (http.server calls do_<METHOD>)
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        return None
+
+
+@pytest.fixture(scope="module")
+def rabbit(openbao: OpenBao) -> Iterator[tuple[str, FakeHTTP]]:  # noqa: F811
+    fake = FakeHTTP(status=201)
+    mount = openbao.unique("rabbitmq")
+    client = openbao.client
+    client.sys.enable_secrets_engine("rabbitmq", path=mount)
+    client.adapter.post(f"/v1/{mount}/config/connection",
+                        json={"connection_uri": fake.url, "username": "guest", "password": "guest", "verify_connection": False})
+    client.adapter.post(f"/v1/{mount}/config/lease", json={"ttl": 60, "max_ttl": 600})
+    client.adapter.post(f"/v1/{mount}/roles/app", json={"vhosts": '{"/": {"configure": ".*", "write": ".*", "read": ".*"}}'})
+    yield mount, fake
+    fake.stop()
+
+
+def source(openbao: OpenBao, **config: Any) -> VaultSource:  # noqa: F811
+    return VaultSource(VaultSourceConfig(name="vault", **config), environ={**openbao.env(), "HOME": "/nonexistent"})
+
+
+def test_leased_read_keeps_its_lease(openbao: OpenBao, rabbit: tuple[str, FakeHTTP]) -> None:  # noqa: F811
+    mount, _ = rabbit
+    src = source(openbao)
+    try:
+        secret = src.fetch(f"{mount}/creds/app", None)
+        assert secret.fields is not None and set(secret.fields) == {"username", "password"}
+        assert secret.version is None and secret.lease is not None
+        assert secret.lease.duration == 60 and secret.lease.renewable
+        assert secret.lease.lease_id not in repr(secret) and secret.fields["password"] not in repr(secret)
+        assert src.current_version(f"{mount}/creds/app") is None  # no version checks on leased secrets
+        renewed = src.renew_lease(secret.lease)
+        assert renewed is not None and renewed.lease_id == secret.lease.lease_id and renewed.duration > 0
+        src.revoke_lease(secret.lease.lease_id)
+        assert src.renew_lease(secret.lease) is None  # gone: not renewable any more
+        assert src.renew_lease(Lease("x", 10, renewable=False)) is None
+        with pytest.raises(ManifestError, match="KV v2"):
+            src.fetch(f"{mount}/creds/app", "1")
+    finally:
+        src.close()
+
+
+def test_revoke_on_exit_revokes_every_lease(openbao: OpenBao, rabbit: tuple[str, FakeHTTP]) -> None:  # noqa: F811
+    mount, fake = rabbit
+    src = source(openbao, revoke_on_exit=True)
+    users = [src.fetch(f"{mount}/creds/app", None).fields["username"] for _ in range(2)]  # type: ignore[index]
+    src.close()
+    deleted = {path for method, path in fake.seen if method == "DELETE"}
+    assert {f"/api/users/{u}" for u in users} <= deleted
+
+
+def test_leased_secret_through_the_cli(openbao: OpenBao, rabbit: tuple[str, FakeHTTP], tmp_path: Path) -> None:  # noqa: F811
+    mount, _ = rabbit
+    manifest = tmp_path / "launcher.yaml"
+    # Both keys come from one read, hence one lease: the user and password match.
+    manifest.write_text(f"version: 1\nenv:\n  URL: \"amqp://{{{{ vault://{mount}/creds/app#username }}}}:"
+                        f"{{{{ vault://{mount}/creds/app#password }}}}@mq/\"\n")
+    proc = run_launcher(["check", "-m", str(manifest)], env=launcher_env({**openbao.env(), "HOME": str(tmp_path)}))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[1].split()[-2:] == ["-", "ok"]
+
+
+def test_current_version_kv2_kv1_and_missing(openbao: OpenBao) -> None:  # noqa: F811
+    base = openbao.unique("cv")
+    write_kv2(openbao, f"{base}/db", {"a": "1"})
+    write_kv2(openbao, f"{base}/db", {"a": "2"})
+    kv1 = openbao.unique("kv1")
+    openbao.client.sys.enable_secrets_engine("kv", path=kv1, options={"version": "1"})
+    openbao.client.secrets.kv.v1.create_or_update_secret(path="x", secret={"a": "1"}, mount_point=kv1)
+    src = source(openbao)
+    try:
+        assert src.current_version(f"secret/{base}/db") == "2"
+        assert src.current_version(f"{kv1}/x") == src.fetch(f"{kv1}/x", None).version
+        openbao.client.secrets.kv.v2.delete_latest_version_of_secret(path=f"{base}/db", mount_point="secret")
+        with pytest.raises(NotFoundError, match="latest version"):
+            src.current_version(f"secret/{base}/db")
+        with pytest.raises(NotFoundError):
+            src.current_version(f"secret/{base}/nope")
+    finally:
+        src.close()
+
+
+def test_current_version_falls_back_to_a_data_read_without_metadata_access(openbao: OpenBao) -> None:  # noqa: F811
+    base = openbao.unique("nometa")
+    write_kv2(openbao, f"{base}/db", {"a": "1"})
+    openbao.policy(f"{base}-data", f'path "secret/data/{base}/*" {{ capabilities = ["read"] }}')
+    token = openbao.child_token([f"{base}-data"])
+    src = VaultSource(VaultSourceConfig(name="vault"), environ={"VAULT_ADDR": openbao.addr, "VAULT_TOKEN": token})
+    try:
+        assert src.current_version(f"secret/{base}/db") == "1"
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize(("status", "retry_after", "expected"), [(503, "7", 7.0), (429, None, None), (500, "2", 2.0)])
+def test_sealed_or_busy_vault_is_transient_with_retry_after(status: int, retry_after: str | None, expected: float | None) -> None:
+    fake = FakeHTTP(status=status, headers={"Retry-After": retry_after} if retry_after else {})
+    src = VaultSource(VaultSourceConfig(name="vault"), environ={"VAULT_ADDR": fake.url, "VAULT_TOKEN": "t"})
+    try:
+        with pytest.raises(TransientError) as info:
+            src.fetch("secret/app/db", None)
+        assert info.value.retry_after == expected
+        assert str(status) in info.value.message
+    finally:
+        src.close()
+        fake.stop()
+
+
+ERRORS = [
+    (hvac.exceptions.InvalidRequest(errors=["bad parameter"]), ManifestError),
+    (hvac.exceptions.Unauthorized(), AuthError),
+    (hvac.exceptions.Forbidden(), AuthError),
+    (hvac.exceptions.InvalidPath(), NotFoundError),
+    (hvac.exceptions.RateLimitExceeded(), TransientError),
+    (hvac.exceptions.VaultDown(), TransientError),
+    (hvac.exceptions.BadGateway(), TransientError),
+    (requests.exceptions.ConnectTimeout(), TransientError),
+    (requests.exceptions.ReadTimeout(), TransientError),
+    (requests.exceptions.ConnectionError(), TransientError),
+    (requests.exceptions.SSLError("EOF occurred in violation of protocol"), TransientError),
+    (requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"), AuthError),
+    (requests.exceptions.MissingSchema(), ManifestError),
+    (requests.exceptions.JSONDecodeError("x", "doc", 0), UnavailableError),
+]
+
+
+@pytest.mark.parametrize(("raised", "mapped"), ERRORS, ids=[type(e).__name__ for e, _ in ERRORS])
+def test_error_mapping_table(raised: Exception, mapped: type[Exception]) -> None:
+    with pytest.raises(mapped) as info, vault_errors("vault://secret/app/db"):
+        raise raised
+    assert type(info.value) is mapped and info.value.__cause__ is raised
+    assert str(info.value).startswith("vault://secret/app/db: ")
+
+
+def test_login_rejected_is_auth_error() -> None:
+    with pytest.raises(AuthError, match="login rejected"), vault_errors("source 'vault': approle login", login=True):
+        raise hvac.exceptions.InvalidRequest(errors=["invalid role or secret ID"])
