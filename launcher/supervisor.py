@@ -309,7 +309,11 @@ class Supervisor:
             return
         self._pending = event.resolution
         self._pending_names |= changed
-        self._debounce.change(self.clock(), changed)
+        if event.urgent:  # a lease is about to end: the child must not wait out a debounce
+            self._debounce.clear()
+            self._act_at = self.clock()
+        else:
+            self._debounce.change(self.clock(), changed)
 
     def _rotation_timers(self, now: float) -> None:
         if self._debounce.ready(now):

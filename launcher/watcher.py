@@ -39,7 +39,8 @@ class Tracked:
     read_at: float
     next_check: float
     lease: Lease | None = None
-    lease_at: float = 0.0
+    lease_at: float = 0.0  # when the lease was obtained or last renewed
+    issued_at: float = 0.0  # when the lease was first obtained
     full_duration: float = 0.0
     failures: int = 0
 
@@ -50,6 +51,7 @@ class Rotation:
 
     resolution: Resolution
     keys: tuple[FetchKey, ...]
+    urgent: bool = False  # a lease is ending: act now, skipping debounce and splay
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ class Watcher:
     def _fresh(self, key: FetchKey, secret: Secret, now: float) -> Tracked:
         t = Tracked(key, secret.version, now, now + self._interval())
         if secret.lease is not None:
-            t.lease, t.lease_at, t.full_duration = secret.lease, now, secret.lease.duration
+            t.lease, t.lease_at, t.issued_at, t.full_duration = secret.lease, now, now, secret.lease.duration
         return t
 
     def start(self) -> None:
@@ -137,8 +139,9 @@ class Watcher:
         lease = t.lease
         if lease.renewable and lease.duration >= 0.99 * t.full_duration:
             return t.lease_at + lease.duration * 2 / 3, "renew"
-        # Not renewable (or capped by its max TTL): fetch new credentials before it ends.
-        return t.lease_at + lease.duration * 0.9, "reread"
+        # Not renewable, or capped by its max TTL: the lease ends for good at lease_at +
+        # duration, so fetch new credentials once 90 % of its whole life has passed.
+        return t.issued_at + 0.9 * (t.lease_at + lease.duration - t.issued_at), "reread"
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -149,9 +152,9 @@ class Watcher:
         """One round: attend to every secret that is due; return when the next one is."""
         now = self.clock.monotonic()
         self._maintain_tokens(now)
-        changed = [t.key for t in list(self.tracked.values()) if self.due(t) <= now and self._attend(t, now)]
+        changed = [t for t in list(self.tracked.values()) if self.due(t) <= now and self._attend(t, now)]
         if changed:
-            self._reresolve(changed)
+            self._reresolve([t.key for t in changed], urgent=any(t.lease is not None for t in changed))
         now = self.clock.monotonic()
         return min([self.due(t) for t in self.tracked.values()] + [now + TOKEN_MAINTENANCE_PERIOD])
 
@@ -226,7 +229,7 @@ class Watcher:
             self._outage = None
             log.info("source %s is answering again", t.key.source)
 
-    def _reresolve(self, keys: list[FetchKey]) -> None:
+    def _reresolve(self, keys: list[FetchKey], urgent: bool = False) -> None:
         """Fetch the changed keys again (others from the cache) and post the result."""
         for key in keys:
             self.resolver.cache.invalidate(key)
@@ -240,7 +243,7 @@ class Watcher:
             secret = resolution.secrets.get(key)
             if secret is not None:
                 self.tracked[key] = self._fresh(key, secret, now)
-        self.post(Rotation(resolution, tuple(keys)))
+        self.post(Rotation(resolution, tuple(keys), urgent))
 
 
 @dataclass

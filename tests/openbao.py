@@ -1,4 +1,4 @@
-"""A real OpenBao dev server for the tests: ``from tests.openbao import openbao``.
+"""A real OpenBao dev server for the tests (the ``openbao`` fixture, registered in conftest.py).
 
 ``openbao`` is session-scoped: one ``bao server -dev`` (in memory, unsealed,
 with a known root token and a file audit device) serves every test module

@@ -22,7 +22,7 @@ from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
 from launcher.sources.azure import AzureSource, locate
 from launcher.sources.azure_credentials import authority_options, build_credential, transport_options
-from tests.keyvault_emulator import KeyVaultEmulator, keyvault_fixture, keyvault_tls_fixture  # noqa: F401
+from tests.keyvault_emulator import KeyVaultEmulator
 
 CANARY = "value-CANARY-7d1f"
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.helpers import launcher_env, run_launcher
-from tests.keyvault_emulator import KeyVaultEmulator, keyvault_fixture, keyvault_tls_fixture  # noqa: F401
+from tests.keyvault_emulator import KeyVaultEmulator
 
 CANARY = "value-CANARY-3c9e"
 DB_JSON = json.dumps({"user": "app", "password": "pw-" + CANARY})

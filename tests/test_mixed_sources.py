@@ -12,17 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.helpers import launcher_env, run_launcher
-from tests.keyvault_emulator import KeyVaultEmulator, keyvault_fixture, keyvault_tls_fixture  # noqa: F401
-
-ROOT = Path(__file__).resolve().parent.parent
-if not (ROOT / "launcher" / "sources" / "vault.py").exists():
-    pytest.skip("launcher/sources/vault.py is not written yet", allow_module_level=True)
-
-from tests.openbao import OpenBao, openbao, write_kv2  # noqa: E402, F401  (openbao is a fixture)
+from tests.keyvault_emulator import KeyVaultEmulator
+from tests.openbao import OpenBao, write_kv2
 
 CANARY = "mixed-CANARY-44b0"
 FAST_RETRY = {"attempts": 3, "initial_delay": "50ms", "max_delay": "100ms", "deadline": "2s"}
@@ -54,7 +48,7 @@ def run_env(bao: OpenBao, kv: KeyVaultEmulator, **overrides: str) -> dict[str, s
     return launcher_env({"VAULT_TOKEN": bao.token, "AZURE_CLIENT_SECRET": kv.client_secret, **overrides})
 
 
-def test_vault_azure_and_file_in_one_run(openbao: OpenBao, keyvault: KeyVaultEmulator, tmp_path: Path) -> None:  # noqa: F811
+def test_vault_azure_and_file_in_one_run(openbao: OpenBao, keyvault: KeyVaultEmulator, tmp_path: Path) -> None:
     base = openbao.unique("mixed")
     write_kv2(openbao, f"{base}/db", {"user": "app", "password": "unused"})
     keyvault.set_secret("api-key", "api-" + CANARY)
@@ -75,7 +69,7 @@ def test_vault_azure_and_file_in_one_run(openbao: OpenBao, keyvault: KeyVaultEmu
     assert openbao.reads_of(f"secret/data/{base}/db") == 1
 
 
-def test_check_lists_every_backend_without_values(openbao: OpenBao, keyvault: KeyVaultEmulator, tmp_path: Path) -> None:  # noqa: F811
+def test_check_lists_every_backend_without_values(openbao: OpenBao, keyvault: KeyVaultEmulator, tmp_path: Path) -> None:
     base = openbao.unique("mixed")
     write_kv2(openbao, f"{base}/db", {"user": "app"})
     version = keyvault.set_secret("api-key", "api-" + CANARY)
@@ -88,7 +82,7 @@ def test_check_lists_every_backend_without_values(openbao: OpenBao, keyvault: Ke
     assert CANARY not in result.stdout + result.stderr
 
 
-def test_denied_vault_beats_unreachable_azure(openbao: OpenBao, keyvault: KeyVaultEmulator, tmp_path: Path) -> None:  # noqa: F811
+def test_denied_vault_beats_unreachable_azure(openbao: OpenBao, keyvault: KeyVaultEmulator, tmp_path: Path) -> None:
     base = openbao.unique("mixed")
     write_kv2(openbao, f"{base}/db", {"user": "app"})
     manifest = mixed_manifest(tmp_path, openbao, keyvault, base)

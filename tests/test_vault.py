@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import launcher_env, run_launcher
-from tests.openbao import OpenBao, openbao, write_kv2  # noqa: F401  (openbao is a fixture)
+from tests.openbao import OpenBao, write_kv2
 
 pytestmark = pytest.mark.vault
 
@@ -44,7 +44,7 @@ class Data:
 
 
 @pytest.fixture(scope="module")
-def data(openbao: OpenBao) -> Data:  # noqa: F811
+def data(openbao: OpenBao) -> Data:
     base, kv1 = openbao.unique("app"), openbao.unique("kv1")
     values = {f"v{n}": canary(f"v{n}") for n in range(1, 5)}
     values |= {"single": canary("single"), "kv1": canary("kv1"), "host": canary("host")}
@@ -60,7 +60,7 @@ def data(openbao: OpenBao) -> Data:  # noqa: F811
     return Data(base, kv1, values)
 
 
-def env_for(openbao: OpenBao, tmp_path: Path, **extra: str) -> dict[str, str]:  # noqa: F811
+def env_for(openbao: OpenBao, tmp_path: Path, **extra: str) -> dict[str, str]:
     # HOME is private so a developer's ~/.vault-token can never leak into a test.
     return launcher_env({**openbao.env(), "HOME": str(tmp_path), **extra})
 
@@ -71,7 +71,7 @@ def assert_no_canary(data: Data, *texts: str) -> None:
             assert value not in text
 
 
-def test_done_when_inline_reference_exec(openbao: OpenBao, data: Data, tmp_path: Path) -> None:  # noqa: F811
+def test_done_when_inline_reference_exec(openbao: OpenBao, data: Data, tmp_path: Path) -> None:
     """DB_PASSWORD=vault://secret/app/db#password launcher exec -- app, with only VAULT_ADDR/VAULT_TOKEN."""
     env = env_for(openbao, tmp_path, DB_PASSWORD=f"vault://secret/{data.base}/db#password")
     proc = run_launcher(["exec", "--", *PRINT_ENV], env=env)
@@ -102,7 +102,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("ref", "expected", "message"), CASES, ids=[c[0] for c in CASES])
-def test_reference_table(openbao: OpenBao, data: Data, tmp_path: Path, ref: str, expected: str | int, message: str | None) -> None:  # noqa: F811
+def test_reference_table(openbao: OpenBao, data: Data, tmp_path: Path, ref: str, expected: str | int, message: str | None) -> None:
     full = "vault://" + ref.format(base=data.base, kv1=data.kv1)
     proc = run_launcher(["env", "--format", "json"], env=env_for(openbao, tmp_path, SECRET=full))
     if isinstance(expected, str):
@@ -115,7 +115,7 @@ def test_reference_table(openbao: OpenBao, data: Data, tmp_path: Path, ref: str,
     assert_no_canary(data, proc.stderr)
 
 
-def test_env_from_whole_secret(openbao: OpenBao, data: Data, tmp_path: Path) -> None:  # noqa: F811
+def test_env_from_whole_secret(openbao: OpenBao, data: Data, tmp_path: Path) -> None:
     manifest = tmp_path / "launcher.yaml"
     manifest.write_text(f"version: 1\nenv_from:\n  - ref: vault://secret/{data.base}/config\n    prefix: APP_\n")
     proc = run_launcher(["exec", "-m", str(manifest), "--", *PRINT_ENV], env=env_for(openbao, tmp_path))
@@ -124,7 +124,7 @@ def test_env_from_whole_secret(openbao: OpenBao, data: Data, tmp_path: Path) -> 
     assert (child["APP_HOST"], child["APP_PORT"], child["APP_DB_NAME"], child["APP_2FA"]) == (data.values["host"], "5432", "app", "on")
 
 
-def test_check_shows_versions_and_marks_missing(openbao: OpenBao, data: Data, tmp_path: Path) -> None:  # noqa: F811
+def test_check_shows_versions_and_marks_missing(openbao: OpenBao, data: Data, tmp_path: Path) -> None:
     manifest = tmp_path / "launcher.yaml"
     manifest.write_text(
         "version: 1\nenv:\n"
@@ -143,14 +143,14 @@ def test_check_shows_versions_and_marks_missing(openbao: OpenBao, data: Data, tm
     assert_no_canary(data, proc.stdout, proc.stderr)
 
 
-def test_wrong_token_is_77(openbao: OpenBao, data: Data, tmp_path: Path) -> None:  # noqa: F811
+def test_wrong_token_is_77(openbao: OpenBao, data: Data, tmp_path: Path) -> None:
     env = env_for(openbao, tmp_path, VAULT_TOKEN="not-a-token", X=f"vault://secret/{data.base}/db#password")
     proc = run_launcher(["env"], env=env)
     assert proc.returncode == 77, proc.stderr
     assert "permission denied" in proc.stderr and "not-a-token" not in proc.stderr
 
 
-def test_policy_denying_the_path_is_77(openbao: OpenBao, data: Data, tmp_path: Path) -> None:  # noqa: F811
+def test_policy_denying_the_path_is_77(openbao: OpenBao, data: Data, tmp_path: Path) -> None:
     openbao.policy("only-other", 'path "secret/data/other/*" { capabilities = ["read"] }')
     token = openbao.child_token(["only-other"])
     env = env_for(openbao, tmp_path, VAULT_TOKEN=token, X=f"vault://secret/{data.base}/db#password")
@@ -185,7 +185,7 @@ def test_no_address_is_78_and_no_token_is_77(tmp_path: Path) -> None:
     assert proc.returncode == 77 and "no token" in proc.stderr
 
 
-def test_token_from_home_vault_token_file(openbao: OpenBao, data: Data, tmp_path: Path) -> None:  # noqa: F811
+def test_token_from_home_vault_token_file(openbao: OpenBao, data: Data, tmp_path: Path) -> None:
     (tmp_path / ".vault-token").write_text(openbao.token + "\n")
     env = launcher_env({"VAULT_ADDR": openbao.addr, "HOME": str(tmp_path), "X": f"vault://secret/{data.base}/single"})
     proc = run_launcher(["env", "--format", "json"], env=env)
@@ -193,7 +193,7 @@ def test_token_from_home_vault_token_file(openbao: OpenBao, data: Data, tmp_path
     assert json.loads(proc.stdout)["X"] == data.values["single"]
 
 
-def test_dedupe_twenty_bindings_two_paths_two_reads(openbao: OpenBao, tmp_path: Path) -> None:  # noqa: F811
+def test_dedupe_twenty_bindings_two_paths_two_reads(openbao: OpenBao, tmp_path: Path) -> None:
     base = openbao.unique("dedupe")
     for name in ("a", "b"):
         write_kv2(openbao, f"{base}/{name}", {f"k{i}": f"value-{name}-{i}" for i in range(10)})
@@ -209,7 +209,7 @@ def test_dedupe_twenty_bindings_two_paths_two_reads(openbao: OpenBao, tmp_path: 
     assert "pool is full" not in proc.stderr
 
 
-def test_namespace_from_variable_and_manifest(openbao: OpenBao, tmp_path: Path) -> None:  # noqa: F811
+def test_namespace_from_variable_and_manifest(openbao: OpenBao, tmp_path: Path) -> None:
     ns, value = openbao.unique("ns"), canary("ns")
     openbao.client.adapter.post(f"/v1/sys/namespaces/{ns}")
     in_ns = {"X-Vault-Namespace": ns}
@@ -226,7 +226,7 @@ def test_namespace_from_variable_and_manifest(openbao: OpenBao, tmp_path: Path) 
     assert json.loads(proc.stdout) == {"X": value}
 
 
-def test_many_paths_at_once_share_one_pool_without_warnings(openbao: OpenBao, tmp_path: Path) -> None:  # noqa: F811
+def test_many_paths_at_once_share_one_pool_without_warnings(openbao: OpenBao, tmp_path: Path) -> None:
     base = openbao.unique("pool")
     for i in range(40):
         write_kv2(openbao, f"{base}/s{i}", {"v": f"value-{i}"})
@@ -240,7 +240,7 @@ def test_many_paths_at_once_share_one_pool_without_warnings(openbao: OpenBao, tm
         openbao.requests_to(f"sys/internal/ui/mounts/secret/{base}/s{i}") for i in range(1, 40)) == 1  # one detection per mount
 
 
-def test_path_with_escaped_hash_question_mark_and_space(openbao: OpenBao, tmp_path: Path) -> None:  # noqa: F811
+def test_path_with_escaped_hash_question_mark_and_space(openbao: OpenBao, tmp_path: Path) -> None:
     base, value = openbao.unique("odd"), canary("odd")
     write_kv2(openbao, f"{base}/a#b?c d", {"k": value})
     env = env_for(openbao, tmp_path, X=f"vault://secret/{base}/a%23b%3Fc d#k")

@@ -27,7 +27,7 @@ from launcher.config import VaultAuth, VaultSourceConfig
 from launcher.errors import AuthError
 from launcher.sources.vault import VaultSource
 from tests.helpers import launcher_env, run_launcher, wait_for
-from tests.openbao import OpenBao, openbao, write_kv2  # noqa: F401  (openbao is a fixture)
+from tests.openbao import OpenBao, write_kv2
 
 pytestmark = pytest.mark.vault
 AUDIENCE = "launcher-tests"
@@ -50,7 +50,7 @@ class Auth:
 
 
 @pytest.fixture(scope="module")
-def auth(openbao: OpenBao) -> Auth:  # noqa: F811
+def auth(openbao: OpenBao) -> Auth:
     path, value = openbao.unique("auth") + "/db", f"canary-auth-{secrets.token_hex(6)}"
     write_kv2(openbao, path, {"password": value})
     openbao.policy("reader", f'path "secret/data/{path}" {{ capabilities = ["read"] }}')
@@ -69,7 +69,7 @@ def auth(openbao: OpenBao) -> Auth:  # noqa: F811
     return Auth(path, value, approle, jwt_mount, key)
 
 
-def approle(openbao: OpenBao, mount: str, **params: Any) -> tuple[str, str]:  # noqa: F811
+def approle(openbao: OpenBao, mount: str, **params: Any) -> tuple[str, str]:
     """Create a role on ``mount`` (params: token_ttl, token_type...); return (role_id, secret_id)."""
     name = openbao.unique("role")
     openbao.client.adapter.post(f"/v1/auth/{mount}/role/{name}", json={"token_policies": ["reader"], **params})
@@ -78,7 +78,7 @@ def approle(openbao: OpenBao, mount: str, **params: Any) -> tuple[str, str]:  # 
     return role_id, secret_id
 
 
-def run_with_source(tmp_path: Path, openbao: OpenBao, auth: Auth, source_yaml: str, **env: str) -> Any:  # noqa: F811
+def run_with_source(tmp_path: Path, openbao: OpenBao, auth: Auth, source_yaml: str, **env: str) -> Any:
     manifest = tmp_path / "launcher.yaml"
     manifest.write_text(f"version: 1\nsources:\n  bao:\n    type: vault\n    address: {openbao.addr}\n{source_yaml}"
                         f"env:\n  X: bao://secret/{auth.path}#password\n")
@@ -86,7 +86,7 @@ def run_with_source(tmp_path: Path, openbao: OpenBao, auth: Auth, source_yaml: s
     return run_launcher(["env", "-m", str(manifest), "--format", "json"], env=launcher_env({"HOME": str(tmp_path), **env}))
 
 
-def test_approle_login_with_secret_id_file(openbao: OpenBao, auth: Auth, tmp_path: Path) -> None:  # noqa: F811
+def test_approle_login_with_secret_id_file(openbao: OpenBao, auth: Auth, tmp_path: Path) -> None:
     role_id, secret_id = approle(openbao, auth.approle)
     (tmp_path / "sid").write_text(secret_id + "\n")
     src = f'    auth: {{method: approle, role_id: "${{ROLE_ID}}", secret_id_file: ./sid, mount: {auth.approle}}}\n'
@@ -95,7 +95,7 @@ def test_approle_login_with_secret_id_file(openbao: OpenBao, auth: Auth, tmp_pat
     assert json.loads(proc.stdout) == {"X": auth.value}
 
 
-def test_approle_wrong_secret_id_is_77(openbao: OpenBao, auth: Auth, tmp_path: Path) -> None:  # noqa: F811
+def test_approle_wrong_secret_id_is_77(openbao: OpenBao, auth: Auth, tmp_path: Path) -> None:
     role_id, _ = approle(openbao, auth.approle)
     (tmp_path / "sid").write_text("00000000-0000-0000-0000-000000000000")
     src = f'    auth: {{method: approle, role_id: "{role_id}", secret_id_file: ./sid, mount: {auth.approle}}}\n'
@@ -105,7 +105,7 @@ def test_approle_wrong_secret_id_is_77(openbao: OpenBao, auth: Auth, tmp_path: P
 
 
 @pytest.mark.parametrize("method", ["jwt", "kubernetes"])
-def test_jwt_and_kubernetes_login(openbao: OpenBao, auth: Auth, tmp_path: Path, method: str) -> None:  # noqa: F811
+def test_jwt_and_kubernetes_login(openbao: OpenBao, auth: Auth, tmp_path: Path, method: str) -> None:
     (tmp_path / "token.jwt").write_text(auth.jwt_token())
     mount = f", mount: {auth.jwt}" if method == "jwt" else ""  # kubernetes: the default mount path
     src = f"    auth: {{method: {method}, role: app, jwt_file: ./token.jwt{mount}}}\n"
@@ -114,7 +114,7 @@ def test_jwt_and_kubernetes_login(openbao: OpenBao, auth: Auth, tmp_path: Path, 
     assert json.loads(proc.stdout) == {"X": auth.value}
 
 
-def test_jwt_for_the_wrong_audience_is_77(openbao: OpenBao, auth: Auth, tmp_path: Path) -> None:  # noqa: F811
+def test_jwt_for_the_wrong_audience_is_77(openbao: OpenBao, auth: Auth, tmp_path: Path) -> None:
     now = int(time.time())
     token = pyjwt.encode({"sub": "app", "aud": "someone-else", "iat": now, "exp": now + 600}, auth.private_key, algorithm="RS256")
     (tmp_path / "token.jwt").write_text(token)
@@ -133,14 +133,14 @@ class FakeClock:
         return self.now
 
 
-def source_for(openbao: OpenBao, clock: Any = time.monotonic, token: str | None = None, **auth: Any) -> VaultSource:  # noqa: F811
+def source_for(openbao: OpenBao, clock: Any = time.monotonic, token: str | None = None, **auth: Any) -> VaultSource:
     environ = {"VAULT_ADDR": openbao.addr, "HOME": "/nonexistent"}
     if token:
         environ["VAULT_TOKEN"] = token
     return VaultSource(VaultSourceConfig(name="vault", auth=VaultAuth(**auth)), environ=environ, clock=clock)
 
 
-def test_renewable_token_is_renewed_after_two_thirds_of_its_ttl(openbao: OpenBao, auth: Auth) -> None:  # noqa: F811
+def test_renewable_token_is_renewed_after_two_thirds_of_its_ttl(openbao: OpenBao, auth: Auth) -> None:
     token = openbao.child_token(["reader"], ttl="60s", renewable=True)
     clock = FakeClock()
     source = source_for(openbao, clock, token=token)
@@ -158,7 +158,7 @@ def test_renewable_token_is_renewed_after_two_thirds_of_its_ttl(openbao: OpenBao
         source.close()
 
 
-def test_non_renewable_login_token_is_replaced_by_a_new_login(openbao: OpenBao, auth: Auth) -> None:  # noqa: F811
+def test_non_renewable_login_token_is_replaced_by_a_new_login(openbao: OpenBao, auth: Auth) -> None:
     role_id, secret_id = approle(openbao, auth.approle, token_type="batch", token_ttl="60s")  # batch: never renewable
     clock = FakeClock()
     source = source_for(openbao, clock, method="approle", role_id=role_id, secret_id=secret_id, mount=auth.approle)
@@ -176,7 +176,7 @@ def test_non_renewable_login_token_is_replaced_by_a_new_login(openbao: OpenBao, 
         source.close()
 
 
-def test_login_token_near_its_max_ttl_is_replaced(openbao: OpenBao, auth: Auth) -> None:  # noqa: F811
+def test_login_token_near_its_max_ttl_is_replaced(openbao: OpenBao, auth: Auth) -> None:
     # Real time: the server caps the renewal at the max TTL (3 s), which is what we react to.
     role_id, secret_id = approle(openbao, auth.approle, token_ttl="2s", token_max_ttl="3s")
     source = source_for(openbao, method="approle", role_id=role_id, secret_id=secret_id, mount=auth.approle)
@@ -196,7 +196,7 @@ def test_login_token_near_its_max_ttl_is_replaced(openbao: OpenBao, auth: Auth) 
         source.close()
 
 
-def test_token_method_without_any_token_is_an_auth_error(openbao: OpenBao) -> None:  # noqa: F811
+def test_token_method_without_any_token_is_an_auth_error(openbao: OpenBao) -> None:
     source = source_for(openbao)
     try:
         with pytest.raises(AuthError, match="no token"):

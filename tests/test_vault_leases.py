@@ -24,7 +24,7 @@ from launcher.sources import Lease
 from launcher.sources.vault import VaultSource
 from launcher.sources.vault_auth import vault_errors
 from tests.helpers import launcher_env, run_launcher
-from tests.openbao import OpenBao, openbao, write_kv2  # noqa: F401  (openbao is a fixture)
+from tests.openbao import OpenBao, write_kv2
 
 pytestmark = pytest.mark.vault
 
@@ -66,7 +66,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def rabbit(openbao: OpenBao) -> Iterator[tuple[str, FakeHTTP]]:  # noqa: F811
+def rabbit(openbao: OpenBao) -> Iterator[tuple[str, FakeHTTP]]:
     fake = FakeHTTP(status=201)
     mount = openbao.unique("rabbitmq")
     client = openbao.client
@@ -79,11 +79,11 @@ def rabbit(openbao: OpenBao) -> Iterator[tuple[str, FakeHTTP]]:  # noqa: F811
     fake.stop()
 
 
-def source(openbao: OpenBao, **config: Any) -> VaultSource:  # noqa: F811
+def source(openbao: OpenBao, **config: Any) -> VaultSource:
     return VaultSource(VaultSourceConfig(name="vault", **config), environ={**openbao.env(), "HOME": "/nonexistent"})
 
 
-def test_leased_read_keeps_its_lease(openbao: OpenBao, rabbit: tuple[str, FakeHTTP]) -> None:  # noqa: F811
+def test_leased_read_keeps_its_lease(openbao: OpenBao, rabbit: tuple[str, FakeHTTP]) -> None:
     mount, _ = rabbit
     src = source(openbao)
     try:
@@ -104,7 +104,7 @@ def test_leased_read_keeps_its_lease(openbao: OpenBao, rabbit: tuple[str, FakeHT
         src.close()
 
 
-def test_revoke_on_exit_revokes_every_lease(openbao: OpenBao, rabbit: tuple[str, FakeHTTP]) -> None:  # noqa: F811
+def test_revoke_on_exit_revokes_every_lease(openbao: OpenBao, rabbit: tuple[str, FakeHTTP]) -> None:
     mount, fake = rabbit
     src = source(openbao, revoke_on_exit=True)
     users = [src.fetch(f"{mount}/creds/app", None).fields["username"] for _ in range(2)]  # type: ignore[index]
@@ -113,7 +113,7 @@ def test_revoke_on_exit_revokes_every_lease(openbao: OpenBao, rabbit: tuple[str,
     assert {f"/api/users/{u}" for u in users} <= deleted
 
 
-def test_leased_secret_through_the_cli(openbao: OpenBao, rabbit: tuple[str, FakeHTTP], tmp_path: Path) -> None:  # noqa: F811
+def test_leased_secret_through_the_cli(openbao: OpenBao, rabbit: tuple[str, FakeHTTP], tmp_path: Path) -> None:
     mount, _ = rabbit
     manifest = tmp_path / "launcher.yaml"
     # Both keys come from one read, hence one lease: the user and password match.
@@ -124,7 +124,7 @@ def test_leased_secret_through_the_cli(openbao: OpenBao, rabbit: tuple[str, Fake
     assert proc.stdout.splitlines()[1].split()[-2:] == ["-", "ok"]
 
 
-def test_current_version_kv2_kv1_and_missing(openbao: OpenBao) -> None:  # noqa: F811
+def test_current_version_kv2_kv1_and_missing(openbao: OpenBao) -> None:
     base = openbao.unique("cv")
     write_kv2(openbao, f"{base}/db", {"a": "1"})
     write_kv2(openbao, f"{base}/db", {"a": "2"})
@@ -144,7 +144,7 @@ def test_current_version_kv2_kv1_and_missing(openbao: OpenBao) -> None:  # noqa:
         src.close()
 
 
-def test_current_version_falls_back_to_a_data_read_without_metadata_access(openbao: OpenBao) -> None:  # noqa: F811
+def test_current_version_falls_back_to_a_data_read_without_metadata_access(openbao: OpenBao) -> None:
     base = openbao.unique("nometa")
     write_kv2(openbao, f"{base}/db", {"a": "1"})
     openbao.policy(f"{base}-data", f'path "secret/data/{base}/*" {{ capabilities = ["read"] }}')

@@ -113,13 +113,14 @@ def test_lease_is_renewed_at_two_thirds_then_re_read_when_capped() -> None:
     clock.now += 20.0
     watcher.poll()
     assert source.renewals == 2 and posted == []
-    clock.now += 10.0  # 0.9 * 12 s = 10.8 s: not yet
+    # The lease now ends for good at +52 s; 90 % of its life is +46.8 s.
+    clock.now += 6.0
     watcher.poll()
     assert posted == []
     clock.now += 1.0
     watcher.poll()
     (event,) = posted
-    assert isinstance(event, Rotation)
+    assert isinstance(event, Rotation) and event.urgent
     assert event.resolution.values["USER"] == "u1"  # the fake hands out the same version; a new lease was read
     assert source.fetches.count("creds") == 2
 

@@ -1,0 +1,152 @@
+"""Rotation against real backends: OpenBao KV v2, the Key Vault emulator, PostgreSQL leases."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, wait_for
+from tests.keyvault_emulator import KeyVaultEmulator
+from tests.openbao import OpenBao, write_kv2
+from tests.postgres import Postgres
+from tests.tcp_proxy import tcp_proxy
+from tests.test_rotation import Running
+
+
+def vault_manifest(tmp: Path, env: dict[str, Any], watch: dict[str, Any], sources: dict[str, Any] | None = None) -> str:
+    doc: dict[str, Any] = {"version": 1, "env": env, "watch": {"enabled": True, **watch}, "process": {"stop_timeout": "2s"}}
+    if sources:
+        doc["sources"] = sources
+    return yaml.safe_dump(doc)
+
+
+class VaultRunning(Running):
+    """``Running`` with Vault credentials in the launcher's environment."""
+
+    def __init__(self, tmp: Path, text: str, names: list[str], env: dict[str, str], child: list[str] | None = None) -> None:
+        import subprocess
+
+        self.tmp, self.out, self.err = tmp, tmp / "events.jsonl", tmp / "stderr.log"
+        (tmp / "launcher.yaml").write_text(text)
+        argv = child or [sys.executable, str(HELPERS_DIR / "record_env.py"), str(self.out), *names]
+        with open(self.err, "w") as err:
+            self.proc = subprocess.Popen(
+                [LAUNCHER, "--log-level", "debug", "run", "-m", str(tmp / "launcher.yaml"), "--", *argv],
+                env=launcher_env({**env, "HOME": str(tmp)}), stdout=subprocess.DEVNULL, stderr=err,
+            )
+
+
+def test_kv2_rotation_restarts_within_interval_plus_debounce(openbao: OpenBao, tmp_path: Path) -> None:
+    path = f"rot/{openbao.unique()}"
+    write_kv2(openbao, path, {"password": "first-value"})
+    text = vault_manifest(tmp_path, {"DB_PASSWORD": f"vault://secret/{path}#password"}, {"interval": "1s", "debounce": "200ms"})
+    run = VaultRunning(tmp_path, text, ["DB_PASSWORD"], openbao.env())
+    try:
+        assert run.wait_events("start", 1)[0]["env"] == {"DB_PASSWORD": "first-value"}
+        write_kv2(openbao, path, {"password": "second-value"})
+        # interval (+10 % jitter) + debounce + 1 s for the restart itself
+        second = run.wait_events("start", 2, timeout=1.1 + 0.2 + 1.0)[1]
+        assert second["env"] == {"DB_PASSWORD": "second-value"}
+        assert "second-value" not in run.log() and "first-value" not in run.log()
+        assert run.stop() == 0
+    finally:
+        run.proc.kill()
+        run.proc.wait()
+
+
+def test_kv2_without_rotation_reads_metadata_only(openbao: OpenBao, tmp_path: Path) -> None:
+    path = f"rot/{openbao.unique()}"
+    write_kv2(openbao, path, {"password": "steady"})
+    text = vault_manifest(tmp_path, {"A": f"vault://secret/{path}#password", "B": f"vault://secret/{path}#password"},
+                          {"interval": "200ms", "debounce": "0s"})
+    run = VaultRunning(tmp_path, text, ["A", "B"], openbao.env())
+    try:
+        run.wait_events("start", 1)
+        wait_for(lambda: openbao.reads_of(f"secret/metadata/{path}") >= 10, timeout=15, what="10 metadata checks")
+        assert openbao.reads_of(f"secret/data/{path}") == 1  # the start-up read only: no value re-read
+        assert len(run.events("start")) == 1
+        assert run.stop() == 0
+    finally:
+        run.proc.kill()
+        run.proc.wait()
+
+
+def test_backend_outage_keeps_the_child_and_a_later_rotation_is_picked_up(openbao: OpenBao, tmp_path: Path) -> None:
+    path = f"rot/{openbao.unique()}"
+    write_kv2(openbao, path, {"token": "t1"})
+    port = int(openbao.addr.rsplit(":", 1)[1])
+    with tcp_proxy("127.0.0.1", port) as proxy:
+        text = vault_manifest(tmp_path, {"TOKEN": f"vault://secret/{path}#token"},
+                              {"interval": "200ms", "debounce": "0s"})
+        text += "retry: {attempts: 1}\n"
+        run = VaultRunning(tmp_path, text, ["TOKEN"], {**openbao.env(), "VAULT_ADDR": proxy.addr})
+        try:
+            first = run.wait_events("start", 1)[0]
+            proxy.down()
+            wait_for(lambda: proxy.refused >= 4, timeout=15, what="several checks against the dead backend")
+            assert run.log().count("is failing") == 1
+            assert run.proc.poll() is None and len(run.events("start")) == 1
+            proxy.back_up()
+            run.wait_log("is answering again")
+            write_kv2(openbao, path, {"token": "t2"})
+            second = run.wait_events("start", 2)[1]
+            assert second["env"] == {"TOKEN": "t2"} and second["pid"] != first["pid"]
+            assert run.stop() == 0
+        finally:
+            run.proc.kill()
+            run.proc.wait()
+
+
+def test_azure_rotation_restarts_the_child(keyvault: KeyVaultEmulator, tmp_path: Path) -> None:
+    keyvault.set_secret("api-key", "key-one")
+    text = vault_manifest(tmp_path, {"API_KEY": "corp://api-key"}, {"interval": "200ms", "debounce": "0s"},
+                          sources={"corp": keyvault.source()})
+    run = VaultRunning(tmp_path, text, ["API_KEY"], {"AZURE_CLIENT_SECRET": keyvault.client_secret})
+    try:
+        assert run.wait_events("start", 1)[0]["env"] == {"API_KEY": "key-one"}
+        keyvault.set_secret("api-key", "key-two")
+        assert run.wait_events("start", 2)[1]["env"] == {"API_KEY": "key-two"}
+        assert "key-two" not in run.log()
+        assert run.stop() == 0
+    finally:
+        run.proc.kill()
+        run.proc.wait()
+
+
+def test_postgres_credentials_roll_over_before_they_expire_and_are_revoked(
+    openbao: OpenBao, postgres: Postgres, tmp_path: Path
+) -> None:
+    mount = openbao.unique("db")
+    client = openbao.client
+    client.sys.enable_secrets_engine("database", path=mount)
+    client.write(f"{mount}/config/pg", plugin_name="postgresql-database-plugin", allowed_roles="app",
+                 connection_url=f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{postgres.port}/postgres?sslmode=disable",
+                 username=postgres.admin, password=postgres.password)
+    client.write(f"{mount}/roles/app", db_name="pg", default_ttl="4s", max_ttl="8s",
+                 creation_statements=["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"])
+    sources = {"bao": {"type": "vault", "revoke_on_exit": True}}
+    env = {"PGUSER": f"bao://{mount}/creds/app#username", "PGPASSWORD": f"bao://{mount}/creds/app#password"}
+    text = vault_manifest(tmp_path, env, {"interval": "1s", "debounce": "2s"}, sources=sources)
+    out = tmp_path / "pg.jsonl"
+    child = [sys.executable, str(HELPERS_DIR / "pg_client.py"), str(out), str(postgres.bindir / "psql"), str(postgres.port)]
+    run = VaultRunning(tmp_path, text, [], openbao.env(), child=child)
+    run.out = out
+    try:
+        first = run.wait_events("start", 1)[0]
+        second = run.wait_events("start", 2, timeout=15)[1]  # a new lease before the first one's 8 s max TTL
+        assert second["user"] != first["user"]
+        wait_for(lambda: [e for e in run.events("login") if e["pid"] == second["pid"]], what="a login with the new credentials")
+        assert "renewed the lease" in run.log()
+        assert run.stop() == 0
+    finally:
+        run.proc.kill()
+        run.proc.wait()
+    logins = run.events("login")
+    assert logins and all(e["ok"] for e in logins), json.dumps([e for e in logins if not e["ok"]])[:2000]
+    assert any(e["pid"] == first["pid"] for e in logins)
+    # revoke_on_exit: the current lease's database role is dropped when the launcher exits.
+    wait_for(lambda: second["user"] not in postgres.roles(), timeout=10, what="the revoked role to be dropped")
