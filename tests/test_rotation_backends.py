@@ -150,3 +150,35 @@ def test_postgres_credentials_roll_over_before_they_expire_and_are_revoked(
     assert any(e["pid"] == first["pid"] for e in logins)
     # revoke_on_exit: the current lease's database role is dropped when the launcher exits.
     wait_for(lambda: second["user"] not in postgres.roles(), timeout=10, what="the revoked role to be dropped")
+
+
+def test_a_run_of_several_token_ttls_keeps_working(openbao: OpenBao, tmp_path: Path) -> None:
+    path = f"rot/{openbao.unique()}"
+    write_kv2(openbao, path, {"password": "before"})
+    policy = openbao.unique("pol")
+    openbao.policy(policy, f'path "secret/data/{path}" {{ capabilities = ["read"] }}\n'
+                           f'path "secret/metadata/{path}" {{ capabilities = ["read"] }}')
+    mount, role = openbao.unique("approle"), openbao.unique("role")
+    client = openbao.client
+    client.sys.enable_auth_method("approle", path=mount)
+    # Tokens live 4 s and can be renewed up to 6 s: the launcher must renew, then log in again.
+    client.adapter.post(f"/v1/auth/{mount}/role/{role}", json={"token_policies": [policy], "token_ttl": "4s", "token_max_ttl": "6s"})
+    role_id = client.adapter.get(f"/v1/auth/{mount}/role/{role}/role-id")["data"]["role_id"]
+    (tmp_path / "sid").write_text(client.adapter.post(f"/v1/auth/{mount}/role/{role}/secret-id")["data"]["secret_id"])
+    sources = {"bao": {"type": "vault", "address": openbao.addr,
+                       "auth": {"method": "approle", "role_id": role_id, "secret_id_file": "./sid", "mount": mount}}}
+    text = vault_manifest(tmp_path, {"DB_PASSWORD": f"bao://secret/{path}#password"}, {"interval": "300ms", "debounce": "0s"},
+                          sources=sources)
+    run = VaultRunning(tmp_path, text, ["DB_PASSWORD"], {})
+    try:
+        run.wait_events("start", 1)
+        logins = f"auth/{mount}/login"
+        wait_for(lambda: openbao.requests_to(logins) >= 3, timeout=20, what="two logins after the first (past two max TTLs)")
+        assert openbao.requests_to("auth/token/renew-self") >= 1
+        assert "is failing" not in run.log() and len(run.events("start")) == 1
+        write_kv2(openbao, path, {"password": "after"})
+        assert run.wait_events("start", 2)[1]["env"] == {"DB_PASSWORD": "after"}
+        assert run.stop() == 0
+    finally:
+        run.proc.kill()
+        run.proc.wait()
