@@ -23,11 +23,11 @@ from typing import Any
 
 from launcher import child as childmod
 from launcher.child import Child
-from launcher.config import ON_CHANGE_ACTIONS, Manifest
+from launcher.config import Manifest
 from launcher.files import SecretFiles
 from launcher.reaper import become_subreaper, exit_code, reap_all
 from launcher.resolver import Resolution, Resolver, child_environment
-from launcher.watcher import Debounce, Outage, Rotation, Watcher
+from launcher.watcher import Debounce, Outage, Rotation, StormGuard, Watcher, strongest_action
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,15 @@ class Supervisor:
         self,
         manifest: Manifest,
         argv: Sequence[str],
-        resolver: Resolver,
         files: SecretFiles,
         environ: Mapping[str, str],
-        inline: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.manifest = manifest
         self.process = manifest.process
         self.argv = list(argv)
-        self.resolver = resolver
         self.files = files
         self.environ = dict(environ)
-        self.inline = inline
         self.clock = clock
         self.child: Child | None = None
         self.resolution: Resolution | None = None
@@ -93,7 +89,7 @@ class Supervisor:
         self._stop_deadline: float | None = None  # SIGKILL the child we are stopping after this
         self._after_stop: Callable[[], None] | None = None  # what to do once a stopped child is gone
         self._final: int | None = None  # the launcher's exit code, once decided
-        self.on_child_started: list[Callable[[Child], None]] = []
+        self._leftover: Child | None = None  # the exited child whose group we are stopping
         # Rotation state: changes wait out the debounce, then the splay, then the storm guard.
         self.random = random.random
         self._debounce = Debounce(manifest.watch.debounce)
@@ -101,7 +97,8 @@ class Supervisor:
         self._pending_names: set[str] = set()
         self._act_at: float | None = None  # end of the splay
         self._held_until: float | None = None  # the storm guard frees a restart slot then
-        self._restarts: list[float] = []
+        self._storm_guard = StormGuard(manifest.watch.max_restarts, manifest.watch.restart_window)
+        self._hold_logged = False
         self._bindings = {b.name: b for b in manifest.env}
 
     # -- the watcher's way in ------------------------------------------------
@@ -171,8 +168,6 @@ class Supervisor:
         reset = [s for s in self._forwarded if s not in self._ignored_at_start] + [signal.SIGTTOU, signal.SIGTTIN, signal.SIGCHLD]
         self.child = childmod.spawn(self.argv, env, tty_fd=self._tty_fd, reset_signals=reset)
         log.debug("started %s as pid %d", self.argv[0], self.child.pid)
-        for hook in self.on_child_started:
-            hook(self.child)
 
     def _loop(self) -> int:
         while self._final is None:
@@ -242,7 +237,7 @@ class Supervisor:
 
     def _check_deadlines(self) -> None:
         now = self.clock()
-        if self._group_deadline is not None:
+        if self._group_deadline is not None and self._leftover is not None:
             if not childmod.group_alive(self._leftover.pgid):
                 self._group_deadline = None
                 self._final = self._exit_code
@@ -327,34 +322,18 @@ class Supervisor:
             self._held_until = None
             self._act()
 
-    def action_for(self, names: set[str]) -> str:
-        """The strongest action the changed names ask for (exit > restart > signal > ignore).
-
-        ``signal`` for a variable that is not a file binding becomes ``restart``:
-        a running process cannot see a new environment.
-        """
-        default = self.manifest.watch.on_change
-        actions = set()
-        for name in names:
-            binding = self._bindings.get(name)
-            action = (binding.on_change if binding is not None and binding.on_change else None) or default
-            if action == "signal" and (binding is None or not binding.file):
-                log.info("%s changed and is not a file binding: restarting instead of signalling", name)
-                action = "restart"
-            actions.add(action)
-        return max(actions, key=ON_CHANGE_ACTIONS.index)
-
     def _act(self) -> None:
-        if self._pending is None or self._final is not None or self._after_stop is not None:
+        if self._pending is None or self._final is not None or self._after_stop is not None or self.child is None:
             return
         names = sorted(self._pending_names)
-        action = self.action_for(self._pending_names)
+        action, fallbacks = strongest_action(self._pending_names, self._bindings, self.manifest.watch.on_change)
+        for name in fallbacks:
+            log.info("%s changed and is not a file binding: restarting instead of signalling", name)
         pending = self._pending
         fields = {"fields": {"action": action, "variables": names}}
         if action == "ignore":
             log.info("secrets changed: %s (on_change: ignore)", ", ".join(names), extra=fields)
         elif action == "signal":
-            assert self.child is not None
             self.child_env(pending)  # rewrites the files atomically before the signal
             log.info("secrets changed: %s: sending %s", ", ".join(names), self.manifest.watch.signal.name, extra=fields)
             childmod.send(self.child, self.manifest.watch.signal, group=self.process.signal_target == "group")
@@ -362,32 +341,25 @@ class Supervisor:
             log.info("secrets changed: %s: stopping and exiting 75 (on_change: exit)", ", ".join(names), extra=fields)
             self.stop_child(lambda: self._set_final(75))
         else:
-            if not self._restart_slot_free():
+            free_at = self._storm_guard.take(self.clock())
+            if free_at is not None:
+                if not self._hold_logged:  # once per hold, however many changes merge into it
+                    self._hold_logged = True
+                    log.warning("restart held: %d restarts in the last %gs (watch.max_restarts); acting in %.0fs",
+                                len(self._storm_guard.starts), self._storm_guard.window, free_at - self.clock())
+                self._held_until = free_at
                 return
+            self._hold_logged = False
             log.info("secrets changed: %s: restarting %s", ", ".join(names), self.argv[0], extra=fields)
-            self._restarts.append(self.clock())
             self.stop_child(lambda: self._restart_with(pending))
         self.resolution = pending
         self._pending, self._pending_names = None, set()
 
-    def _restart_slot_free(self) -> bool:
-        """The storm guard: at most ``max_restarts`` per ``restart_window``; else hold."""
-        now = self.clock()
-        window = self.manifest.watch.restart_window
-        self._restarts = [t for t in self._restarts if now - t < window]
-        if len(self._restarts) < self.manifest.watch.max_restarts:
-            return True
-        if self._held_until is None:
-            self._held_until = self._restarts[0] + window
-            log.warning(
-                "restart held: %d restarts in the last %gs (watch.max_restarts); acting in %.0fs",
-                len(self._restarts), window, self._held_until - now,
-            )
-        return False
-
     def _restart_with(self, resolution: Resolution) -> None:
         self.resolution = resolution
         self._start()
+        if self._pending is not None:  # a newer change arrived while the old child was stopping
+            self._act_at = self.clock()
 
     def _set_final(self, code: int) -> None:
         self._final = code
@@ -425,7 +397,7 @@ def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True, cli_
             ", ".join(sources) or "no source", (time.monotonic() - started) * 1000, argv[0],
             extra={"fields": {"variables": len(resolution.values), "sources": sources, "command": argv[0]}},
         )
-        supervisor = Supervisor(manifest, argv, resolver, files, os.environ, inline)
+        supervisor = Supervisor(manifest, argv, files, os.environ)
         if manifest.watch.enabled:
             watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline)
             watcher.track(resolution)

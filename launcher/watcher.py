@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from launcher.config import Manifest, WatchConfig
+from launcher.config import ON_CHANGE_ACTIONS, Binding, Manifest, WatchConfig
 from launcher.durations import format_duration
 from launcher.errors import LauncherError
 from launcher.refs import FetchKey
@@ -280,3 +280,39 @@ def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], w
     if leases:
         return f"renew in {format_duration(min(lease.duration for lease in leases) * 2 / 3)}"
     return f"in {format_duration(watch.interval)} (+-10%)"
+
+
+def strongest_action(names: set[str], bindings: Mapping[str, Binding], default: str) -> tuple[str, list[str]]:
+    """The strongest action the changed names ask for (exit > restart > signal > ignore).
+
+    A binding's own ``on_change`` beats ``default`` (``--on-change``, else
+    ``watch.on_change``). ``signal`` for a variable that is not a file binding
+    becomes ``restart``: a running process cannot see a new environment.
+    Returns the action and the names that fell back to a restart.
+    """
+    actions, fallbacks = set(), []
+    for name in sorted(names):
+        binding = bindings.get(name)
+        action = (binding.on_change if binding is not None else None) or default
+        if action == "signal" and (binding is None or not binding.file):
+            fallbacks.append(name)
+            action = "restart"
+        actions.add(action)
+    return max(actions, key=ON_CHANGE_ACTIONS.index), fallbacks
+
+
+@dataclass
+class StormGuard:
+    """At most ``max_restarts`` restarts per ``window`` seconds."""
+
+    max_restarts: int
+    window: float
+    starts: list[float] = field(default_factory=list)
+
+    def take(self, now: float) -> float | None:
+        """Record a restart now and return None, or return when a slot frees (nothing recorded)."""
+        self.starts = [t for t in self.starts if now - t < self.window]
+        if len(self.starts) < self.max_restarts:
+            self.starts.append(now)
+            return None
+        return self.starts[0] + self.window

@@ -12,7 +12,7 @@ from launcher.errors import TransientError
 from launcher.refs import Reference
 from launcher.resolver import Resolver
 from launcher.sources import Lease, Secret
-from launcher.watcher import Debounce, Outage, Rotation, WatchClock, Watcher
+from launcher.watcher import Debounce, Outage, Rotation, StormGuard, WatchClock, Watcher, strongest_action
 
 
 @dataclass
@@ -156,3 +156,36 @@ def test_a_leased_secret_is_not_polled_between_lease_events() -> None:
     creds = next(t for t in watcher.tracked.values() if t.key.path == "creds")
     assert watcher.due(creds) == pytest.approx(1000.0 + 20.0)
     assert wake > clock.now  # nothing overdue: no busy loop
+
+
+def test_storm_guard_allows_max_restarts_per_window() -> None:
+    guard = StormGuard(max_restarts=2, window=60.0)
+    assert guard.take(0.0) is None
+    assert guard.take(10.0) is None
+    assert guard.take(20.0) == 60.0  # held until the first restart leaves the window
+    assert guard.take(59.9) == 60.0
+    assert guard.take(60.0) is None
+
+
+@pytest.mark.parametrize(
+    ("changed", "default", "expected", "fallbacks"),
+    [
+        ({"PLAIN"}, "restart", "restart", []),
+        ({"QUIET"}, "restart", "ignore", []),
+        ({"QUIET", "CERT"}, "restart", "signal", []),
+        ({"CERT", "PLAIN"}, "ignore", "signal", []),
+        ({"CERT", "PLAIN"}, "restart", "restart", []),
+        ({"PLAIN"}, "signal", "restart", ["PLAIN"]),  # a running process cannot see a new environment
+        ({"QUIET", "FATAL"}, "signal", "exit", []),
+        ({"INLINE"}, "exit", "exit", []),  # not in the manifest: the default applies
+    ],
+)
+def test_strongest_action(changed: set[str], default: str, expected: str, fallbacks: list[str]) -> None:
+    ref = (Reference("fake", "x"),)
+    bindings = {
+        "PLAIN": Binding("PLAIN", ref),
+        "QUIET": Binding("QUIET", ref, on_change="ignore"),
+        "CERT": Binding("CERT", ref, file=True, on_change="signal"),
+        "FATAL": Binding("FATAL", ref, on_change="exit"),
+    }
+    assert strongest_action(changed, bindings, default) == (expected, fallbacks)
