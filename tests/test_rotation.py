@@ -59,6 +59,13 @@ class Running:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=10)
 
+    def __enter__(self) -> Running:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
 
 @pytest.fixture
 def launched(tmp_path: Path) -> Iterator[list[Running]]:

@@ -44,8 +44,7 @@ def test_kv2_rotation_restarts_within_interval_plus_debounce(openbao: OpenBao, t
     path = f"rot/{openbao.unique()}"
     write_kv2(openbao, path, {"password": "first-value"})
     text = vault_manifest(tmp_path, {"DB_PASSWORD": f"vault://secret/{path}#password"}, {"interval": "1s", "debounce": "200ms"})
-    run = VaultRunning(tmp_path, text, ["DB_PASSWORD"], openbao.env())
-    try:
+    with VaultRunning(tmp_path, text, ["DB_PASSWORD"], openbao.env()) as run:
         assert run.wait_events("start", 1)[0]["env"] == {"DB_PASSWORD": "first-value"}
         write_kv2(openbao, path, {"password": "second-value"})
         # interval (+10 % jitter) + debounce + 1 s for the restart itself
@@ -53,9 +52,6 @@ def test_kv2_rotation_restarts_within_interval_plus_debounce(openbao: OpenBao, t
         assert second["env"] == {"DB_PASSWORD": "second-value"}
         assert "second-value" not in run.log() and "first-value" not in run.log()
         assert run.stop() == 0
-    finally:
-        run.proc.kill()
-        run.proc.wait()
 
 
 def test_kv2_without_rotation_reads_metadata_only(openbao: OpenBao, tmp_path: Path) -> None:
@@ -63,16 +59,12 @@ def test_kv2_without_rotation_reads_metadata_only(openbao: OpenBao, tmp_path: Pa
     write_kv2(openbao, path, {"password": "steady"})
     text = vault_manifest(tmp_path, {"A": f"vault://secret/{path}#password", "B": f"vault://secret/{path}#password"},
                           {"interval": "200ms", "debounce": "0s"})
-    run = VaultRunning(tmp_path, text, ["A", "B"], openbao.env())
-    try:
+    with VaultRunning(tmp_path, text, ["A", "B"], openbao.env()) as run:
         run.wait_events("start", 1)
         wait_for(lambda: openbao.reads_of(f"secret/metadata/{path}") >= 10, timeout=15, what="10 metadata checks")
         assert openbao.reads_of(f"secret/data/{path}") == 1  # the start-up read only: no value re-read
         assert len(run.events("start")) == 1
         assert run.stop() == 0
-    finally:
-        run.proc.kill()
-        run.proc.wait()
 
 
 def test_backend_outage_keeps_the_child_and_a_later_rotation_is_picked_up(openbao: OpenBao, tmp_path: Path) -> None:
@@ -83,8 +75,7 @@ def test_backend_outage_keeps_the_child_and_a_later_rotation_is_picked_up(openba
         text = vault_manifest(tmp_path, {"TOKEN": f"vault://secret/{path}#token"},
                               {"interval": "200ms", "debounce": "0s"})
         text += "retry: {attempts: 1}\n"
-        run = VaultRunning(tmp_path, text, ["TOKEN"], {**openbao.env(), "VAULT_ADDR": proxy.addr})
-        try:
+        with VaultRunning(tmp_path, text, ["TOKEN"], {**openbao.env(), "VAULT_ADDR": proxy.addr}) as run:
             first = run.wait_events("start", 1)[0]
             proxy.down()
             wait_for(lambda: proxy.refused >= 4, timeout=15, what="several checks against the dead backend")
@@ -96,25 +87,18 @@ def test_backend_outage_keeps_the_child_and_a_later_rotation_is_picked_up(openba
             second = run.wait_events("start", 2)[1]
             assert second["env"] == {"TOKEN": "t2"} and second["pid"] != first["pid"]
             assert run.stop() == 0
-        finally:
-            run.proc.kill()
-            run.proc.wait()
 
 
 def test_azure_rotation_restarts_the_child(keyvault: KeyVaultEmulator, tmp_path: Path) -> None:
     keyvault.set_secret("api-key", "key-one")
     text = vault_manifest(tmp_path, {"API_KEY": "corp://api-key"}, {"interval": "200ms", "debounce": "0s"},
                           sources={"corp": keyvault.source()})
-    run = VaultRunning(tmp_path, text, ["API_KEY"], {"AZURE_CLIENT_SECRET": keyvault.client_secret})
-    try:
+    with VaultRunning(tmp_path, text, ["API_KEY"], {"AZURE_CLIENT_SECRET": keyvault.client_secret}) as run:
         assert run.wait_events("start", 1)[0]["env"] == {"API_KEY": "key-one"}
         keyvault.set_secret("api-key", "key-two")
         assert run.wait_events("start", 2)[1]["env"] == {"API_KEY": "key-two"}
         assert "key-two" not in run.log()
         assert run.stop() == 0
-    finally:
-        run.proc.kill()
-        run.proc.wait()
 
 
 def test_postgres_credentials_roll_over_before_they_expire_and_are_revoked(
@@ -131,20 +115,15 @@ def test_postgres_credentials_roll_over_before_they_expire_and_are_revoked(
     sources = {"bao": {"type": "vault", "revoke_on_exit": True}}
     env = {"PGUSER": f"bao://{mount}/creds/app#username", "PGPASSWORD": f"bao://{mount}/creds/app#password"}
     text = vault_manifest(tmp_path, env, {"interval": "1s", "debounce": "2s"}, sources=sources)
-    out = tmp_path / "pg.jsonl"
+    out = tmp_path / "events.jsonl"  # where VaultRunning reads events from
     child = [sys.executable, str(HELPERS_DIR / "pg_client.py"), str(out), str(postgres.bindir / "psql"), str(postgres.port)]
-    run = VaultRunning(tmp_path, text, [], openbao.env(), child=child)
-    run.out = out
-    try:
+    with VaultRunning(tmp_path, text, [], openbao.env(), child=child) as run:
         first = run.wait_events("start", 1)[0]
         second = run.wait_events("start", 2, timeout=15)[1]  # a new lease before the first one's 8 s max TTL
         assert second["user"] != first["user"]
         wait_for(lambda: [e for e in run.events("login") if e["pid"] == second["pid"]], what="a login with the new credentials")
         assert "renewed the lease" in run.log()
         assert run.stop() == 0
-    finally:
-        run.proc.kill()
-        run.proc.wait()
     logins = run.events("login")
     assert logins and all(e["ok"] for e in logins), json.dumps([e for e in logins if not e["ok"]])[:2000]
     assert any(e["pid"] == first["pid"] for e in logins)
@@ -169,8 +148,7 @@ def test_a_run_of_several_token_ttls_keeps_working(openbao: OpenBao, tmp_path: P
                        "auth": {"method": "approle", "role_id": role_id, "secret_id_file": "./sid", "mount": mount}}}
     text = vault_manifest(tmp_path, {"DB_PASSWORD": f"bao://secret/{path}#password"}, {"interval": "300ms", "debounce": "0s"},
                           sources=sources)
-    run = VaultRunning(tmp_path, text, ["DB_PASSWORD"], {})
-    try:
+    with VaultRunning(tmp_path, text, ["DB_PASSWORD"], {}) as run:
         run.wait_events("start", 1)
         logins = f"auth/{mount}/login"
         wait_for(lambda: openbao.requests_to(logins) >= 3, timeout=20, what="two logins after the first (past two max TTLs)")
@@ -179,6 +157,3 @@ def test_a_run_of_several_token_ttls_keeps_working(openbao: OpenBao, tmp_path: P
         write_kv2(openbao, path, {"password": "after"})
         assert run.wait_events("start", 2)[1]["env"] == {"DB_PASSWORD": "after"}
         assert run.stop() == 0
-    finally:
-        run.proc.kill()
-        run.proc.wait()
