@@ -15,11 +15,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from launcher.errors import CommandError, ManifestError
 from launcher.linux import PR_SET_PDEATHSIG, prctl
+
+# Python 3.12+ warns on fork() in a threaded process; the child side below is
+# written for exactly that case (no locks, nothing resolved after the fork).
+warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning)
 
 # Linux refuses one argv/env string longer than MAX_ARG_STRLEN (32 pages).
 MAX_ARG_STRLEN = 32 * 4096
