@@ -10,7 +10,7 @@ import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from launcher.refs import BUILTIN_SOURCES, Part, Reference, references
+from launcher.refs import BUILTIN_SOURCES, Part, Reference, azure_path_problem, references
 
 ON_CHANGE_ACTIONS = ("ignore", "signal", "restart", "exit")  # weakest to strongest
 DEFAULT_SCRUB = ("VAULT_TOKEN", "VAULT_SECRET_ID", "AZURE_CLIENT_SECRET")
@@ -174,6 +174,15 @@ class Manifest:
     def known_sources(self) -> frozenset[str]:
         """Declared source names plus the built-ins."""
         return frozenset(self.sources) | BUILTIN_SOURCES
+
+    def reference_problem(self, ref: Reference) -> str | None:
+        """What is wrong with ``ref`` for its source's type, found without any request."""
+        config = self.source_config(ref.source)
+        if isinstance(config, AzureSourceConfig):
+            return azure_path_problem(ref.path, ref.version, builtin=config.vault_url is None)
+        if isinstance(config, FileSourceConfig) and ref.version is not None:
+            return f"{ref.source}:// is a file source, which has no versions: drop ?version="
+        return None
 
     def source_config(self, name: str) -> SourceConfig:
         """The declared source, or the built-in of that name."""

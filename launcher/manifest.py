@@ -223,26 +223,28 @@ class _Reader:
             raise self.fail(version_node, "version", f"unsupported version {version!r} (expected 1)")
         sources = self.sources(top)
         known = frozenset(sources) | BUILTIN_SOURCES
-        env = self.env(top, known)
-        env_from = self.env_from(top, known)
-        self.check_versions(sources, env, env_from)
-        return Manifest(
+        manifest = Manifest(
             path=self.filename,
             sources=sources,
-            env=env,
-            env_from=env_from,
+            env=self.env(top, known),
+            env_from=self.env_from(top, known),
             cache=self.cache(top),
             retry=self.retry(top),
             watch=self.watch(top),
             process=self.process(top),
         )
+        self.check_references(manifest)
+        return manifest
 
-    def check_versions(self, sources: Mapping[str, SourceConfig], env: tuple[Binding, ...], env_from: tuple[EnvFrom, ...]) -> None:
-        """``?version=`` on a ``file`` source can never work: refuse it before any fetch."""
-        located = [(b.where, f"env.{b.name}", r) for b in env for r in b.refs] + [(e.where, "env_from", e.ref) for e in env_from]
+    def check_references(self, manifest: Manifest) -> None:
+        """Refuse, before any fetch, references their source's type can never serve
+        (``?version=`` on a file source, a malformed Key Vault secret name)."""
+        located = [(b.where, f"env.{b.name}", r) for b in manifest.env for r in b.refs]
+        located += [(e.where, "env_from", e.ref) for e in manifest.env_from]
         for where, field, ref in located:
-            if ref.version is not None and isinstance(sources.get(ref.source), FileSourceConfig):
-                raise ManifestError(f"{ref.source}:// is a file source, which has no versions: drop ?version=", where=where, field=field)
+            problem = manifest.reference_problem(ref)
+            if problem is not None:
+                raise ManifestError(f"{ref}: {problem}", where=where, field=field)
 
     def sources(self, top: Entries) -> dict[str, SourceConfig]:
         out: dict[str, SourceConfig] = {}

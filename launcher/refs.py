@@ -76,6 +76,29 @@ def _unescape(text: str) -> str:
     return re.sub("%23", "#", re.sub("%3[Ff]", "?", text))
 
 
+AZURE_SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}\Z")
+# Lenient on purpose (a DNS label): Azure's own 3-24 character rule is its to enforce.
+AZURE_VAULT_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+AZURE_VERSION_RE = re.compile(r"[0-9A-Za-z]{1,64}\Z")
+
+
+def azure_path_problem(path: str, version: str | None, builtin: bool) -> str | None:
+    """Why ``path`` cannot name a Key Vault secret (None when it can).
+
+    ``builtin``: the path is ``VAULT-NAME/SECRET`` (the built-in ``azure`` source).
+    """
+    name = path
+    if builtin:
+        vault, sep, name = path.partition("/")
+        if not sep or not AZURE_VAULT_NAME_RE.match(vault):
+            return "expected azure://VAULT-NAME/SECRET-NAME (vault names: letters, digits, -)"
+    if not AZURE_SECRET_NAME_RE.match(name):
+        return f"{name!r} is not a Key Vault secret name (1-127 letters, digits, -)"
+    if version is not None and not AZURE_VERSION_RE.match(version):
+        return f"{version!r} is not a Key Vault version id"
+    return None
+
+
 def scheme_of(text: str) -> str | None:
     """Return NAME when ``text`` starts with ``NAME://``, else None."""
     m = _PREFIX_RE.match(text)

@@ -80,6 +80,9 @@ def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Bind
             ref = parse_reference(value, known)
         except RefSyntaxError as exc:
             raise ManifestError(str(exc), where="<environment>", field=name) from None
+        problem = manifest.reference_problem(ref)
+        if problem is not None:
+            raise ManifestError(f"{ref}: {problem}", where="<environment>", field=name)
         out.append(Binding(name, (ref,), where="<environment>"))
     return out
 

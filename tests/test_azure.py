@@ -217,7 +217,8 @@ def test_builtin_source_one_client_per_vault_under_threads() -> None:
         (None, "corp-kv/api-key", ("https://corp-kv.vault.azure.net", "api-key")),
         ("https://kv.vault.usgovcloudapi.net/", "db-password", ("https://kv.vault.usgovcloudapi.net", "db-password")),
         (None, "corp-kv", ManifestError),  # no secret name
-        (None, "kv/api-key", ManifestError),  # vault names have 3-24 characters
+        (None, "kv/api-key", ("https://kv.vault.azure.net", "api-key")),  # short names: Azure itself refuses them
+        (None, "-kv/api-key", ManifestError),  # not a DNS label
         (None, "corp-kv/a/b", ManifestError),
         ("https://kv.vault.azure.net", "app/db", ManifestError),  # Vault-style path on Azure
         ("https://kv.vault.azure.net", "under_score", ManifestError),

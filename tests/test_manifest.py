@@ -327,3 +327,22 @@ def test_parse_errors_are_manifest_errors_with_location() -> None:
         parse("version: 1\nenv:\n  A: prd://x\n")
     assert info.value.exit_code == 78
     assert info.value.where == "/etc/app/launcher.yaml:3" and info.value.field == "env.A"
+
+
+@pytest.mark.parametrize(
+    ("ref", "problem"),
+    [
+        ("corp://bad_name", "is not a Key Vault secret name"),
+        ("azure://only-a-vault", "expected azure://VAULT-NAME/SECRET-NAME"),
+        ("corp://api-key?version=not-hex!", "is not a Key Vault version id"),
+    ],
+)
+def test_malformed_azure_references_fail_offline(tmp_path: Path, ref: str, problem: str) -> None:
+    manifest = tmp_path / "launcher.yaml"
+    manifest.write_text(
+        "version: 1\nsources:\n  corp: {type: azure, vault_url: 'https://corp.vault.azure.net/', credential: client_secret}\n"
+        f"env:\n  X: {ref}\n"
+    )
+    result = run_launcher(["check", "--offline", "-m", str(manifest)])
+    assert result.returncode == 78
+    assert f"launcher.yaml:5: env.X: {ref}" in result.stderr and problem in result.stderr

@@ -39,6 +39,7 @@ from azure.keyvault.secrets import SecretClient
 
 from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
+from launcher.refs import AZURE_VERSION_RE, azure_path_problem
 from launcher.sources import Secret
 from launcher.sources.azure_credentials import (
     CONNECTION_TIMEOUT,
@@ -50,9 +51,6 @@ from launcher.sources.azure_credentials import (
 )
 
 # https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#object-identifiers
-_SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}\Z")
-_VAULT_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,22}[A-Za-z0-9]\Z")
-_VERSION_RE = re.compile(r"[0-9A-Za-z]{1,64}\Z")
 BUILTIN_VAULT_SUFFIX = ".vault.azure.net"
 _MAX_DETAIL = 300
 _MIN_REDACT = 8  # scrubbing a shorter string would mangle messages and protect nothing
@@ -73,18 +71,16 @@ ClientFactory = Callable[[str], SecretReader]
 def locate(config: AzureSourceConfig, path: str) -> tuple[str, str]:
     """Split a reference path into (vault URL, secret name).
 
-    Raises ``ManifestError`` (78) for a path that cannot name a Key Vault secret.
+    Raises ``ManifestError`` (78) for a path that cannot name a Key Vault secret
+    (the manifest refuses those already; inline references reach here too).
     """
+    problem = azure_path_problem(path, None, builtin=config.vault_url is None)
+    if problem is not None:
+        raise ManifestError(f"{config.name}://{path}: {problem}")
     if config.vault_url is None:
-        vault, sep, name = path.partition("/")
-        if not sep or not _VAULT_NAME_RE.match(vault):
-            raise ManifestError(f"{config.name}://{path}: expected azure://VAULT-NAME/SECRET-NAME (vault names: 3-24 letters, digits, -)")
-        url = f"https://{vault.lower()}{BUILTIN_VAULT_SUFFIX}"
-    else:
-        url, name = config.vault_url.rstrip("/"), path
-    if not _SECRET_NAME_RE.match(name):
-        raise ManifestError(f"{config.name}://{path}: {name!r} is not a Key Vault secret name (1-127 letters, digits, -)")
-    return url, name
+        vault, _, name = path.partition("/")
+        return f"https://{vault.lower()}{BUILTIN_VAULT_SUFFIX}", name
+    return config.vault_url.rstrip("/"), path
 
 
 class AzureSource:
@@ -123,7 +119,7 @@ class AzureSource:
         ``AuthError``, ``TransientError`` (retryable), ``UnavailableError`` or
         ``ManifestError`` (bad name or version).
         """
-        if version is not None and not _VERSION_RE.match(version):
+        if version is not None and not AZURE_VERSION_RE.match(version):
             raise ManifestError(f"{self.name}://{path}?version={version}: not a Key Vault version id")
         bundle = self._get(path, version)
         return Secret(value=bundle.value if bundle.value is not None else "", version=bundle.properties.version)
