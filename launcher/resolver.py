@@ -249,10 +249,11 @@ def _evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErr
             if outcome.version and outcome.version not in versions:
                 versions.append(outcome.version)
     except NotFoundError as exc:
+        keys = tuple(r.fetch_key for r in binding.refs)  # watched, so the secret is noticed once it exists
         if binding.default is not None:
-            return BindingResult(binding.name, ref_text, "default", None, binding.default, binding.file)
+            return BindingResult(binding.name, ref_text, "default", None, binding.default, binding.file, keys=keys)
         if binding.optional:
-            return BindingResult(binding.name, ref_text, "optional", None, None, binding.file)
+            return BindingResult(binding.name, ref_text, "optional", None, None, binding.file, keys=keys)
         return BindingResult(binding.name, ref_text, "missing", error=_in_context(exc, _binding_context(binding)))
     except LauncherError as exc:
         status = _STATUS_BY_CODE.get(exc.exit_code, "invalid")

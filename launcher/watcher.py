@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from launcher.config import ON_CHANGE_ACTIONS, Binding, Manifest, WatchConfig
 from launcher.durations import format_duration
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, NotFoundError
 from launcher.refs import FetchKey
 from launcher.resolver import Resolution, Resolver
 from launcher.sources import Lease, Secret
@@ -43,6 +43,7 @@ class Tracked:
     issued_at: float = 0.0  # when the lease was first obtained
     full_duration: float = 0.0
     failures: int = 0
+    missing: bool = False  # an optional secret that did not exist at the last read
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,13 @@ class Watcher:
             if old is not None and old.version == secret.version and old.lease == secret.lease:
                 continue
             self.tracked[key] = self._fresh(key, secret, now)
+        for result in resolution.results:
+            if result.status not in ("default", "optional"):
+                continue
+            for key in result.keys:
+                known = self.tracked.get(key)
+                if key.version is None and key not in resolution.secrets and (known is None or not known.missing):
+                    self.tracked[key] = Tracked(key, None, now, now + self._interval(), missing=True)
 
     def _fresh(self, key: FetchKey, secret: Secret, now: float) -> Tracked:
         t = Tracked(key, secret.version, now, now + self._interval())
@@ -171,9 +179,16 @@ class Watcher:
             if t.next_check > now:
                 return False
             t.next_check = now + self._interval()
-            version = self._current_version(t.key)
+            try:
+                version = self._current_version(t.key)
+            except NotFoundError:
+                if not t.missing:
+                    raise
+                self._recovered(t)
+                log.debug("checked %s: still missing", t.key)
+                return False
             self._recovered(t)
-            changed = version is not None and version != t.version
+            changed = t.missing or (version is not None and version != t.version)
             log.debug("checked %s: %s", t.key, "new version" if changed else "unchanged")
             return changed
         except LauncherError as exc:

@@ -244,3 +244,15 @@ def test_check_shows_when_each_secret_is_next_checked(tmp_path: Path) -> None:
     assert token.startswith("TOKEN") and token.endswith("in 30s (+-10%)")
     assert literal.rstrip().endswith("-")
     assert "v1" not in done.stdout
+
+
+def test_a_default_whose_secret_appears_later_is_replaced(tmp_path: Path, launched: list[Running]) -> None:
+    write_secrets(tmp_path, token="v1")
+    run = Running(tmp_path, manifest("  FLAG: {ref: dev://flag, default: 'off'}\n"), ["FLAG"])
+    launched.append(run)
+    assert run.wait_events("start", 1)[0]["env"] == {"FLAG": "off"}
+    run.wait_log("checked dev://flag: still missing")
+    write_secrets(tmp_path, token="v1", flag="on")
+    assert run.wait_events("start", 2)[1]["env"] == {"FLAG": "on"}
+    assert "is failing" not in run.log()
+    assert run.stop() == 0
