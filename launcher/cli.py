@@ -22,7 +22,7 @@ from launcher import logs
 from launcher.child import check_exec_limits
 from launcher.config import ON_CHANGE_ACTIONS, Manifest
 from launcher.errors import CommandError, LauncherError, ManifestError, UsageError, WouldOverwriteError, most_fundamental
-from launcher.files import SecretFiles
+from launcher.files import SecretFiles, private_base_dir
 from launcher.manifest import load_manifest
 from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_table, format_env
 from launcher.resolver import Resolution, Resolver, child_environment, inline_bindings
@@ -49,7 +49,9 @@ def resolve(manifest: Manifest, no_inline: bool, strict: bool = True) -> tuple[R
     started = time.monotonic()
     resolver = Resolver(manifest)
     resolution = resolver.resolve(os.environ, inline=not no_inline)
-    if strict:
+    if resolution.errors:
+        if not strict:
+            return resolver, resolution  # ``check`` reports them; no "resolved" line for a failure
         for err in resolution.errors:
             log.debug("%s", err)
         resolution.raise_for_errors()
@@ -69,7 +71,7 @@ def resolve(manifest: Manifest, no_inline: bool, strict: bool = True) -> tuple[R
 def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--no-inline", is_flag=True, help="Do not resolve references found in the environment.")(fn)
     fn = click.option(
-        "-m", "--manifest", "manifest_path", envvar="LAUNCHER_MANIFEST", type=click.Path(dir_okay=False),
+        "-m", "--manifest", "manifest_path", envvar="LAUNCHER_MANIFEST", type=str,
         help="Manifest file (default: ./launcher.yaml when it exists).",
     )(fn)
     return fn
@@ -190,6 +192,11 @@ def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
 
         extra = {r.name: next_check(r.keys, resolution.secrets, manifest.watch) for r in resolution.results if r.status == "ok"}
     click.echo(check_table(resolution.results, extra))
+    if not resolution.errors:
+        try:  # `check` exits with the code `exec` would, and exec refuses an oversized environment
+            check_exec_limits(["command"], child_environment(os.environ, _with_file_paths(resolution), manifest.process))
+        except ManifestError as exc:
+            resolution.errors.append(exc)
     if resolution.errors:
         final = most_fundamental(resolution.errors)
         for err in resolution.errors:
@@ -197,6 +204,13 @@ def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
                 log.error("%s", err)
         raise final
     return 0
+
+
+def _with_file_paths(resolution: Resolution) -> dict[str, str]:
+    """The bindings as ``exec`` would pass them, with a stand-in path for each secret file."""
+    base, _ = private_base_dir(os.environ)
+    stand_in = os.path.join(base, "launcher-xxxxxxxx")
+    return {k: os.path.join(stand_in, k) if k in resolution.files else v for k, v in resolution.values.items()}
 
 
 def _plural(count: int, noun: str) -> str:

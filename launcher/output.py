@@ -17,7 +17,7 @@ def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | Non
     header = ["NAME", "REF", "VERSION", "STATUS"]
     rows = [[r.name, r.ref, r.version or "-", r.status] for r in results]
     if extra is not None:
-        header.append("NEXT CHECK")
+        header.append("NEXT_CHECK")
         for row, r in zip(rows, results, strict=True):
             row.append(extra.get(r.name, "-"))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

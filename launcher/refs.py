@@ -39,7 +39,7 @@ class FetchKey:
 
     def __str__(self) -> str:
         suffix = f"?version={self.version}" if self.version else ""
-        return f"{self.source}://{self.path}{suffix}"
+        return f"{self.source}://{_escape(self.path)}{suffix}"
 
 
 @dataclass(frozen=True)

@@ -286,15 +286,19 @@ class Debounce:
 
 
 def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], watch: WatchConfig) -> str:
-    """When a watching launcher would next look at these secrets, for ``check``."""
+    """When a watching launcher would next look at these secrets, for ``check``.
+
+    One word, so the table stays easy to split: ``~60s`` (the interval, +-10 %),
+    ``renew~20s`` (2/3 of a lease), ``never`` (pinned) or ``-``.
+    """
     if not keys:
         return "-"
     if all(k.version is not None for k in keys):
-        return "never (pinned)"
+        return "never"
     leases = [s.lease for k in keys if (s := secrets.get(k)) is not None and s.lease is not None]
     if leases:
-        return f"renew in {format_duration(min(lease.duration for lease in leases) * 2 / 3)}"
-    return f"in {format_duration(watch.interval)} (+-10%)"
+        return f"renew~{format_duration(min(lease.duration for lease in leases) * 2 / 3)}"
+    return f"~{format_duration(watch.interval)}"
 
 
 def strongest_action(names: set[str], bindings: Mapping[str, Binding], default: str) -> tuple[str, list[str]]:

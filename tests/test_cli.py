@@ -403,7 +403,7 @@ def test_check_table_columns_and_extra_column() -> None:
         "LONG_NAME  -          -        default",
     ]
     with_next = check_table((r for r in results), extra={"A": "30s"})
-    assert with_next.splitlines()[0].endswith("NEXT CHECK") and with_next.splitlines()[1].endswith("30s")
+    assert with_next.splitlines()[0].endswith("NEXT_CHECK") and with_next.splitlines()[1].endswith("30s")
     assert CANARY not in table + with_next
 
 
@@ -419,3 +419,18 @@ def test_format_env(fmt: str, expected: str) -> None:
     from launcher.output import format_env
 
     assert format_env({"A": 'x "y" $z\\n\n', "B": ""}, fmt) == expected
+
+
+def test_check_exits_78_like_exec_when_the_environment_is_too_large(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text(json.dumps({"big": "x" * 140_000}))
+    manifest = tmp_path / "launcher.yaml"
+    manifest.write_text("version: 1\nsources:\n  dev: {type: file, path: ./s.json}\nenv:\n  BIG: dev://big\n")
+    checked = run_launcher(["check", "-m", str(manifest)])
+    executed = run_launcher(["exec", "-m", str(manifest), "--", "true"])
+    assert checked.returncode == executed.returncode == 78
+    assert "BIG" in checked.stderr and "file: true" in checked.stderr
+
+
+def test_a_directory_as_manifest_is_78(tmp_path: Path) -> None:
+    result = run_launcher(["check", "--offline", "-m", str(tmp_path)])
+    assert result.returncode == 78 and "Traceback" not in result.stderr

@@ -240,8 +240,8 @@ def test_check_shows_when_each_secret_is_next_checked(tmp_path: Path) -> None:
                           env=launcher_env(), capture_output=True, text=True, timeout=20, check=False)
     assert done.returncode == 0, done.stderr
     header, token, literal = done.stdout.splitlines()
-    assert header.split()[-2:] == ["NEXT", "CHECK"]
-    assert token.startswith("TOKEN") and token.endswith("in 30s (+-10%)")
+    assert header.split()[-1] == "NEXT_CHECK"
+    assert token.split() == ["TOKEN", "dev://token", token.split()[2], "ok", "~30s"]
     assert literal.rstrip().endswith("-")
     assert "v1" not in done.stdout
 
