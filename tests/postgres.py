@@ -77,7 +77,8 @@ def postgres() -> Iterator[Postgres]:
     with open(base / "server.log", "w") as server_log:
         proc = subprocess.Popen(
             [str(bindir / "postgres"), "-D", str(base / "data"), "-p", str(port), "-k", str(base),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+             "-c", "dynamic_shared_memory_type=mmap"],  # in the data directory, not /dev/shm
             stdout=subprocess.DEVNULL, stderr=server_log, **user_kw,  # type: ignore[arg-type]
         )
     server = Postgres(port, "admin", password, bindir)
