@@ -104,7 +104,12 @@ class Watcher:
             old = self.tracked.get(key)
             if old is not None and old.version == secret.version and old.lease == secret.lease:
                 continue
-            self.tracked[key] = self._fresh(key, secret, now)
+            fresh = self._fresh(key, secret, now)
+            if old is None:
+                # The first check falls at a uniformly random point of one interval, so a
+                # fleet of replicas started together does not check (or restart) together.
+                fresh.next_check = now + self.watch.interval * self.clock.random()
+            self.tracked[key] = fresh
         for result in resolution.results:
             if result.status not in ("default", "optional"):
                 continue
