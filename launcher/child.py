@@ -16,11 +16,10 @@ import errno
 import os
 import signal
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from launcher.errors import CommandError, ManifestError
-from launcher.linux import PR_SET_PDEATHSIG, prctl
 
 # Python 3.12+ warns on fork() in a threaded process; the child side below is
 # written for exactly that case (no locks, nothing resolved after the fork).
@@ -56,6 +55,8 @@ def spawn(
     Must be called from the supervisor's loop thread (PR_SET_PDEATHSIG is tied
     to the thread that forks).
     """
+    from launcher.linux import PR_SET_PDEATHSIG, prctl  # ctypes: only `run` pays for it, and before the fork
+
     argv = list(argv)
     env = dict(env)
     reset = [*reset_signals, *_PYTHON_IGNORED]
@@ -66,7 +67,7 @@ def spawn(
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, checked by the process tests
-            _child_side(argv, env, tty_fd, reset, parent, write_fd)
+            _child_side(argv, env, tty_fd, reset, parent, write_fd, lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     os.close(write_fd)
@@ -87,11 +88,14 @@ def spawn(
     return Child(pid, pid, argv[0])
 
 
-def _child_side(argv: list[str], env: dict[str, str], tty_fd: int | None, reset: list[signal.Signals], parent: int, err_fd: int) -> None:
+def _child_side(
+    argv: list[str], env: dict[str, str], tty_fd: int | None, reset: list[signal.Signals], parent: int, err_fd: int,
+    set_pdeathsig: Callable[[], bool],
+) -> None:
     code = 0
     try:
         signal.set_wakeup_fd(-1)
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        set_pdeathsig()
         if os.getppid() != parent:  # the launcher died before prctl took effect
             os.kill(os.getpid(), signal.SIGKILL)
         os.setpgid(0, 0)

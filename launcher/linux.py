@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 PR_SET_PDEATHSIG = 1
@@ -12,7 +11,8 @@ PR_SET_CHILD_SUBREAPER = 36
 _prctl = None
 if sys.platform.startswith("linux"):
     try:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # The running interpreter has libc mapped already; find_library would run ldconfig.
+        _libc = ctypes.CDLL(None, use_errno=True)
         _prctl = _libc.prctl
         _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
         _prctl.restype = ctypes.c_int
