@@ -1,0 +1,74 @@
+"""Run every benchmark in one go and print their tables and the targets, met or missed.
+
+    python benchmarks/run_all.py            # the full run behind RESULTS.md (about 30 minutes)
+    python benchmarks/run_all.py --quick    # fewer runs, short windows (about 5 minutes)
+    python benchmarks/run_all.py --only startup,rotation
+
+The targets are ratios measured within this one run; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+import bench_concurrency
+import bench_fleet
+import bench_footprint
+import bench_rotation
+import bench_startup
+from benchlib import Report, machine_summary, stop_cleanly_on_signals, targets_table
+
+BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], Report], list[str], list[str]]] = {
+    # name: (main, full arguments, --quick arguments)
+    "startup": (bench_startup.main, [], ["--runs", "3"]),
+    "concurrency": (bench_concurrency.main, [], ["--runs", "3"]),
+    "rotation": (bench_rotation.main, [], ["--rotations", "4"]),
+    "footprint": (bench_footprint.main, [], ["--runs", "1", "--window", "10", "--settle", "3"]),
+    "fleet": (bench_fleet.main, [], ["--duration", "60"]),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="shortened runs (figures are rougher)")
+    ap.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    ap.add_argument("--fleet-mode", choices=("threads", "processes"), default="threads")
+    ap.add_argument("--output", help="also write the Markdown to this file")
+    opts = ap.parse_args()
+    chosen = opts.only.split(",") if opts.only else list(BENCHMARKS)
+    out: list[str] = []
+
+    def emit(text: str) -> None:
+        print(text, flush=True)
+        out.append(text)
+
+    command = " ".join(["python", "benchmarks/run_all.py", *sys.argv[1:]])
+    emit(f"# launcher benchmarks\n\nstarted: {machine_summary()}\n\ncommand: `{command}`\n")
+    reports = []
+    for name in chosen:
+        run, full, quick = BENCHMARKS[name]
+        args = list(quick if opts.quick else full)
+        if name == "fleet":
+            args += ["--mode", opts.fleet_mode]
+        started = time.monotonic()
+        try:
+            rep = run(args)
+        except Exception as exc:  # one broken benchmark must not lose the others' figures
+            rep = Report(f"{name}: FAILED")
+            rep.notes.append(f"{exc.__class__.__name__}: {exc}")
+        rep.notes.append(f"took {time.monotonic() - started:.0f} s; same as `python benchmarks/bench_{name}.py {' '.join(args)}`")
+        emit(rep.render())
+        reports.append(rep)
+    emit("## Targets\n\n" + targets_table([t for r in reports for t in r.targets]) + "\n")
+    emit(f"finished: {machine_summary()}")
+    if opts.output:
+        with open(opts.output, "w", encoding="utf-8") as fh:
+            fh.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    stop_cleanly_on_signals()
+    main()
