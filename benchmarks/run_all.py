@@ -1,6 +1,6 @@
 """Run every benchmark in one go and print their tables and the targets, met or missed.
 
-    python benchmarks/run_all.py            # the full run behind RESULTS.md (about 30 minutes)
+    python benchmarks/run_all.py            # the full run behind RESULTS.md (about 25 minutes)
     python benchmarks/run_all.py --quick    # fewer runs, short windows (about 5 minutes)
     python benchmarks/run_all.py --only startup,rotation
 
