@@ -25,7 +25,7 @@ from launcher.errors import CommandError, LauncherError, ManifestError, UsageErr
 from launcher.files import SecretFiles, private_base_dir
 from launcher.manifest import load_manifest
 from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_table, format_env
-from launcher.resolver import Resolution, Resolver, child_environment, inline_bindings
+from launcher.resolver import Resolution, Resolver, child_environment, inline_bindings, log_resolved
 
 log = logging.getLogger("launcher")
 
@@ -55,16 +55,7 @@ def resolve(manifest: Manifest, no_inline: bool, strict: bool = True) -> tuple[R
         for err in resolution.errors:
             log.debug("%s", err)
         resolution.raise_for_errors()
-    elapsed = (time.monotonic() - started) * 1000
-    names = sorted(resolution.sources_used)
-    log.info(
-        "resolved %d variable%s from %s in %.0f ms",
-        len(resolution.values),
-        "" if len(resolution.values) == 1 else "s",
-        ", ".join(names) if names else "no source",
-        elapsed,
-        extra={"fields": {"variables": len(resolution.values), "sources": names, "ms": round(elapsed, 1)}},
-    )
+    log_resolved(resolution, started)
     return resolver, resolution
 
 
@@ -101,7 +92,7 @@ def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_chang
     if watch is not None or on_change is not None:
         w = manifest.watch
         manifest = replace(manifest, watch=replace(w, enabled=w.enabled if watch is None else watch, on_change=on_change or w.on_change))
-    return supervise(manifest, list(command), inline=not no_inline, cli_on_change=on_change)
+    return supervise(manifest, list(command), inline=not no_inline)
 
 
 @cli.command("exec", context_settings=_COMMAND_SETTINGS)

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -294,6 +295,17 @@ def _expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[B
     assert fields is not None
     found = {env_from_name(entry.prefix, k): v for k, v in fields.items()}
     return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,)), found
+
+
+def log_resolved(resolution: Resolution, started: float, then: str = "") -> None:
+    """The one start-up line: how many variables, from which sources, how long it took."""
+    elapsed = (time.monotonic() - started) * 1000
+    count, sources = len(resolution.values), sorted(resolution.sources_used)
+    log.info(
+        "resolved %d variable%s from %s in %.0f ms%s",
+        count, "" if count == 1 else "s", ", ".join(sources) or "no source", elapsed, then,
+        extra={"fields": {"variables": count, "sources": sources, "ms": round(elapsed, 1)}},
+    )
 
 
 def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str], process: ProcessConfig) -> dict[str, str]:

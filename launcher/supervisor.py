@@ -26,7 +26,7 @@ from launcher.child import Child
 from launcher.config import Manifest
 from launcher.files import SecretFiles
 from launcher.reaper import become_subreaper, exit_code, reap_all
-from launcher.resolver import Resolution, Resolver, child_environment
+from launcher.resolver import Resolution, Resolver, child_environment, log_resolved
 from launcher.watcher import Debounce, Outage, Rotation, StormGuard, Watcher, strongest_action
 
 log = logging.getLogger(__name__)
@@ -381,7 +381,7 @@ def _drain(fd: int) -> bytes:
         data += chunk
 
 
-def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True, cli_on_change: str | None = None) -> int:
+def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True) -> int:
     """``launcher run``: resolve all or nothing, start and supervise the child, return its code."""
     started = time.monotonic()
     resolver = Resolver(manifest)
@@ -390,13 +390,7 @@ def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True, cli_
     try:
         resolution = resolver.resolve(os.environ, inline=inline)
         resolution.raise_for_errors()
-        sources = sorted(resolution.sources_used)
-        log.info(
-            "resolved %d variable%s from %s in %.0f ms; starting %s",
-            len(resolution.values), "" if len(resolution.values) == 1 else "s",
-            ", ".join(sources) or "no source", (time.monotonic() - started) * 1000, argv[0],
-            extra={"fields": {"variables": len(resolution.values), "sources": sources, "command": argv[0]}},
-        )
+        log_resolved(resolution, started, f"; starting {argv[0]}")
         supervisor = Supervisor(manifest, argv, files, os.environ)
         if manifest.watch.enabled:
             watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline)
