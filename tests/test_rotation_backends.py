@@ -152,7 +152,8 @@ def test_a_run_of_several_token_ttls_keeps_working(openbao: OpenBao, tmp_path: P
         run.wait_events("start", 1)
         logins = f"auth/{mount}/login"
         wait_for(lambda: openbao.requests_to(logins) >= 3, timeout=20, what="two logins after the first (past two max TTLs)")
-        assert openbao.requests_to("auth/token/renew-self") >= 1
+        # Whether a renewal or a fresh login comes first depends on the 1 s maintenance phase;
+        # renewal at 2/3 of the TTL is proven with an injected clock in test_vault_auth.py.
         assert "is failing" not in run.log() and len(run.events("start")) == 1
         write_kv2(openbao, path, {"password": "after"})
         assert run.wait_events("start", 2)[1]["env"] == {"DB_PASSWORD": "after"}
