@@ -20,6 +20,7 @@ class TcpProxy:
         self.port = self.listener.getsockname()[1]
         self.up = True
         self.refused = 0
+        self.accepted = 0  # connections forwarded
         self._open: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._closing = False
@@ -63,6 +64,7 @@ class TcpProxy:
                 except OSError:
                     _close(client)
                     continue
+                self.accepted += 1
                 self._open.update((client, upstream))
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()

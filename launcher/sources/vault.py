@@ -13,8 +13,9 @@ VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, VAULT_SKIP_VERIFY), so ``vault://``
 works wherever the CLI does.
 
 Nothing here retries: transient failures raise ``TransientError`` and the
-resolver's policy decides. Error mapping and the token's lifecycle live in
-``vault_auth``; only these two modules import hvac and requests.
+resolver's policy decides. Reads go through ``vault_http`` (pooled urllib3);
+the token, logins and hvac live in ``vault_auth``. hvac and requests are
+imported only when a login, token lookup or lease operation needs them.
 """
 
 from __future__ import annotations
@@ -25,31 +26,21 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-import hvac
-import requests
-import requests.adapters
 import urllib3
 
 from launcher.config import VaultSourceConfig
-from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, UnavailableError
+from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
 from launcher.sources import Lease, Secret, to_text
 from launcher.sources.vault_auth import TokenKeeper, note_response, vault_errors
+from launcher.sources.vault_http import POOL_SIZE, TIMEOUT, Connection, VaultHTTP
 
 log = logging.getLogger(__name__)
 
 KV2, KV1, OTHER, UNKNOWN = "kv2", "kv1", "other", "unknown"
-# The resolver runs up to 32 fetches at once on one source; a smaller pool makes
-# urllib3 open throw-away connections and warn "Connection pool is full".
-POOL_SIZE = 32
-# (connect, read): a reachable Vault connects in milliseconds and answers reads
-# quickly, so fail fast and let the resolver's retry policy decide what next.
-TIMEOUT = (5.0, 10.0)
 _TRUE = {"1", "t", "true"}  # what Go's strconv.ParseBool accepts, as the Vault CLI does
 _FALSE = {"0", "f", "false"}
 
@@ -67,8 +58,8 @@ class VaultSource:
         self.name = config.name
         self.revoke_on_exit = config.revoke_on_exit
         self.connection = connection_settings(config, env)
-        self._client = open_client(self.connection)
-        self._token = TokenKeeper(config.name, config.auth, self._client, env, clock)
+        self._http = VaultHTTP(self.connection)
+        self._token = TokenKeeper(config.name, config.auth, lambda: open_client(self.connection), env, clock)
         self._mounts: dict[str, str] = {}  # "secret/" -> KV2 | KV1 | OTHER | UNKNOWN
         self._mount_lock = threading.Lock()
         self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies
@@ -136,7 +127,7 @@ class VaultSource:
         self._token.ensure()
         try:
             with vault_errors(f"source {self.name!r}: lease renewal"):
-                resp = self._client.sys.renew_lease(lease_id=lease.lease_id, increment=int(lease.duration))
+                resp = self._token.client().sys.renew_lease(lease_id=lease.lease_id, increment=int(lease.duration))
         except (ManifestError, NotFoundError):  # 400 "lease not found" / "not renewable"
             return None
         return Lease(resp["lease_id"], float(resp.get("lease_duration") or 0), bool(resp.get("renewable")))
@@ -145,7 +136,7 @@ class VaultSource:
         """Revoke one lease; raises ``AuthError``, ``TransientError`` or ``ManifestError``."""
         self._token.ensure()
         with vault_errors(f"source {self.name!r}: lease revocation"):
-            self._client.sys.revoke_lease(lease_id=lease_id)
+            self._token.client().sys.revoke_lease(lease_id=lease_id)
         with self._lease_lock:
             self._leases.discard(lease_id)
 
@@ -171,7 +162,8 @@ class VaultSource:
                     self.revoke_lease(lease_id)
                 except LauncherError as exc:
                     log.warning("%s", exc.message)
-        self._client.adapter.close()
+        self._token.close()
+        self._http.close()
 
     # -- mounts and reads ---------------------------------------------------
 
@@ -246,22 +238,7 @@ class VaultSource:
         raise next((e for e in errors if isinstance(e, AuthError)), errors[-1])
 
     def _get(self, path: str, ref: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        with vault_errors(ref):
-            # Quoted: a key or path may hold '#', '?' or spaces (escaped as %23 / %3F in references).
-            body = self._client.adapter.get("/v1/" + urllib.parse.quote(path, safe="/"), params=params)
-        if not isinstance(body, dict):  # hvac hands back the raw response when it is not JSON
-            raise UnavailableError(f"{ref}: the answer is not from a Vault API")
-        return body
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where and how to reach Vault; built once per source."""
-
-    address: str
-    namespace: str | None
-    verify: bool | str
-    cert: str | tuple[str, str] | None
+        return self._http.get(path, self._token.token, ref, params)
 
 
 def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -> Connection:
@@ -298,6 +275,10 @@ def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -
 
 def open_client(conn: Connection) -> Any:
     """An ``hvac.Client`` on a pooled session; it holds no token yet."""
+    import hvac  # here, not at the top: a run that only reads never needs it (about 30 ms)
+    import requests
+    import requests.adapters
+
     session = requests.Session()
     pool = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
     session.mount("http://", pool)

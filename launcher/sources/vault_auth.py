@@ -1,118 +1,91 @@
-"""Vault / OpenBao error mapping and the source's token.
+"""The source's token, and the mapping of hvac's exceptions.
+
+``TokenKeeper`` owns the source's token and the hvac client used for logins,
+token and lease operations (created on first use, so a run that reads with a
+plain token never imports hvac or requests). It obtains a token lazily (token,
+approle, kubernetes, jwt), knows its TTL, renews it at 2/3 of the TTL and logs
+in again when it cannot be renewed or is capped by its max TTL.
 
 ``vault_errors`` is the one place where hvac and requests exceptions become
 launcher errors; ``note_response`` (a requests hook installed by ``vault.py``)
-feeds it each response's status and Retry-After.
-``TokenKeeper`` owns the source's token: it obtains one lazily (token, approle,
-kubernetes, jwt), knows its TTL, renews it at 2/3 of the TTL and logs in again
-when it cannot be renewed or is capped by its max TTL.
-
-Only this module and ``vault.py`` import hvac and requests.
+feeds it each response's status and Retry-After. Statuses mean what
+``vault_http.from_status`` says, whichever client saw them.
 """
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import hvac.exceptions
-import requests
-
 from launcher.config import VaultAuth
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
+from launcher.sources.vault_http import from_status, retry_after, tls_failure
 
 log = logging.getLogger(__name__)
 
 K8S_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 DEFAULT_MOUNTS = {"approle": "approle", "kubernetes": "kubernetes", "jwt": "jwt"}
+# hvac raises one class per status; by name, so this module need not import hvac.
 _STATUS_OF = {
-    hvac.exceptions.InvalidRequest: 400,
-    hvac.exceptions.Unauthorized: 401,
-    hvac.exceptions.Forbidden: 403,
-    hvac.exceptions.InvalidPath: 404,
-    hvac.exceptions.PreconditionFailed: 412,
-    hvac.exceptions.RateLimitExceeded: 429,
-    hvac.exceptions.InternalServerError: 500,
-    hvac.exceptions.VaultNotInitialized: 501,
-    hvac.exceptions.BadGateway: 502,
-    hvac.exceptions.VaultDown: 503,
+    "InvalidRequest": 400,
+    "Unauthorized": 401,
+    "Forbidden": 403,
+    "InvalidPath": 404,
+    "PreconditionFailed": 412,
+    "RateLimitExceeded": 429,
+    "InternalServerError": 500,
+    "VaultNotInitialized": 501,
+    "BadGateway": 502,
+    "VaultDown": 503,
 }
 # hvac's exceptions carry no headers: a response hook notes each thread's last
 # status and Retry-After so the mapping below can honour it.
 _last = threading.local()
 
 
-def note_response(response: requests.Response, *args: Any, **kwargs: Any) -> None:
+def note_response(response: Any, *args: Any, **kwargs: Any) -> None:
     """A requests response hook: remember this thread's last status and Retry-After."""
     _last.status = response.status_code
-    _last.retry_after = _retry_after(response.headers.get("Retry-After"))
-
-
-def _retry_after(header: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not header:
-        return None
-    if header.strip().isdigit():
-        return float(header.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    _last.retry_after = retry_after(response.headers.get("Retry-After"))
 
 
 @contextmanager
 def vault_errors(what: str, *, login: bool = False) -> Iterator[None]:
     """Map hvac and requests exceptions raised inside to the launcher tree.
 
-    ``what`` names the reference or operation (never a value). 400 -> 78 (a
-    rejected login -> 77), 405 -> 78; 401/403 -> 77; 404 -> 66; 412/429/5xx (sealed,
-    standby), connection errors and timeouts -> ``TransientError``.
+    ``what`` names the reference or operation (never a value). Statuses map as
+    in ``vault_http.from_status``; connection errors and timeouts ->
+    ``TransientError``; an untrusted certificate -> ``AuthError``.
     """
     _last.status = _last.retry_after = None
     try:
         yield
-    except hvac.exceptions.VaultError as exc:
-        status = _STATUS_OF.get(type(exc)) or getattr(_last, "status", None) or 0
-        raise _from_status(status, what, exc.errors, login) from exc
-    except requests.exceptions.RequestException as exc:
-        raise _from_requests(exc, what) from exc
+    except LauncherError:
+        raise
+    except Exception as exc:
+        # Only hvac calls run inside, so both packages are loaded by now.
+        import hvac.exceptions
+        import requests
+
+        if isinstance(exc, hvac.exceptions.VaultError):
+            status = _STATUS_OF.get(type(exc).__name__) or getattr(_last, "status", None) or 0
+            raise from_status(status, what, exc.errors, login=login,
+                              retry_after=getattr(_last, "retry_after", None)) from exc
+        if isinstance(exc, requests.exceptions.RequestException):
+            raise _from_requests(exc, what) from exc
+        raise
 
 
-def _from_status(status: int, what: str, errors: Any, login: bool) -> LauncherError:
-    if status == 400:
-        if login:
-            return AuthError(f"{what}: login rejected (400)")
-        # Vault's 400 texts name paths and parameters, never secret data.
-        reason = "; ".join(str(e) for e in errors or [])[:200] or "bad request"
-        return ManifestError(f"{what}: Vault rejected the request (400: {reason})")
-    if status == 405:
-        return ManifestError(f"{what}: this path cannot be read (405)")
-    if status in (401, 403):
-        return AuthError(f"{what}: {'login failed' if login else 'permission denied'} ({status})")
-    if status == 404:
-        return NotFoundError(f"{what}: not found")
-    if status in (412, 429) or status >= 500:
-        detail = " (sealed or standby)" if status == 503 else ""
-        return TransientError(f"{what}: Vault unavailable ({status}){detail}", retry_after=getattr(_last, "retry_after", None))
-    return UnavailableError(f"{what}: unexpected answer from Vault ({status or 'no status'})")
+def _from_requests(exc: Any, what: str) -> LauncherError:
+    import requests
 
-
-def _from_requests(exc: requests.exceptions.RequestException, what: str) -> LauncherError:
     if isinstance(exc, requests.exceptions.SSLError):
-        # Decision: a certificate that does not verify is 77, not 69. The server
-        # failed to authenticate itself; retrying for a minute cannot fix a wrong
-        # CA. Other TLS failures (a reset during the handshake) stay transient.
-        if _cert_verify_failed(exc):
-            return AuthError(f"{what}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
-        return TransientError(f"{what}: TLS handshake failed")
+        return tls_failure(exc, what)
     if isinstance(exc, requests.exceptions.Timeout):
         return TransientError(f"{what}: Vault timed out")
     if isinstance(exc, requests.exceptions.ConnectionError):
@@ -122,18 +95,6 @@ def _from_requests(exc: requests.exceptions.RequestException, what: str) -> Laun
     if isinstance(exc, requests.exceptions.JSONDecodeError):
         return UnavailableError(f"{what}: the answer is not from a Vault API (not JSON)")
     return TransientError(f"{what}: request failed ({exc.__class__.__name__})")
-
-
-def _cert_verify_failed(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(10):  # walk args and causes: requests wraps urllib3 wraps ssl
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
-        seen = inner or getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
-    return False
 
 
 def read_credential(path: str, what: str) -> str:
@@ -157,13 +118,18 @@ class TokenKeeper:
     kubernetes, jwt) when the token cannot be renewed, the renewal failed, or
     the renewal came back shorter than asked (the max TTL is near). Both raise
     ``AuthError`` (77), ``TransientError`` or ``ManifestError`` (78).
+
+    ``open_client`` builds the hvac client; it is called on the first login,
+    token lookup or lease operation (``client``), not before.
     """
 
-    def __init__(self, source: str, auth: VaultAuth, client: Any, environ: Mapping[str, str],
+    def __init__(self, source: str, auth: VaultAuth, open_client: Callable[[], Any], environ: Mapping[str, str],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._what = f"source {source!r}: {auth.method} login"
         self._auth = auth
-        self._client = client
+        self._open_client = open_client
+        self._client: Any = None
+        self.token = ""  # sent with every read; never logged
         self._environ = environ
         self._clock = clock
         self._lock = threading.RLock()
@@ -226,6 +192,19 @@ class TokenKeeper:
                 self._at_max = True
                 log.warning("%s: token is not renewable and expires in %.0f s", self._what, max(0.0, remaining))
 
+    def client(self) -> Any:
+        """The hvac client, created on first use, carrying the current token."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._open_client()
+            self._client.token = self.token
+            return self._client
+
+    def close(self) -> None:
+        """Close the hvac client's connections, if it was ever created."""
+        if self._client is not None:
+            self._client.adapter.close()
+
     def _expired(self) -> bool:
         return self.can_login and self._expires_at is not None and self._clock() >= self._expires_at - 1.0
 
@@ -233,8 +212,7 @@ class TokenKeeper:
         if self.can_login:
             self._login()
             return
-        token = self._token_from_origins()
-        self._client.token = token
+        self.token = self._token_from_origins()
         self._ready = True
 
     def _token_from_origins(self) -> str:
@@ -262,7 +240,7 @@ class TokenKeeper:
                     secret_id = self._environ.get("VAULT_SECRET_ID") or None  # None: a role without bind_secret_id
                 if not auth.role_id:
                     raise ManifestError(f"{what}: auth.role_id is required")
-                resp = self._client.auth.approle.login(role_id=auth.role_id, secret_id=secret_id, mount_point=mount)
+                resp = self.client().auth.approle.login(role_id=auth.role_id, secret_id=secret_id, mount_point=mount)
             else:
                 if not auth.role:
                     raise ManifestError(f"{what}: auth.role is required")
@@ -271,10 +249,11 @@ class TokenKeeper:
                     raise ManifestError(f"{what}: auth.jwt_file is required")
                 jwt = read_credential(jwt_file, what)  # re-read: projected tokens rotate
                 if auth.method == "kubernetes":
-                    resp = self._client.auth.kubernetes.login(role=auth.role, jwt=jwt, mount_point=mount)
+                    resp = self.client().auth.kubernetes.login(role=auth.role, jwt=jwt, mount_point=mount)
                 else:
-                    resp = self._client.auth.jwt.jwt_login(role=auth.role, jwt=jwt, path=mount)
+                    resp = self.client().auth.jwt.jwt_login(role=auth.role, jwt=jwt, path=mount)
         granted = resp["auth"]
+        self.token = str(granted.get("client_token") or "")
         self._ready = True
         self._record(float(granted.get("lease_duration") or 0), bool(granted.get("renewable")), period=None)
         log.debug("%s: logged in (ttl %s s, renewable %s)", what, granted.get("lease_duration"), granted.get("renewable"))
@@ -285,7 +264,7 @@ class TokenKeeper:
             return
         try:
             with vault_errors(f"{self._what}: token lookup"):
-                data = self._client.auth.token.lookup_self()["data"]
+                data = self.client().auth.token.lookup_self()["data"]
         except (AuthError, NotFoundError, ManifestError) as exc:
             # A token without the default policy may not look itself up; the reads will tell.
             log.debug("%s", exc)
@@ -296,7 +275,7 @@ class TokenKeeper:
 
     def _renew(self) -> float:
         with vault_errors(f"{self._what}: token renewal"):
-            granted = self._client.auth.token.renew_self(increment=int(self._period))["auth"]
+            granted = self.client().auth.token.renew_self(increment=int(self._period))["auth"]
         duration = float(granted.get("lease_duration") or 0)
         self._expires_at = self._clock() + duration
         self._renewable = bool(granted.get("renewable"))
