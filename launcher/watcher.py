@@ -1,7 +1,8 @@
 """Rotation checks on a thread of their own; findings are posted to the supervisor.
 
 For each distinct secret the watcher asks its source, every ``interval``
-(+-10 % jitter), for the current version as cheaply as the backend allows
+on a schedule of its own (see ``Tracked.phase``), for the current version as
+cheaply as the backend allows
 (``current_version``); a leased secret is renewed at 2/3 of its lease and
 re-read once it cannot be renewed to full length, before 90 % of its life;
 any secret is re-read once it is older than ``cache.ttl``. When something
@@ -12,6 +13,7 @@ and posts the new resolution. It never touches the child.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -38,6 +40,12 @@ class Tracked:
     version: str | None
     read_at: float
     next_check: float
+    # Checks fall on phase + k * interval: the phase is drawn once, uniformly over one
+    # interval, and kept across rotations. Why not fresh jitter on every check (DESIGN's
+    # +-10 %): that re-draws a fleet's load every period, and its busiest second ends up
+    # 1.65-1.75x the mean; fixed phases keep the spread the fleet had at start (1.35x,
+    # benchmarks/bench_fleet.py), and no drift can bunch watchers up again.
+    phase: float
     lease: Lease | None = None
     lease_at: float = 0.0  # when the lease was obtained or last renewed
     issued_at: float = 0.0  # when the lease was first obtained
@@ -104,22 +112,31 @@ class Watcher:
             old = self.tracked.get(key)
             if old is not None and old.version == secret.version and old.lease == secret.lease:
                 continue
-            fresh = self._fresh(key, secret, now)
-            if old is None:
-                # The first check falls at a uniformly random point of one interval, so a
-                # fleet of replicas started together does not check (or restart) together.
-                fresh.next_check = now + self.watch.interval * self.clock.random()
-            self.tracked[key] = fresh
+            self.tracked[key] = self._fresh(key, secret, now)
         for result in resolution.results:
             if result.status not in ("default", "optional"):
                 continue
             for key in result.keys:
                 known = self.tracked.get(key)
                 if key.version is None and key not in resolution.secrets and (known is None or not known.missing):
-                    self.tracked[key] = Tracked(key, None, now, now + self._interval(), missing=True)
+                    phase = known.phase if known is not None else self._first_check(now)
+                    missing = Tracked(key, None, now, phase, phase, missing=True)
+                    if known is not None:
+                        missing.next_check = self._next_on_schedule(missing, now)
+                    self.tracked[key] = missing
+
+    def _first_check(self, now: float) -> float:
+        # A uniformly random point of the first interval, so a fleet of replicas
+        # started together does not check (or restart) together.
+        return now + self.watch.interval * self.clock.random()
 
     def _fresh(self, key: FetchKey, secret: Secret, now: float) -> Tracked:
-        t = Tracked(key, secret.version, now, now + self._interval())
+        """Tracking of a just-read ``secret``; a known key keeps its phase."""
+        old = self.tracked.get(key)
+        phase = old.phase if old is not None else self._first_check(now)
+        t = Tracked(key, secret.version, now, phase, phase)
+        if old is not None:
+            t.next_check = self._next_on_schedule(t, now)
         if secret.lease is not None:
             t.lease, t.lease_at, t.issued_at, t.full_duration = secret.lease, now, now, secret.lease.duration
         return t
@@ -135,10 +152,13 @@ class Watcher:
 
     # -- schedule -----------------------------------------------------------------
 
-    def _interval(self, failures: int = 0) -> float:
-        """``interval`` with +-10 % jitter; doubled per consecutive failure (capped at 8x)."""
-        base = self.watch.interval * (1 << min(failures, 3))
-        return base * (0.9 + 0.2 * self.clock.random())
+    def _next_on_schedule(self, t: Tracked, now: float, failures: int = 0) -> float:
+        """The first point of ``t``'s schedule after ``now``; after failures, 2**failures - 1
+        more points are skipped (capped at 7), so a failing source is asked at 2x, 4x, 8x
+        the interval, still on the schedule: when it recovers the fleet is as spread as before."""
+        interval = self.watch.interval
+        after = math.floor((now - t.phase) / interval) + 1
+        return t.phase + (after + (1 << min(failures, 3)) - 1) * interval
 
     def due(self, t: Tracked) -> float:
         """When ``t`` next needs attention (a check, a lease renewal or a re-read)."""
@@ -183,7 +203,7 @@ class Watcher:
                 return when <= now and (what == "reread" or not self._renew(t, now))
             if t.next_check > now:
                 return False
-            t.next_check = now + self._interval()
+            t.next_check = self._next_on_schedule(t, now)
             try:
                 version = self._current_version(t.key)
             except NotFoundError:
@@ -236,7 +256,7 @@ class Watcher:
 
     def _failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
         t.failures += 1
-        t.next_check = now + self._interval(t.failures)
+        t.next_check = self._next_on_schedule(t, now, t.failures)
         if self._outage is None:
             self._outage = t.key.source
             log.warning("source %s is failing (%s); the child keeps its last good values", t.key.source, exc)
@@ -293,7 +313,7 @@ class Debounce:
 def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], watch: WatchConfig) -> str:
     """When a watching launcher would next look at these secrets, for ``check``.
 
-    One word, so the table stays easy to split: ``~60s`` (the interval, +-10 %),
+    One word, so the table stays easy to split: ``~60s`` (the interval),
     ``renew~20s`` (2/3 of a lease), ``never`` (pinned) or ``-``.
     """
     if not keys:

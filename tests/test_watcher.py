@@ -125,15 +125,39 @@ def test_lease_is_renewed_at_two_thirds_then_re_read_when_capped() -> None:
     assert source.fetches.count("creds") == 2
 
 
-def test_failures_post_outages_and_back_off() -> None:
+def due_of(watcher: Watcher, path: str) -> float:
+    return next(watcher.due(t) for t in watcher.tracked.values() if t.key.path == path)
+
+
+def test_checks_stay_on_their_schedule_when_a_poll_is_late_or_a_secret_rotates() -> None:
     source, clock = FakeSource(), FakeClock()
-    watcher, posted = make(source, clock, interval=10.0)
-    source.down = True
-    clock.now += 10.0
+    watcher, posted = make(source, clock, interval=10.0)  # random() = 0.5: phase 1005
+    assert due_of(watcher, "a") == 1005.0
+    clock.now = 1005.7  # a late wake-up
     watcher.poll()
+    assert sorted(source.checks) == ["a", "b"]
+    assert due_of(watcher, "a") == 1015.0  # not 1015.7: lateness does not accumulate
+    source.versions["a"] = 2
+    clock.now = 1016.2
+    watcher.poll()
+    assert len(posted) == 1 and isinstance(posted[0], Rotation)
+    assert due_of(watcher, "a") == 1025.0  # the re-read secret keeps its phase
+
+
+def test_failures_post_outages_and_back_off_on_the_schedule() -> None:
+    source, clock = FakeSource(), FakeClock()
+    watcher, posted = make(source, clock, interval=10.0)  # phase 1005
+    source.down = True
+    # Each failure skips 1, 3, 7, then at most 7 points of the 10 s schedule: 2x, 4x, 8x, 8x.
+    for want in (1025.0, 1065.0, 1145.0, 1225.0):
+        clock.now = due_of(watcher, "a")
+        watcher.poll()
+        assert due_of(watcher, "a") == want
     assert posted and all(isinstance(e, Outage) for e in posted)
-    next_due = min(watcher.due(t) for t in watcher.tracked.values() if t.key.path == "a")
-    assert next_due - clock.now == pytest.approx(20.0)  # doubled after one failure
+    source.down = False
+    clock.now = 1225.0
+    watcher.poll()
+    assert due_of(watcher, "a") == 1235.0  # recovered: every interval again, same phase
 
 
 def test_debounce_restarts_on_each_change_and_is_capped_at_four_periods() -> None:
