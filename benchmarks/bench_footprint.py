@@ -166,7 +166,8 @@ def report(samples: dict[tuple[str, int, float], list[Sample]], opts: argparse.N
         Target("footprint: CPU launcher / agent, N=100 at 1 s", cpu_ratio, 0.2, "bench_footprint"),
     ]
     rep.notes.append(f"CPU % is of one core; window {opts.window:g} s after {opts.settle:g} s of settling; {load_line()} at the end")
-    rep.notes.append("both contenders run at the same time against one server; the launcher's interval has +-10% jitter")
+    rep.notes.append("both contenders run at the same time against one server; the launcher checks each secret "
+                     "every interval exactly, at a random phase of its own")
     return rep
 
 

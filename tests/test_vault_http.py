@@ -177,6 +177,7 @@ auth = VaultAuth(**json.loads(sys.argv[1])) if len(sys.argv) > 1 else VaultAuth(
 src = VaultSource(VaultSourceConfig(name="vault", auth=auth))
 src.fetch("{path}", None)
 src.current_version("{path}")
+src.maintain_token()  # what the watcher of `launcher run` calls every second: a token lookup
 print("hvac" in sys.modules, "requests" in sys.modules)
 """
 

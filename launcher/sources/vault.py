@@ -15,7 +15,7 @@ works wherever the CLI does.
 Nothing here retries: transient failures raise ``TransientError`` and the
 resolver's policy decides. Reads go through ``vault_http`` (pooled urllib3);
 the token, logins and hvac live in ``vault_auth``. hvac and requests are
-imported only when a login, token lookup or lease operation needs them.
+imported only when a login, token renewal or lease operation needs them.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class VaultSource:
         self.revoke_on_exit = config.revoke_on_exit
         self.connection = connection_settings(config, env)
         self._http = VaultHTTP(self.connection)
-        self._token = TokenKeeper(config.name, config.auth, lambda: open_client(self.connection), env, clock)
+        self._token = TokenKeeper(config.name, config.auth, self._http, lambda: open_client(self.connection), env, clock)
         self._mounts: dict[str, str] = {}  # "secret/" -> KV2 | KV1 | OTHER | UNKNOWN
         self._mount_lock = threading.Lock()
         self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies

@@ -1,8 +1,9 @@
 """The source's token, and the mapping of hvac's exceptions.
 
 ``TokenKeeper`` owns the source's token and the hvac client used for logins,
-token and lease operations (created on first use, so a run that reads with a
-plain token never imports hvac or requests). It obtains a token lazily (token,
+token renewal and lease operations (created on first use: a run with a plain
+token that is not due for renewal never imports hvac or requests; the token's
+lookup is a GET through ``vault_http``). It obtains a token lazily (token,
 approle, kubernetes, jwt), knows its TTL, renews it at 2/3 of the TTL and logs
 in again when it cannot be renewed or is capped by its max TTL.
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from launcher.config import VaultAuth
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.sources.vault_http import from_status, retry_after, tls_failure
+from launcher.sources.vault_http import VaultHTTP, from_status, retry_after, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,15 @@ class TokenKeeper:
     the renewal came back shorter than asked (the max TTL is near). Both raise
     ``AuthError`` (77), ``TransientError`` or ``ManifestError`` (78).
 
-    ``open_client`` builds the hvac client; it is called on the first login,
-    token lookup or lease operation (``client``), not before.
+    ``http`` serves the token's lookup; ``open_client`` builds the hvac client,
+    called on the first login, renewal or lease operation (``client``), not before.
     """
 
-    def __init__(self, source: str, auth: VaultAuth, open_client: Callable[[], Any], environ: Mapping[str, str],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, source: str, auth: VaultAuth, http: VaultHTTP, open_client: Callable[[], Any],
+                 environ: Mapping[str, str], clock: Callable[[], float] = time.monotonic) -> None:
         self._what = f"source {source!r}: {auth.method} login"
         self._auth = auth
+        self._http = http
         self._open_client = open_client
         self._client: Any = None
         self.token = ""  # sent with every read; never logged
@@ -263,8 +265,7 @@ class TokenKeeper:
         if self._known:
             return
         try:
-            with vault_errors(f"{self._what}: token lookup"):
-                data = self.client().auth.token.lookup_self()["data"]
+            data = self._http.get("auth/token/lookup-self", self.token, f"{self._what}: token lookup").get("data") or {}
         except (AuthError, NotFoundError, ManifestError) as exc:
             # A token without the default policy may not look itself up; the reads will tell.
             log.debug("%s", exc)
