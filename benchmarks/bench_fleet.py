@@ -5,8 +5,9 @@ Two ways to make a fleet (``--mode``):
 - ``threads`` (default): one worker process holds 200 independent
   (Resolver, Watcher) pairs from ``launcher.resolver`` / ``launcher.watcher``,
   each with its own source and connection pool, as 200 ``launcher run``
-  processes would. All resolve first, then every watcher starts at the same
-  moment: a fleet restarted together (a rollout, or recovery after an outage).
+  processes would. All do their start-up work first (the initial reads and the
+  token lookup), then every watcher starts at the same moment: a fleet
+  restarted together (a rollout, or recovery after an outage).
 - ``processes``: 200 real ``launcher run`` processes (each supervising
   ``sleep``), started one after another as fast as the machine allows.
 
@@ -81,6 +82,10 @@ def worker(opts: argparse.Namespace) -> None:
         resolver = Resolver(manifest)
         resolution = resolver.resolve(os.environ, inline=False)
         resolution.raise_for_errors()
+        # The rest of a launcher's start-up work: its token's lookup (to learn the TTL), which
+        # a watcher would otherwise send on its first poll, so 200 of them would land in the
+        # window's first second. The window is for the steady check load.
+        resolver.source("vault").maintain_token()  # type: ignore[attr-defined]
         fleet.append((resolver, Watcher(manifest, resolver, os.environ, post, inline=False), resolution))
     for _, watcher, resolution in fleet:  # all tracked and started at the same moment
         watcher.track(resolution)
