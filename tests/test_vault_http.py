@@ -10,10 +10,12 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import urllib3
 from launcher.config import VaultSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.sources.vault import VaultSource
-from launcher.sources.vault_http import from_transport
+from launcher.sources.vault_http import Connection, VaultHTTP, from_transport
 from tests.openbao import OpenBao, write_kv2
 from tests.tcp_proxy import tcp_proxy
 
@@ -203,3 +205,21 @@ def test_a_login_imports_hvac(openbao: OpenBao, tmp_path: Path) -> None:
     env = {**os.environ, "VAULT_ADDR": openbao.addr, "HOME": str(tmp_path)}
     env.pop("VAULT_TOKEN", None)
     assert run_python(code, env, auth) == ["True", "True"]
+
+
+def test_a_server_that_never_answers_times_out_on_the_read_timeout() -> None:
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (the kernel does) and never answers
+    try:
+        http = VaultHTTP(Connection(f"http://127.0.0.1:{silent.getsockname()[1]}", None, True, None), timeout=(5.0, 0.3))
+        started = time.monotonic()
+        with pytest.raises(TransientError, match="timed out"):
+            http.get("secret/data/app/db", "t", "vault://secret/app/db")
+        assert time.monotonic() - started < 3.0  # the 0.3 s read timeout, not the 5 s connect one
+        http.close()
+    finally:
+        silent.close()
+
+
+def test_default_timeouts_are_5_s_to_connect_and_10_s_to_read() -> None:
+    timeout = VaultHTTP(Connection("http://127.0.0.1:1", None, True, None))._timeout
+    assert (timeout.connect_timeout, timeout.read_timeout, timeout.total) == (5.0, 10.0, None)

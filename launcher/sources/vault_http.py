@@ -68,10 +68,12 @@ class VaultResponseError(Exception):
 class VaultHTTP:
     """Pooled GETs to one Vault address; thread-safe, no I/O until the first request."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, timeout: tuple[float, float] = TIMEOUT) -> None:
         self._address = conn.address
         self._namespace = conn.namespace
         self._pool = _pool_manager(conn)
+        # By name: Timeout's first positional parameter is the total, not the connect timeout.
+        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
 
     def get(self, path: str, token: str, what: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """The JSON body of ``GET /v1/<path>``; raises a ``LauncherError`` for anything else.
@@ -88,7 +90,7 @@ class VaultHTTP:
         if self._namespace:
             headers["X-Vault-Namespace"] = self._namespace
         try:
-            resp = self._pool.request("GET", url, headers=headers, retries=_RETRIES, timeout=urllib3.Timeout(*TIMEOUT))
+            resp = self._pool.request("GET", url, headers=headers, retries=_RETRIES, timeout=self._timeout)
         except urllib3.exceptions.HTTPError as exc:
             raise from_transport(exc, what) from exc
         try:
