@@ -46,3 +46,20 @@ def test_file_only_run_does_not_import_hvac() -> None:
     code = "import sys, launcher.cli, launcher.resolver, launcher.sources.file; print('hvac' in sys.modules, 'requests' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "False"
+
+
+@pytest.mark.parametrize(("verify", "expected"), [(True, "certifi"), ("/etc/my-ca.pem", "/etc/my-ca.pem"), (False, False)])
+def test_reads_and_logins_trust_the_same_roots(monkeypatch: pytest.MonkeyPatch, verify: bool | str, expected: object) -> None:
+    import certifi
+
+    from launcher.sources.vault import open_client
+    from launcher.sources.vault_http import Connection, trusted_roots
+
+    # requests would swap this in for verify=True; an explicit path keeps hvac on our roots.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/somewhere/else.pem")
+    conn = Connection("https://vault.example:8200", None, verify, None)
+    want = certifi.where() if expected == "certifi" else expected
+    assert trusted_roots(conn) == want
+    client = open_client(conn)
+    assert client.session.verify == want
+    client.adapter.close()

@@ -36,7 +36,7 @@ from launcher.config import VaultSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
 from launcher.sources import Lease, Secret, to_text
 from launcher.sources.vault_auth import TokenKeeper, note_response, vault_errors
-from launcher.sources.vault_http import POOL_SIZE, TIMEOUT, Connection, VaultHTTP
+from launcher.sources.vault_http import POOL_SIZE, TIMEOUT, Connection, VaultHTTP, trusted_roots
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +284,11 @@ def open_client(conn: Connection) -> Any:
     session.mount("http://", pool)
     session.mount("https://", pool)
     # hvac prefers the session's verify/cert over its own arguments: set both.
-    session.verify = conn.verify
+    session.verify = roots = trusted_roots(conn)
     session.cert = conn.cert
     session.hooks["response"].append(note_response)
     # token="" (not None): hvac would otherwise read VAULT_TOKEN / ~/.vault-token itself.
-    return hvac.Client(url=conn.address, token="", verify=conn.verify, cert=conn.cert,
+    return hvac.Client(url=conn.address, token="", verify=roots, cert=conn.cert,
                        timeout=TIMEOUT, session=session, namespace=conn.namespace)
 
 

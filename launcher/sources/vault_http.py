@@ -25,7 +25,7 @@ import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import urllib3
 
@@ -117,14 +117,11 @@ def _pool_manager(conn: Connection) -> urllib3.PoolManager:
     same route.
     """
     options: dict[str, Any] = {"maxsize": POOL_SIZE, "block": False}
-    if conn.verify is False:
+    roots = trusted_roots(conn)
+    if roots is False:
         options["cert_reqs"] = ssl.CERT_NONE
-    elif isinstance(conn.verify, str):
-        options["ca_cert_dir" if os.path.isdir(conn.verify) else "ca_certs"] = conn.verify
     else:
-        import certifi  # the roots requests (so hvac's logins) trusts: both clients agree
-
-        options["ca_certs"] = certifi.where()
+        options["ca_cert_dir" if os.path.isdir(roots) else "ca_certs"] = roots
     if isinstance(conn.cert, tuple):
         options["cert_file"], options["key_file"] = conn.cert
     elif conn.cert:
@@ -137,6 +134,22 @@ def _pool_manager(conn: Connection) -> urllib3.PoolManager:
         return urllib3.ProxyManager(proxy, **options)
     except urllib3.exceptions.ProxySchemeUnknown:
         raise ManifestError(f"{conn.address}: the proxy in the environment is not an http(s) proxy") from None
+
+
+def trusted_roots(conn: Connection) -> str | Literal[False]:
+    """What both Vault clients verify the server with: the configured CA file or directory,
+    else certifi's roots; False with skip_verify.
+
+    A path, never True, for hvac's requests session too: given True, requests would swap in
+    REQUESTS_CA_BUNDLE from the environment, and logins and reads would trust different roots.
+    """
+    if conn.verify is False:
+        return False
+    if isinstance(conn.verify, str):
+        return conn.verify
+    import certifi  # requests' own default, so nothing changes for hvac
+
+    return str(certifi.where())
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:
