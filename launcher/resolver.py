@@ -187,9 +187,9 @@ class Resolver:
         """Fetch distinct keys concurrently; every outcome is returned, none raised."""
         unique = list(dict.fromkeys(keys))
 
-        def one(key: FetchKey, use_cache: bool) -> Secret | LauncherError:
+        def one(key: FetchKey) -> Secret | LauncherError:
             try:
-                return self.fetch(key, use_cache)
+                return self.fetch(key, use_cache=False)  # the cache is asked below, once per key
             except LauncherError as exc:
                 return exc
             except Exception as exc:  # a bug in a backend: report it without its text
@@ -223,7 +223,7 @@ class Resolver:
                     key = next(pending, None)
                 if key is None:
                     return
-                outcomes[key] = one(key, False)  # the cache was asked above
+                outcomes[key] = one(key)
 
         helpers = [threading.Thread(target=work, name=f"fetch-{i}", daemon=True)
                    for i in range(min(self.max_workers, len(to_fetch)) - 1)]

@@ -119,24 +119,25 @@ class Watcher:
             for key in result.keys:
                 known = self.tracked.get(key)
                 if key.version is None and key not in resolution.secrets and (known is None or not known.missing):
-                    phase = known.phase if known is not None else self._first_check(now)
-                    missing = Tracked(key, None, now, phase, phase, missing=True)
-                    if known is not None:
-                        missing.next_check = self._next_on_schedule(missing, now)
-                    self.tracked[key] = missing
+                    self.tracked[key] = self._scheduled(key, None, now, missing=True)
 
     def _first_check(self, now: float) -> float:
         # A uniformly random point of the first interval, so a fleet of replicas
         # started together does not check (or restart) together.
         return now + self.watch.interval * self.clock.random()
 
-    def _fresh(self, key: FetchKey, secret: Secret, now: float) -> Tracked:
-        """Tracking of a just-read ``secret``; a known key keeps its phase."""
+    def _scheduled(self, key: FetchKey, version: str | None, now: float, missing: bool = False) -> Tracked:
+        """Tracking of a key just read (or found missing); a key already tracked keeps its phase."""
         old = self.tracked.get(key)
         phase = old.phase if old is not None else self._first_check(now)
-        t = Tracked(key, secret.version, now, phase, phase)
+        t = Tracked(key, version, now, phase, phase, missing=missing)
         if old is not None:
             t.next_check = self._next_on_schedule(t, now)
+        return t
+
+    def _fresh(self, key: FetchKey, secret: Secret, now: float) -> Tracked:
+        """Tracking of a just-read ``secret``, with its lease."""
+        t = self._scheduled(key, secret.version, now)
         if secret.lease is not None:
             t.lease, t.lease_at, t.issued_at, t.full_duration = secret.lease, now, now, secret.lease.duration
         return t
