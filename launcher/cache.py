@@ -7,11 +7,11 @@ launcher process (across child restarts) and is never written to disk.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
+
+from launcher.clock import SYSTEM, Clock
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -32,7 +32,7 @@ class TTLCache(Generic[K, V]):
     A ``ttl`` of 0 disables caching.
     """
 
-    def __init__(self, ttl: float, max_entries: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, ttl: float, max_entries: int, clock: Clock = SYSTEM) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.clock = clock
@@ -47,7 +47,7 @@ class TTLCache(Generic[K, V]):
                 self.stats.misses += 1
                 return None
             stored_at, value = entry
-            if self.clock() - stored_at >= self.ttl:
+            if self.clock.monotonic() - stored_at >= self.ttl:
                 del self._data[key]
                 self.stats.expirations += 1
                 self.stats.misses += 1
@@ -60,7 +60,7 @@ class TTLCache(Generic[K, V]):
         if self.ttl <= 0:
             return
         with self._lock:
-            self._data[key] = (self.clock(), value)
+            self._data[key] = (self.clock.monotonic(), value)
             self._data.move_to_end(key)
             while len(self._data) > self.max_entries:
                 self._data.popitem(last=False)
@@ -74,7 +74,7 @@ class TTLCache(Generic[K, V]):
         """Seconds since ``key`` was stored, or None when absent."""
         with self._lock:
             entry = self._data.get(key)
-            return None if entry is None else self.clock() - entry[0]
+            return None if entry is None else self.clock.monotonic() - entry[0]
 
     def __len__(self) -> int:
         return len(self._data)

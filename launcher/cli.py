@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -19,13 +20,22 @@ from typing import Any, NoReturn
 import click
 
 from launcher import logs
-from launcher.child import check_exec_limits
+from launcher.child import check_exec_limits, not_found_message
 from launcher.config import ON_CHANGE_ACTIONS, Manifest
-from launcher.errors import CommandError, LauncherError, ManifestError, UsageError, WouldOverwriteError, most_fundamental
-from launcher.files import SecretFiles, private_base_dir
+from launcher.environment import ChildEnvironment
+from launcher.errors import (
+    CommandError,
+    CompoundError,
+    LauncherError,
+    ManifestError,
+    UsageError,
+    WouldOverwriteError,
+    errors_of,
+)
+from launcher.files import SecretFiles, stable_env_dir
 from launcher.manifest import load_manifest
-from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_table, format_env
-from launcher.resolver import Resolution, Resolver, child_environment, inline_bindings, log_resolved
+from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_table, dotenv_differs, format_env
+from launcher.resolver import Resolution, Resolver, inline_bindings, log_resolved
 
 log = logging.getLogger("launcher")
 
@@ -45,17 +55,24 @@ def load(manifest_path: str | None) -> Manifest:
 
 
 def resolve(manifest: Manifest, no_inline: bool, strict: bool = True) -> tuple[Resolver, Resolution]:
-    """Resolve everything once; log the one start-up line."""
+    """Resolve everything once: the one place that turns failed bindings into an error.
+
+    With ``strict`` (run, exec, env) any failure raises ``CompoundError``: every
+    failing binding in manifest order, the exit code of the most fundamental.
+    ``check`` passes ``strict=False`` and reports them itself.
+    """
     started = time.monotonic()
     resolver = Resolver(manifest)
-    resolution = resolver.resolve(os.environ, inline=not no_inline)
-    if resolution.errors:
-        if not strict:
-            return resolver, resolution  # ``check`` reports them; no "resolved" line for a failure
-        for err in resolution.errors:
-            log.debug("%s", err)
-        resolution.raise_for_errors()
-    log_resolved(resolution, started)
+    try:
+        resolution = resolver.resolve(os.environ, inline=not no_inline)
+    except BaseException:
+        resolver.close()
+        raise
+    if resolution.errors and strict:
+        resolver.close()
+        raise CompoundError(resolution.errors_in_order())
+    if not resolution.errors:
+        log_resolved(resolution, started)
     return resolver, resolution
 
 
@@ -65,17 +82,39 @@ def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         "-m", "--manifest", "manifest_path", envvar="LAUNCHER_MANIFEST", type=str,
         help="Manifest file (default: ./launcher.yaml when it exists).",
     )(fn)
+    return global_options(fn)
+
+
+_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+_FORMATS = click.Choice(["text", "json"], case_sensitive=False)
+
+
+def _relog(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    """A global option given after the command: reconfigure logging with it."""
+    if value is None:
+        return
+    settings = ctx.find_root().meta.setdefault("launcher.logging", {})
+    settings[param.name or ""] = value.lower()
+    logs.configure(settings.get("log_level", "info"), settings.get("log_format", "text"))
+
+
+def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``--log-level`` and ``--log-format`` after the command too (``launcher run --log-level debug -- app``)."""
+    fn = click.option("--log-format", type=_FORMATS, default=None, expose_value=False, is_eager=True, callback=_relog,
+                      help="Same as the global option.")(fn)
+    fn = click.option("--log-level", type=_LEVELS, default=None, expose_value=False, is_eager=True, callback=_relog,
+                      help="Same as the global option.")(fn)
     return fn
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True,
-              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
-@click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True,
-              type=click.Choice(["text", "json"], case_sensitive=False))
-@click.version_option(package_name="launcher", prog_name="launcher")
-def cli(log_level: str, log_format: str) -> None:
+@click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True, type=_LEVELS)
+@click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True, type=_FORMATS)
+@click.version_option(package_name="secret-launcher", prog_name="launcher")
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
     """Put Vault / OpenBao and Azure Key Vault secrets into a process's environment."""
+    ctx.meta["launcher.logging"] = {"log_level": log_level.lower(), "log_format": log_format.lower()}
     logs.configure(log_level.lower(), log_format.lower())
 
 
@@ -92,7 +131,10 @@ def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_chang
     if watch is not None or on_change is not None:
         w = manifest.watch
         manifest = replace(manifest, watch=replace(w, enabled=w.enabled if watch is None else watch, on_change=on_change or w.on_change))
-    return supervise(manifest, list(command), inline=not no_inline)
+    argv = list(command)
+    find_command(argv[0], ChildEnvironment(manifest, os.environ).preview())  # 126/127 before any secret is fetched
+    resolver, resolution = resolve(manifest, no_inline)
+    return supervise(manifest, argv, resolver, resolution, inline=not no_inline)
 
 
 @cli.command("exec", context_settings=_COMMAND_SETTINGS)
@@ -101,32 +143,20 @@ def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_chang
 def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...]) -> int:
     """Resolve, then replace this process with COMMAND (no supervisor left)."""
     manifest = load(manifest_path)
+    argv = list(command)
+    environment = ChildEnvironment(manifest, os.environ)
+    program = find_command(argv[0], environment.preview())  # 126/127 before any secret is fetched
     resolver, resolution = resolve(manifest, no_inline)
     resolver.close()
-    argv = list(command)
-    # Find the command (in the child's PATH) before any secret file exists, so
-    # that a typo in the command leaves nothing behind.
-    program = find_command(argv[0], child_environment(os.environ, resolution.values, manifest.process))
-    files = SecretFiles()
     try:
-        env = child_environment(os.environ, with_files(resolution, files), manifest.process)
-        check_exec_limits(argv, env)
-        if files.directory is not None:
-            log.warning("secret files left in %s for the child: nothing removes them after exec", files.directory)
+        env = environment.build(resolution)
+        check_exec_limits(argv, env, resolution.where_of())
+        if environment.files.directory is not None:
+            log.warning("secret files left in %s for the child: nothing removes them after exec", environment.files.directory)
         exec_command(program, argv, env)
     except BaseException:
-        files.remove()
+        environment.files.remove()
         raise
-
-
-def with_files(resolution: Resolution, files: SecretFiles) -> dict[str, str]:
-    """The bindings, with ``file: true`` values written to ``files`` and replaced by their paths."""
-    values = dict(resolution.values)
-    file_values = {k: v for k, v in values.items() if k in resolution.files}
-    if file_values:
-        paths, _ = files.write_all(file_values)
-        values.update(paths)
-    return values
 
 
 def find_command(name: str, env: Mapping[str, str]) -> str:
@@ -152,10 +182,14 @@ def exec_command(program: str, argv: list[str], env: dict[str, str]) -> NoReturn
     """``os.execve``; 127 when the program (or its interpreter) is missing, 126 when it cannot run."""
     for handler in logging.getLogger().handlers:
         handler.flush()
+    # Python ignores SIGPIPE and SIGXFSZ for itself, and execve keeps what is ignored: the
+    # command must start with them at the default, as under `run` (and Popen's restore_signals).
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
     try:
         os.execve(program, argv, env)
     except FileNotFoundError:
-        raise CommandError(f"{argv[0]}: command not found (or its #! interpreter is missing)", 127) from None
+        raise CommandError(not_found_message(argv[0], program), 127) from None
     except PermissionError:
         raise CommandError(f"{argv[0]}: permission denied (not executable)", 126) from None
     except OSError as exc:
@@ -177,31 +211,28 @@ def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
         return 0
     resolver, resolution = resolve(manifest, no_inline, strict=False)
     resolver.close()
+    if not resolution.errors:
+        _check_exec_limits(resolution, manifest)
     extra = None
     if manifest.watch.enabled:
         from launcher.watcher import next_check
 
         extra = {r.name: next_check(r.keys, resolution.secrets, manifest.watch) for r in resolution.results if r.status == "ok"}
     click.echo(check_table(resolution.results, extra))
-    if not resolution.errors:
-        try:  # `check` exits with the code `exec` would, and exec refuses an oversized environment
-            check_exec_limits(["command"], child_environment(os.environ, _with_file_paths(resolution), manifest.process))
-        except ManifestError as exc:
-            resolution.errors.append(exc)
     if resolution.errors:
-        final = most_fundamental(resolution.errors)
-        for err in resolution.errors:
-            if err is not final:  # ``main`` reports the one that decides the exit code
-                log.error("%s", err)
-        raise final
+        raise CompoundError(resolution.errors_in_order())
     return 0
 
 
-def _with_file_paths(resolution: Resolution) -> dict[str, str]:
-    """The bindings as ``exec`` would pass them, with a stand-in path for each secret file."""
-    base, _ = private_base_dir(os.environ)
-    stand_in = os.path.join(base, "launcher-xxxxxxxx")
-    return {k: os.path.join(stand_in, k) if k in resolution.files else v for k, v in resolution.values.items()}
+def _check_exec_limits(resolution: Resolution, manifest: Manifest) -> None:
+    """`check` exits with the code `exec` would, and exec refuses an oversized environment:
+    the binding at fault becomes an ``invalid`` row with its file:line."""
+    try:
+        check_exec_limits(["command"], ChildEnvironment(manifest, os.environ).stand_in(resolution), resolution.where_of())
+    except ManifestError as exc:
+        resolution.errors.append(exc)
+        resolution.results[:] = [replace(r, status="invalid", version=None, error=exc) if exc.field == f"env.{r.name}" else r
+                                 for r in resolution.results]
 
 
 def _plural(count: int, noun: str) -> str:
@@ -216,10 +247,18 @@ def env(manifest_path: str | None, no_inline: bool, fmt: str) -> int:
     manifest = load(manifest_path)
     resolver, resolution = resolve(manifest, no_inline)
     resolver.close()
-    files = SecretFiles()
-    values = with_files(resolution, files)
-    if files.directory is not None:
-        log.warning("secret files written to %s: nothing removes them", files.directory)
+    values = dict(resolution.values)
+    if resolution.files:
+        # One stable directory per user and manifest, overwritten on each call: the
+        # printed paths must outlive this process, and a new directory per call would pile up.
+        directory = stable_env_dir(os.environ, manifest.process.files_dir, manifest.path)
+        values = ChildEnvironment(manifest, os.environ, SecretFiles(directory=directory)).bindings(resolution)
+        log.debug("secret files written to %s (reused by every `launcher env` of this manifest)", directory)
+    if fmt == "dotenv":
+        odd = [name for name, value in values.items() if dotenv_differs(value)]
+        if odd:
+            log.warning("python-dotenv reads %s differently from sh (a single quote, backslashes or ${...}): "
+                        "use --format json for programs", ", ".join(odd))
     text = format_env(values, fmt)
     if text:
         click.echo(text)
@@ -271,17 +310,21 @@ def main(argv: list[str] | None = None) -> NoReturn:
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
-    except Exception as exc:
+    except Exception:
         log.debug("traceback", exc_info=True)
-        _report(LauncherError(f"internal error: {exc.__class__.__name__} (a bug: please report it; --log-level debug shows the traceback)"))
+        _report(LauncherError("internal error (a bug: please report it; --log-level debug shows the traceback)"))
         code = 70
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _report(exc: LauncherError) -> None:
+    """Every problem on its own line (one error, each failing binding, each manifest problem)."""
     if not logging.getLogger().handlers:
         logs.configure("info", os.environ.get("LAUNCHER_LOG_FORMAT", "text"))
-    log.error("%s", exc.message, extra={"fields": {"exit_code": exc.exit_code}} if _json_logs() else None)
+    problems = errors_of(exc)
+    for problem in problems:
+        fields = {"exit_code": exc.exit_code} if problem is problems[-1] and _json_logs() else None
+        log.error("%s", problem.message, extra={"fields": fields} if fields else None)
 
 
 def _json_logs() -> bool:

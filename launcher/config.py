@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from launcher.refs import BUILTIN_SOURCES, Part, Reference, azure_path_problem, references
 
 ON_CHANGE_ACTIONS = ("ignore", "signal", "restart", "exit")  # weakest to strongest
-DEFAULT_SCRUB = ("VAULT_TOKEN", "VAULT_SECRET_ID", "AZURE_CLIENT_SECRET")
+DEFAULT_SCRUB = ("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID", "AZURE_CLIENT_SECRET")
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,8 @@ class ProcessConfig:
     scrub: tuple[str, ...] = DEFAULT_SCRUB
     passthrough: tuple[str, ...] = ()
     signal_target: str = "group"  # group | child
+    # Where private secret directories go; None: $XDG_RUNTIME_DIR, else /dev/shm, else the temp dir.
+    files_dir: str | None = None
 
 
 @dataclass(frozen=True)

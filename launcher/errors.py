@@ -18,9 +18,44 @@ that turns one into an exit::
 Foreign exceptions (hvac, requests, azure-core, OSError) are mapped to this
 tree once, at the boundary where they are raised, with ``raise X from exc``.
 No message may contain a secret value: messages name references, never values.
+Messages are one line: ``one_line`` escapes control characters of user input
+(it lives here, with no imports of ours, and ``launcher.logs`` re-exports it).
+A ``ManifestError`` may carry further problems of the same manifest
+(``more``); ``errors_of`` lists them all.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import overload
+
+# Everything that could end or visually rewrite a line: C0 and C1 controls, DEL,
+# the characters ``str.splitlines`` also breaks on (U+2028, U+2029), and the
+# bidirectional overrides that reorder what a terminal shows.
+_UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``, ``\\x1b``, ``\\u2028``).
+
+    Used wherever user input (a manifest key, a file name) may reach a message,
+    so that no input can end a log line early or forge one. Backslashes are
+    left alone: the result is for people to read, not to be parsed back.
+    """
+    if _UNPRINTABLE_RE.search(text) is None:
+        return text
+    return _UNPRINTABLE_RE.sub(_escape_char, text)
+
+
+def _escape_char(match: re.Match[str]) -> str:
+    char = match.group()
+    named = _NAMED_ESCAPES.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 class LauncherError(Exception):
@@ -47,17 +82,26 @@ class ManifestError(LauncherError):
 
     ``where`` is ``file:line`` (or ``<environment>`` for inline references) and
     ``field`` the dotted field name, so the message reads
-    ``launcher.yaml:12: env.DB_PASSWORD: unknown source 'prd'``.
+    ``launcher.yaml:12: env.DB_PASSWORD: unknown source 'prd'``. The message is
+    always one line: control characters in any part (a key holding a newline)
+    are escaped with ``one_line``.
+
+    ``more`` holds further, independent problems found in the same manifest
+    (file order, at most 20 in all, the last possibly a note "... and N more
+    problems"); ``str()`` is this first problem alone. ``errors_of`` lists all.
     """
 
     exit_code = 78
 
-    def __init__(self, message: str, where: str | None = None, field: str | None = None) -> None:
+    def __init__(
+        self, message: str, where: str | None = None, field: str | None = None, *, more: Sequence[ManifestError] = ()
+    ) -> None:
         parts = [p for p in (where, field) if p]
-        super().__init__(": ".join([*parts, message]))
+        super().__init__(one_line(": ".join([*parts, message])))
         self.where = where
         self.field = field
-        self.detail = message
+        self.detail = one_line(message)
+        self.more: tuple[ManifestError, ...] = tuple(more)
 
 
 class AuthError(LauncherError):
@@ -109,6 +153,25 @@ class CommandError(LauncherError):
         self.exit_code = exit_code
 
 
+@overload
+def errors_of(exc: ManifestError) -> list[ManifestError]: ...
+
+
+@overload
+def errors_of(exc: LauncherError) -> list[LauncherError]: ...
+
+
+def errors_of(exc: LauncherError) -> list[LauncherError] | list[ManifestError]:
+    """Every problem ``exc`` stands for, first one first: ``[exc, *exc.more]``
+    for a ``ManifestError`` (each a one-line message to print on its own line),
+    ``[exc]`` for any other error."""
+    if isinstance(exc, ManifestError):
+        return [exc, *exc.more]
+    if isinstance(exc, CompoundError):
+        return [e for err in exc.errors for e in errors_of(err)]
+    return [exc]
+
+
 # Several failures at once: the most fundamental wins (DESIGN 7).
 _PRIORITY = {78: 0, 77: 1, 69: 2, 66: 3}
 
@@ -116,3 +179,17 @@ _PRIORITY = {78: 0, 77: 1, 69: 2, 66: 3}
 def most_fundamental(errors: list[LauncherError]) -> LauncherError:
     """Return the error that should decide the exit code: 78 > 77 > 69 > 66."""
     return min(errors, key=lambda e: _PRIORITY.get(e.exit_code, -1))
+
+
+class CompoundError(LauncherError):
+    """Several failures at once (each binding that failed), reported together.
+
+    ``errors`` are in manifest order, each printed on its own line; the exit
+    code is the most fundamental one's (78 > 77 > 69 > 66), and so is ``str()``.
+    """
+
+    def __init__(self, errors: Sequence[LauncherError]) -> None:
+        final = most_fundamental(list(errors))
+        super().__init__(final.message)
+        self.errors = tuple(errors)
+        self.exit_code = final.exit_code

@@ -4,42 +4,94 @@ A ``file: true`` binding's value is written to ``<dir>/<VAR>`` with the exact
 bytes (no added newline) and the variable holds the path. Writes go to a
 temporary name and are renamed into place, so a child re-reading on SIGHUP
 never sees a half-written key.
+
+Where the private directory goes (DESIGN 7): ``process.files_dir`` when set,
+else ``$XDG_RUNTIME_DIR`` (per user, tmpfs, cleaned at logout), else
+``/dev/shm``, else the temp directory with a warning (it may be on disk).
+``run`` makes a new directory and removes it on exit. ``launcher env`` cannot
+remove what it prints paths to, so it reuses one stable directory per user and
+manifest instead of leaving a new one behind on every call.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Mapping
+
+from launcher.errors import ManifestError
 
 log = logging.getLogger(__name__)
 
 
-def private_base_dir(environ: Mapping[str, str]) -> tuple[str, bool]:
-    """Where secret files go: /dev/shm, else $XDG_RUNTIME_DIR, else the temp dir.
+def private_base_dir(environ: Mapping[str, str], files_dir: str | None = None) -> tuple[str, bool]:
+    """Where private directories go; returns (directory, private_or_tmpfs).
 
-    Returns (directory, on_tmpfs); the caller warns when not on tmpfs.
+    The caller warns when the second item is False (the temp directory, maybe on disk).
+    Raises ``ManifestError`` (78) when ``files_dir`` is set but cannot be used.
     """
-    for candidate in ("/dev/shm", environ.get("XDG_RUNTIME_DIR", "")):
+    if files_dir:
+        if not os.path.isdir(files_dir) or not os.access(files_dir, os.W_OK | os.X_OK):
+            raise ManifestError(f"process.files_dir {files_dir}: not a writable directory")
+        return files_dir, True
+    for candidate in (environ.get("XDG_RUNTIME_DIR", ""), "/dev/shm"):
         if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
             return candidate, True
     return tempfile.gettempdir(), False
 
 
-class SecretFiles:
-    """The secret files of one launcher process; ``remove`` deletes them all."""
+def stable_env_dir(environ: Mapping[str, str], files_dir: str | None, manifest_path: str | None) -> str:
+    """The one directory ``launcher env`` writes file bindings to, for this user and manifest.
 
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    ``<base>/launcher-env-<uid>/<12 hex of the manifest's absolute path>``, both
+    0700 and checked to be ours (the base may be world-writable /dev/shm, where
+    anyone could have made that name first). Files in it are overwritten on
+    each call; nothing else accumulates.
+    """
+    base, private = private_base_dir(environ, files_dir)
+    if not private:
+        log.warning("no tmpfs found (/dev/shm, $XDG_RUNTIME_DIR): secret files go to %s, which may be on disk", base)
+    top = _own_directory(os.path.join(base, f"launcher-env-{os.getuid()}"))
+    key = os.path.abspath(manifest_path) if manifest_path else "<no manifest>"
+    return _own_directory(os.path.join(top, hashlib.sha256(key.encode()).hexdigest()[:12]))
+
+
+def _own_directory(path: str) -> str:
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise ManifestError(f"cannot create {path} ({(exc.strerror or 'error').lower()})") from None
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ManifestError(f"{path} exists and is not a private directory of this user: remove it or set process.files_dir")
+    return path
+
+
+class SecretFiles:
+    """The secret files of one launcher process; ``remove`` deletes them all.
+
+    ``directory``: an existing private directory to write into (``launcher env``);
+    by default a new one is made on first write, under ``private_base_dir``.
+    """
+
+    def __init__(self, environ: Mapping[str, str] | None = None, files_dir: str | None = None,
+                 directory: str | None = None) -> None:
         self._environ = os.environ if environ is None else environ
-        self.directory: str | None = None
+        self._files_dir = files_dir
+        self.directory: str | None = directory
+        self._owned = directory is None  # only a directory we made is ours to remove
         self._contents: dict[str, bytes] = {}
 
     def _ensure_dir(self) -> str:
         if self.directory is None:
-            base, on_tmpfs = private_base_dir(self._environ)
-            if not on_tmpfs:
+            base, private = private_base_dir(self._environ, self._files_dir)
+            if not private:
                 log.warning("no tmpfs found (/dev/shm, $XDG_RUNTIME_DIR): secret files go to %s, which may be on disk", base)
             self.directory = tempfile.mkdtemp(prefix="launcher-", dir=base)  # mode 0700
         return self.directory
@@ -75,8 +127,8 @@ class SecretFiles:
         return {name: self.path_of(name) for name in values}, changed
 
     def remove(self) -> None:
-        """Delete the directory and everything in it; safe to call twice."""
-        if self.directory is not None:
+        """Delete the directory (one we made) and everything in it; safe to call twice."""
+        if self.directory is not None and self._owned:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
             self._contents.clear()

@@ -4,6 +4,7 @@ Applied per scalar value after YAML parsing (keys are never interpolated), so
 a value cannot change the structure of the manifest. A bare ``$x`` is left
 alone, since shells, regexes and passwords use it. A default may itself hold
 ``${...}`` (``${A:-${B:-x}}``); it is expanded only when it is used, as in sh.
+At most ``MAX_DEPTH`` levels may nest, so that no input can exhaust the stack.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ import re
 from collections.abc import Mapping
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+MAX_DEPTH = 32
 
 
 def interpolate(text: str, environ: Mapping[str, str]) -> str:
     """Expand ``${VAR}`` / ``${VAR:-default}`` and ``$$``.
 
     Raises ``ValueError`` (naming the variable, never its value) for an unset
-    ``${VAR}`` without default, a malformed name or an unterminated ``${``.
+    ``${VAR}`` without default, a malformed name, an unterminated ``${`` or
+    more than ``MAX_DEPTH`` nested levels.
     """
     out: list[str] = []
     i = 0
@@ -48,6 +51,8 @@ def _closing_brace(text: str, start: int) -> int:
             continue
         if text.startswith("${", i):
             depth += 1
+            if depth >= MAX_DEPTH:  # counted in the text, so a default is never expanded this deep
+                raise ValueError(f"${{...}} nested too deeply (more than {MAX_DEPTH} levels)")
             i += 2
             continue
         if text[i] == "}":
@@ -61,7 +66,8 @@ def _closing_brace(text: str, start: int) -> int:
 def _expand(inner: str, environ: Mapping[str, str]) -> str:
     name, sep, default = inner.partition(":-")
     if not _NAME_RE.match(name):
-        raise ValueError(f"invalid variable reference ${{{name}}} (expected ${{NAME}} or ${{NAME:-default}})")
+        # The text is not echoed: it may be part of a literal value (a password with ``${``).
+        raise ValueError("invalid variable reference ${...} (expected ${NAME} or ${NAME:-default}; $$ is a literal $)")
     value = environ.get(name)
     if sep:
         return value if value else interpolate(default, environ)

@@ -2,15 +2,26 @@
 
 Third-party loggers (hvac, urllib3, azure, msal) are capped at WARNING so
 that no library can put a request body, and so a value, in our output.
+
+Whatever a message holds (a manifest key with a newline, an escape sequence
+in a file name), a record is one line: the text format escapes control
+characters with ``one_line`` (``\\n``, ``\\x1b``), and the JSON format
+escapes the few that JSON itself leaves raw. Only a traceback (``exc_info``,
+debug) spans several lines.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from typing import Any
+
+from launcher.errors import one_line
+
+__all__ = ["THIRD_PARTY", "JsonFormatter", "TextFormatter", "configure", "one_line"]
 
 THIRD_PARTY = ("hvac", "urllib3", "requests", "azure", "msal", "msal_extensions", "asyncio")
 
@@ -25,7 +36,7 @@ class TextFormatter(logging.Formatter):
         prefix = "launcher: " if level == "info" else f"launcher: {level}: "
         if level == "debug":
             prefix += f"[{record.name}] "
-        out = prefix + msg
+        out = prefix + one_line(msg)
         if record.exc_info:
             out += "\n" + self.formatException(record.exc_info)
         return out
@@ -46,7 +57,16 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        return _JSON_RAW_RE.sub(_json_escape, json.dumps(out, ensure_ascii=False, default=str))
+
+
+# JSON escapes U+0000-U+001F itself; these it would leave raw, though line-splitting
+# readers (``str.splitlines``) break on some and terminals act on others.
+_JSON_RAW_RE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def configure(level: str, fmt: str) -> None:

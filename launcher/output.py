@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Iterable, Mapping
 
 from launcher.resolver import BindingResult
-
-_DOTENV_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | None = None) -> str:
@@ -26,16 +23,30 @@ def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | Non
 
 
 def format_env(values: Mapping[str, str], fmt: str) -> str:
-    """The bindings as dotenv (double-quoted, backslash escapes), JSON or shell."""
+    """The bindings as dotenv, JSON or shell, each safe to consume as its users do.
+
+    ``shell`` is for ``eval``; ``dotenv`` for ``set -a; . ./file`` in sh and for
+    python-dotenv. Both single-quote every value, so sourcing or evaluating the
+    output never runs or expands anything inside a value (``$(id)``, backticks,
+    ``$HOME`` come back byte for byte); a single quote inside a value is written
+    ``'\\''`` (close, escaped quote, reopen), which sh reads exactly.
+    """
     if fmt == "json":
         return json.dumps(dict(values), indent=2, ensure_ascii=False)
     if fmt == "shell":
-        return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
-    return "\n".join(f'{name}="{_dotenv_escape(value)}"' for name, value in values.items())
+        return "\n".join(f"export {name}={_single_quoted(value)}" for name, value in values.items())
+    return "\n".join(f"{name}={_single_quoted(value)}" for name, value in values.items())
 
 
-def _dotenv_escape(value: str) -> str:
-    return "".join(_DOTENV_ESCAPES.get(ch, ch) for ch in value)
+def _single_quoted(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def dotenv_differs(value: str) -> bool:
+    """True when python-dotenv would read this value's dotenv line differently from sh: it
+    treats ``\\'`` and ``\\\\`` inside single quotes as escapes, cannot read ``'\\''``, and
+    expands ``${VAR}`` inside any quotes unless loaded with ``interpolate=False``."""
+    return "'" in value or "\\\\" in value or value.endswith("\\") or "${" in value
 
 
 STARTER_MANIFEST = """\

@@ -9,8 +9,6 @@ from __future__ import annotations
 import logging
 import os
 
-from launcher.linux import PR_SET_CHILD_SUBREAPER, prctl
-
 log = logging.getLogger(__name__)
 
 
@@ -46,6 +44,8 @@ def exit_code(status: int) -> int:
 
 def become_subreaper() -> bool:
     """Adopt orphaned descendants (as PID 1 is by nature); True when in effect."""
+    from launcher.linux import PR_SET_CHILD_SUBREAPER, prctl  # ctypes: only `run` pays for it
+
     if os.getpid() == 1:
         return True
     if prctl(PR_SET_CHILD_SUBREAPER, 1):

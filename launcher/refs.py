@@ -7,6 +7,7 @@ nothing about manifests, files or backends. Errors are ``RefSyntaxError``
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -22,7 +23,8 @@ WELL_KNOWN_SCHEMES = frozenset(
 
 SOURCE_NAME_RE = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _PREFIX_RE = re.compile(r"([A-Za-z][A-Za-z0-9+._-]*)://")
-_TEMPLATE_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+_LISTED_SOURCES = 10  # an error lists at most this many declared sources
+_SUGGEST_MAX_LEN = 64  # names longer than this get no "did you mean" (difflib is quadratic)
 
 
 class RefSyntaxError(ValueError):
@@ -154,12 +156,23 @@ def _parse_query(query: str) -> str:
 
 
 def _source_list(known: frozenset[str] | set[str]) -> str:
-    declared = ", ".join(sorted(set(known) - BUILTIN_SOURCES)) or "none"
-    return f"declared: {declared}; built-in: azure, vault"
+    names = sorted(set(known) - BUILTIN_SOURCES)
+    declared = ", ".join(names[:_LISTED_SOURCES]) or "none"
+    if len(names) > _LISTED_SOURCES:
+        declared += f", ... ({len(names) - _LISTED_SOURCES} more)"
+    return f"declared: {declared}; built-in: {', '.join(sorted(BUILTIN_SOURCES))}"
 
 
 def _unknown_source(name: str, known: frozenset[str] | set[str]) -> str:
-    return f"unknown source {name!r} ({_source_list(known)})"
+    return f"unknown source {name!r}{_did_you_mean(name, known)} ({_source_list(known)})"
+
+
+def _did_you_mean(name: str, known: frozenset[str] | set[str]) -> str:
+    if len(name) > _SUGGEST_MAX_LEN:
+        return ""
+    candidates = sorted(n for n in known if len(n) <= _SUGGEST_MAX_LEN)
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def is_reference_text(text: str, known: frozenset[str] | set[str]) -> bool:
@@ -185,16 +198,27 @@ def parse_value(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]
 
 
 def _parse_template(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]:
+    """Split ``text`` at each ``{{`` and the first ``}}`` after it, in one pass.
+
+    Two ``str.find`` calls per placeholder, never a rescan: a value of
+    thousands of unclosed ``{{`` costs linear time, not quadratic.
+    """
     parts: list[Part] = []
     pos = 0
-    for m in _TEMPLATE_RE.finditer(text):
-        if m.start() > pos:
-            parts.append(_literal_chunk(text[pos : m.start()]))
-        inner = m.group(1).strip()
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            break
+        end = text.find("}}", start + 2)
+        if end < 0:  # no ``{{`` from here on can be closed either
+            break
+        if start > pos:
+            parts.append(_literal_chunk(text[pos:start]))
+        inner = text[start + 2 : end].strip()
         if scheme_of(inner) is None:
             raise RefSyntaxError("a {{ }} in the template does not hold a reference (SOURCE://PATH)")
         parts.append(parse_reference(inner, known))
-        pos = m.end()
+        pos = end + 2
     if pos < len(text):
         parts.append(_literal_chunk(text[pos:]))
     return tuple(parts)

@@ -9,6 +9,7 @@ fundamental error (78 > 77 > 69 > 66).
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import re
@@ -18,10 +19,20 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from launcher.cache import TTLCache
-from launcher.config import Binding, EnvFrom, Manifest, ProcessConfig, SourceConfig
+from launcher.clock import SYSTEM, Clock
+from launcher.config import Binding, EnvFrom, Manifest, SourceConfig
 from launcher.errors import LauncherError, ManifestError, NotFoundError, most_fundamental
-from launcher.refs import FetchKey, Reference, RefSyntaxError, is_reference_text, parse_reference, render
-from launcher.retry import Clock, call_with_retry
+from launcher.refs import (
+    WELL_KNOWN_SCHEMES,
+    FetchKey,
+    Reference,
+    RefSyntaxError,
+    is_reference_text,
+    parse_reference,
+    render,
+    scheme_of,
+)
+from launcher.retry import call_with_retry
 from launcher.sources import Secret, Source, open_source, to_text
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,7 @@ class BindingResult:
     file: bool = False
     error: LauncherError | None = None
     keys: tuple[FetchKey, ...] = ()  # the secrets it was built from (for ``check``'s NEXT CHECK)
+    where: str = "<manifest>"  # file:line of the binding, to report failures in manifest order
 
 
 @dataclass
@@ -62,6 +74,24 @@ class Resolution:
         if self.errors:
             raise most_fundamental(self.errors)
 
+    def where_of(self) -> dict[str, str]:
+        """Variable name -> file:line of its binding, for messages about the environment as a whole."""
+        return {r.name: r.where for r in self.results}
+
+    def errors_in_order(self) -> list[LauncherError]:
+        """Every failure, in manifest order (inline references, from the environment, last)."""
+        failed = [r for r in self.results if r.error is not None]
+        failed.sort(key=lambda r: _position(r.where))
+        return [r.error for r in failed if r.error is not None]
+
+
+def _position(where: str) -> tuple[int, str, int]:
+    """Sort key of a ``file:line`` (``<environment>`` after every file)."""
+    name, _, line = where.rpartition(":")
+    if name and line.isdigit():
+        return (0, name, int(line))
+    return (1, where, 0)
+
 
 def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
     """Variables of our own environment whose whole value references a known source.
@@ -74,7 +104,10 @@ def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Bind
     taken = {b.name for b in manifest.env}
     out = []
     for name, value in sorted(environ.items()):
-        if name in taken or not _ENV_NAME_RE.match(name) or not is_reference_text(value, known):
+        if name in taken or not _ENV_NAME_RE.match(name):
+            continue
+        if not is_reference_text(value, known):
+            _warn_if_typo(name, value, known)
             continue
         try:
             ref = parse_reference(value, known)
@@ -85,6 +118,21 @@ def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Bind
             raise ManifestError(f"{ref}: {problem}", where="<environment>", field=name)
         out.append(Binding(name, (ref,), where="<environment>"))
     return out
+
+
+def _warn_if_typo(name: str, value: str, known: frozenset[str]) -> None:
+    """Warn when a variable looks like a reference to a misspelt source (``vualt://``).
+
+    It is left as it is (any program may keep a URL of its own scheme in the
+    environment); the warning names the variable and the scheme, never the value.
+    """
+    scheme = scheme_of(value)
+    if scheme is None or scheme.lower() in WELL_KNOWN_SCHEMES:
+        return
+    close = difflib.get_close_matches(scheme, sorted(known), n=1, cutoff=0.75)
+    if close:
+        log.warning("%s looks like a reference to %s://, but no source is called %r (did you mean %r?): left as it is",
+                    name, scheme, scheme, close[0])
 
 
 def env_from_name(prefix: str, key: str) -> str:
@@ -149,12 +197,14 @@ class Resolver:
     ) -> None:
         self.manifest = manifest
         self._factory = source_factory
-        self.cache = cache if cache is not None else TTLCache(manifest.cache.ttl, manifest.cache.max_entries)
-        self.clock = clock or Clock()
+        self.clock = clock or SYSTEM
+        self.cache = cache if cache is not None else TTLCache(manifest.cache.ttl, manifest.cache.max_entries, self.clock)
         self.max_workers = max_workers
         self._sources: dict[str, Source] = {}
         self._source_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        # Set when the launcher is leaving: a fetch waiting to retry gives up at once.
+        self.stopping = threading.Event()
 
     def source(self, name: str) -> Source:
         """The open source called ``name`` (opened on first use; may log in)."""
@@ -166,6 +216,7 @@ class Resolver:
             return self._sources[name]
 
     def close(self) -> None:
+        self.stopping.set()
         for src in self._sources.values():
             try:
                 src.close()
@@ -179,7 +230,7 @@ class Resolver:
             if cached is not None:
                 return cached
         src = self.source(key.source)
-        secret = call_with_retry(lambda: src.fetch(key.path, key.version), self.manifest.retry, self.clock)
+        secret = call_with_retry(lambda: src.fetch(key.path, key.version), self.manifest.retry, self.clock, stop=self.stopping)
         self.cache.put(key, secret)
         return secret
 
@@ -284,15 +335,16 @@ def _evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErr
     except NotFoundError as exc:
         keys = tuple(r.fetch_key for r in binding.refs)  # watched, so the secret is noticed once it exists
         if binding.default is not None:
-            return BindingResult(binding.name, ref_text, "default", None, binding.default, binding.file, keys=keys)
+            return BindingResult(binding.name, ref_text, "default", None, binding.default, binding.file, keys=keys, where=binding.where)
         if binding.optional:
-            return BindingResult(binding.name, ref_text, "optional", None, None, binding.file, keys=keys)
-        return BindingResult(binding.name, ref_text, "missing", error=_in_context(exc, _binding_context(binding)))
+            return BindingResult(binding.name, ref_text, "optional", None, None, binding.file, keys=keys, where=binding.where)
+        return BindingResult(binding.name, ref_text, "missing", error=_in_context(exc, _binding_context(binding)), where=binding.where)
     except LauncherError as exc:
         status = _STATUS_BY_CODE.get(exc.exit_code, "invalid")
-        return BindingResult(binding.name, ref_text, status, error=_in_context(exc, _binding_context(binding)))
+        return BindingResult(binding.name, ref_text, status, error=_in_context(exc, _binding_context(binding)), where=binding.where)
     keys = tuple(r.fetch_key for r in binding.refs)
-    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, "".join(pieces), binding.file, keys=keys)
+    value = "".join(pieces)
+    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where)
 
 
 def _in_context(exc: LauncherError, context: str) -> LauncherError:
@@ -318,37 +370,39 @@ def _expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[B
     ref_text = str(entry.ref)
     if isinstance(outcome, LauncherError):
         status = _STATUS_BY_CODE.get(outcome.exit_code, "invalid")
-        return BindingResult(label, ref_text, status, error=_in_context(outcome, f"{entry.where}: env_from")), {}
+        error = _in_context(outcome, f"{entry.where}: env_from")
+        return BindingResult(label, ref_text, status, error=error, where=entry.where), {}
     try:
         fields = secret_fields(outcome, entry.ref)
     except NotFoundError:
         err = ManifestError(f"{entry.ref} is a single value, not a set of keys", where=entry.where, field="env_from")
-        return BindingResult(label, ref_text, "invalid", error=err), {}
+        return BindingResult(label, ref_text, "invalid", error=err, where=entry.where), {}
     assert fields is not None
-    found = {env_from_name(entry.prefix, k): v for k, v in fields.items()}
-    return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,)), found
+    found: dict[str, str] = {}
+    key_of: dict[str, str] = {}
+    for key, value in fields.items():
+        name = env_from_name(entry.prefix, key)
+        if name in key_of:
+            # Two keys, one variable (``a-b`` and ``a_b``, or non-ASCII keys that both become
+            # ``_``): which value the child would get is an accident of order, so refuse.
+            err = ManifestError(f"{entry.ref}: keys {key_of[name]!r} and {key!r} both become {name}; rename one",
+                                where=entry.where, field="env_from")
+            return BindingResult(label, ref_text, "invalid", error=err, where=entry.where), {}
+        key_of[name] = key
+        found[name] = value
+    return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,), where=entry.where), found
 
 
 def log_resolved(resolution: Resolution, started: float, then: str = "") -> None:
-    """The one start-up line: how many variables, from which sources, how long it took."""
+    """The start-up summary: how many variables, from which sources, how long it took.
+
+    A debug line: at ``info`` a launcher that works prints nothing, so a prefixed
+    command's stderr looks as if it ran alone (as with tini, dumb-init, op run).
+    """
     elapsed = (time.monotonic() - started) * 1000
     count, sources = len(resolution.values), sorted(resolution.sources_used)
-    log.info(
+    log.debug(
         "resolved %d variable%s from %s in %.0f ms%s",
         count, "" if count == 1 else "s", ", ".join(sources) or "no source", elapsed, then,
         extra={"fields": {"variables": count, "sources": sources, "ms": round(elapsed, 1)}},
     )
-
-
-def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str], process: ProcessConfig) -> dict[str, str]:
-    """The child's environment: inherited (or only ``inherit`` when pristine), minus
-    ``scrub`` unless in ``passthrough``, plus the bindings, which always win."""
-    if process.pristine:
-        base = {k: inherited[k] for k in process.inherit if k in inherited}
-    else:
-        base = dict(inherited)
-    for name in process.scrub:
-        if name not in process.passthrough:
-            base.pop(name, None)
-    base.update(bindings)
-    return base

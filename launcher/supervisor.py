@@ -1,12 +1,15 @@
-"""The event loop of ``launcher run``: one thread, woken by signals and a 1 s tick.
+"""The event loop of ``launcher run``: one thread, woken by signals, watcher events and a 1 s tick.
 
-Recipe, after tini: resolve; write secret files; install handlers for every
-forwardable signal (as PID 1 an unhandled signal is never delivered); become
-subreaper; start the child in its own process group (giving it the terminal);
-then loop: forward signals, reap every zombie, act on events posted by the
-watcher thread, and when the main child exits, stop the rest of its group and
-exit with the child's code. The watcher never touches the child; it only
-posts events through ``post``.
+Recipe, after tini: block every signal the launcher handles and wait for them
+with ``sigtimedwait`` (so none is lost, whatever mask the parent gave us, and
+PID 1 receives them all); become subreaper; start the child in its own process
+group (giving it the terminal) with the signal mask and ignored signals the
+launcher inherited; then loop: forward each signal another process sent, reap
+every zombie (a stopped child stops the launcher too), hand watcher events to
+the rotation policy and carry out what it decides, and when the main child
+exits, let its group drain and exit with the child's code. The pieces: ``ChildProcess`` owns one child, ``policy.decide``
+decides about rotations, ``ChildEnvironment`` builds what the child sees; the
+watcher thread only posts events through ``post``. See docs/architecture.md.
 """
 
 from __future__ import annotations
@@ -14,31 +17,34 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import random
-import select
 import signal
-import time
-from collections.abc import Callable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from launcher import child as childmod
-from launcher.child import Child
+from launcher import policy
+from launcher.child import ChildProcess, InheritedSignals, check_exec_limits
+from launcher.clock import SYSTEM, Clock
 from launcher.config import Manifest
-from launcher.files import SecretFiles
-from launcher.reaper import become_subreaper, exit_code, reap_all
-from launcher.resolver import Resolution, Resolver, child_environment, log_resolved
-from launcher.watcher import Debounce, Outage, Rotation, StormGuard, Watcher, strongest_action
+from launcher.environment import ChildEnvironment
+from launcher.errors import LauncherError, RotationExitError
+from launcher.reaper import become_subreaper, reap_all
+from launcher.resolver import Resolution, Resolver
+from launcher.watcher import Outage, Rotation, Watcher
 
 log = logging.getLogger(__name__)
 
 TICK = 1.0
-# Not forwarded: SIGCHLD is ours; the synchronous faults are the launcher's own
-# (forwarding a real SIGSEGV would loop); SIGPIPE would come from a broken
-# stderr of ours; SIGTTIN/SIGTTOU are job control of the launcher itself.
-_NOT_FORWARDED = {
-    signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGSEGV, signal.SIGBUS, signal.SIGILL,
-    signal.SIGFPE, signal.SIGABRT, signal.SIGTRAP, signal.SIGSYS, signal.SIGPIPE, signal.SIGTTIN, signal.SIGTTOU,
-}
+# Not forwarded: SIGCHLD is ours (and wakes the loop for watcher events);
+# SIGTTIN/SIGTTOU are the launcher's own job control (ignored: it hands the
+# terminal over and takes it back). Fault signals and SIGPIPE are forwarded
+# when another process sent them (DESIGN 4): one the launcher raised itself
+# (its own broken stderr) carries its own pid and is dropped; a real fault of
+# its own is never queued, the kernel ends the launcher at once.
+_NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTTIN, signal.SIGTTOU}
+_LEAVE_WITHOUT_CHILD = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+# si_code of a signal sent by a process (kill, sigqueue, tgkill), not by the kernel.
+_SENT = (0, -1, -6)
 
 
 def forwardable_signals() -> list[signal.Signals]:
@@ -55,76 +61,67 @@ def forwardable_signals() -> list[signal.Signals]:
     return out
 
 
+def rules_for(manifest: Manifest) -> policy.Rules:
+    """The rotation policy's rules: ``watch`` settings and each binding's own ``on_change``."""
+    w = manifest.watch
+    return policy.Rules(
+        debounce=w.debounce, splay=w.splay, max_restarts=w.max_restarts, restart_window=w.restart_window, default=w.on_change,
+        on_change={b.name: b.on_change for b in manifest.env if b.on_change},
+        files=frozenset(b.name for b in manifest.env if b.file),
+    )
+
+
 class Supervisor:
     """Owns the child, the signals and ``waitpid(-1)``; see the module docstring."""
 
-    def __init__(
-        self,
-        manifest: Manifest,
-        argv: Sequence[str],
-        files: SecretFiles,
-        environ: Mapping[str, str],
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, manifest: Manifest, argv: Sequence[str], environment: ChildEnvironment, clock: Clock = SYSTEM) -> None:
         self.manifest = manifest
-        self.process = manifest.process
         self.argv = list(argv)
-        self.files = files
-        self.environ = dict(environ)
+        self.environment = environment
         self.clock = clock
-        self.child: Child | None = None
-        self.resolution: Resolution | None = None
+        self.rules = rules_for(manifest)
+        self.child: ChildProcess | None = None  # the current child (None between a stop and a start)
+        self.leftovers: list[ChildProcess] = []  # stopped children whose groups are still draining
+        self.current: Resolution | None = None  # what the current child was started with
+        self.state: policy.State[Resolution] = policy.State()
+        self.restart_with: Resolution | None = None  # start a child with this once the old one is gone
+        self.leave_with: int | None = None  # exit with this once the child is gone (exit on rotation, a failure)
+        self.final: int | None = None  # the launcher's exit code, once decided
         self._posts: queue.SimpleQueue[Rotation | Outage] = queue.SimpleQueue()
-        self._wake_r, self._wake_w = os.pipe()
-        self._post_r, self._post_w = os.pipe()
-        for fd in (self._wake_r, self._wake_w, self._post_r, self._post_w):
-            os.set_blocking(fd, False)
-        self._forwarded = forwardable_signals()
-        self._ignored_at_start: set[signal.Signals] = set()
+        self.inherited = InheritedSignals.capture()  # before anything below changes the mask
+        # Waited for: every forwardable signal not inherited as ignored (those stay ignored,
+        # for the launcher and its child alike), and SIGCHLD.
+        self._waited = {s for s in forwardable_signals() if s not in self.inherited.ignored} | {signal.SIGCHLD}
+        self._loop_thread = threading.get_ident()
         self._tty_fd: int | None = None
+        self._pid = os.getpid()
         self._own_pgrp = os.getpgrp()
-        self._is_pid1 = os.getpid() == 1
-        self._exit_code: int | None = None  # the main child's code, once it exited
-        self._group_deadline: float | None = None  # SIGKILL the leftover group after this
-        self._stop_deadline: float | None = None  # SIGKILL the child we are stopping after this
-        self._after_stop: Callable[[], None] | None = None  # what to do once a stopped child is gone
-        self._final: int | None = None  # the launcher's exit code, once decided
-        self._leftover: Child | None = None  # the exited child whose group we are stopping
-        # Rotation state: changes wait out the debounce, then the splay, then the storm guard.
-        self.random = random.random
-        self._debounce = Debounce(manifest.watch.debounce)
-        self._pending: Resolution | None = None  # the newest resolution not yet acted on
-        self._pending_names: set[str] = set()
-        self._act_at: float | None = None  # end of the splay
-        self._held_until: float | None = None  # the storm guard frees a restart slot then
-        self._storm_guard = StormGuard(manifest.watch.max_restarts, manifest.watch.restart_window)
-        self._hold_logged = False
-        self._bindings = {b.name: b for b in manifest.env}
+        self._is_pid1 = self._pid == 1
 
     # -- the watcher's way in ------------------------------------------------
 
     def post(self, event: Rotation | Outage) -> None:
-        """Queue a watcher event for the loop thread; safe from any thread."""
+        """Queue a watcher event for the loop thread; safe from any thread.
+
+        The loop waits in ``sigtimedwait``, so the wake-up is a SIGCHLD to its
+        thread: SIGCHLD is waited for anyway, and is never forwarded.
+        """
         self._posts.put(event)
-        try:
-            os.write(self._post_w, b"!")
-        except BlockingIOError:
-            pass  # the loop already has a wake-up pending
+        signal.pthread_kill(self._loop_thread, signal.SIGCHLD)
 
     # -- setup ----------------------------------------------------------------
 
-    def install_signals(self) -> None:
-        """Handlers for every forwarded signal; bytes arrive on the wake-up pipe."""
-        for sig in self._forwarded:
-            if signal.getsignal(sig) == signal.SIG_IGN and sig not in (signal.SIGXFSZ,):
-                self._ignored_at_start.add(sig)  # e.g. nohup: the child keeps it ignored too
-                continue
-            signal.signal(sig, _noop)
-        signal.signal(signal.SIGCHLD, _noop)
+    def block_signals(self) -> None:
+        """Block every waited-for signal in this thread; threads started later inherit the mask.
+
+        A signal blocked in every thread stays pending until ``sigtimedwait``
+        takes it: none is lost, and as PID 1 even one at its default disposition
+        is received (the kernel drops those only when they are not blocked).
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._waited)
         # The launcher hands the terminal over and takes it back: it must not stop itself doing so.
         signal.signal(signal.SIGTTOU, signal.SIG_IGN)
         signal.signal(signal.SIGTTIN, signal.SIG_IGN)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     def _terminal(self) -> int | None:
         """stdin, when it is a terminal whose foreground is our group (not when in the background)."""
@@ -137,146 +134,129 @@ class Supervisor:
 
     # -- main ------------------------------------------------------------------
 
-    def run(self, resolution: Resolution) -> int:
-        """Start the child with ``resolution`` and supervise until the launcher should exit."""
-        self.install_signals()
+    def run(self, resolution: Resolution, ready: Callable[[], None] | None = None) -> int:
+        """Start the child with ``resolution`` and supervise until the launcher should exit.
+
+        ``ready`` runs once the signals are blocked (the watcher starts there,
+        so its thread inherits the blocked mask).
+        """
+        self._loop_thread = threading.get_ident()
+        self.block_signals()
+        if ready is not None:
+            ready()
         if not self._is_pid1:
             become_subreaper()
         self._tty_fd = self._terminal()
-        self.resolution = resolution
         try:
-            self._start()
+            self._start(resolution)
             return self._loop()
         finally:
             self._restore_terminal()
-            signal.set_wakeup_fd(-1)
 
-    def child_env(self, resolution: Resolution) -> dict[str, str]:
-        """Bindings with secret files written (atomically) and replaced by their paths."""
-        values = dict(resolution.values)
-        file_values = {k: v for k, v in values.items() if k in resolution.files}
-        if file_values:
-            paths, _ = self.files.write_all(file_values)
-            values.update(paths)
-        env = child_environment(self.environ, values, self.process)
-        childmod.check_exec_limits(self.argv, env)
-        return env
-
-    def _start(self) -> None:
-        assert self.resolution is not None
-        env = self.child_env(self.resolution)
-        reset = [s for s in self._forwarded if s not in self._ignored_at_start] + [signal.SIGTTOU, signal.SIGTTIN, signal.SIGCHLD]
-        self.child = childmod.spawn(self.argv, env, tty_fd=self._tty_fd, reset_signals=reset)
-        log.debug("started %s as pid %d", self.argv[0], self.child.pid)
+    def _start(self, resolution: Resolution) -> None:
+        env = self.environment.build(resolution)
+        check_exec_limits(self.argv, env, resolution.where_of())
+        child = ChildProcess(self.argv, env, self.manifest.process, tty_fd=self._tty_fd, inherited=self.inherited, clock=self.clock)
+        child.start()
+        self.child, self.current = child, resolution
 
     def _loop(self) -> int:
-        while self._final is None:
-            try:
-                select.select([self._wake_r, self._post_r], [], [], self._timeout())
-            except InterruptedError:  # pragma: no cover - PEP 475 retries select
-                pass
-            for sig in _drain(self._wake_r):
-                self._on_signal(sig)
-            _drain(self._post_r)
+        while self.final is None:
+            info = signal.sigtimedwait(self._waited, self._timeout())
+            while info is not None:  # everything pending, before reaping
+                self._on_signal(info)
+                info = signal.sigtimedwait(self._waited, 0)
             while not self._posts.empty():
                 self._on_event(self._posts.get())
             self._reap()
-            self._check_deadlines()
-        return self._final
+            self._tick()
+        return self.final
 
     def _timeout(self) -> float:
-        timers = (self._group_deadline, self._stop_deadline, self._debounce.deadline, self._act_at, self._held_until)
+        children = [c for c in (self.child, *self.leftovers) if c is not None]
+        timers = [self.state.next_timer(), *(c.next_deadline() for c in children)]
         deadlines = [d for d in timers if d is not None]
         if not deadlines:
             return TICK
-        return max(0.0, min(TICK, min(deadlines) - self.clock()))
+        return max(0.0, min(TICK, min(deadlines) - self.clock.monotonic()))
 
     # -- signals -----------------------------------------------------------------
 
-    def _on_signal(self, signum: int) -> None:
+    def _on_signal(self, info: signal.struct_siginfo) -> None:
+        signum = info.si_signo
         if signum == signal.SIGCHLD:
             return  # reaping happens on every pass of the loop
+        if info.si_pid == self._pid and info.si_code in _SENT:
+            log.debug("not forwarding %s: raised by the launcher itself", signal.Signals(signum).name)
+            return
         if self.child is None:
-            if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP) and self._exit_code is None:
+            if signum in _LEAVE_WITHOUT_CHILD and self.leave_with is None:
                 # Between a stop and the next start (a restart): nothing to forward to, so leave.
-                self._final = 128 + signum
+                self.final = 128 + signum
             return
         if signum == signal.SIGCONT and self._tty_fd is not None:
             self._give_terminal()
-        childmod.send(self.child, signum, group=self.process.signal_target == "group")
+        self.child.signal(signum)
 
     # -- children ------------------------------------------------------------------
 
     def _reap(self) -> None:
-        for pid, status in reap_all(untraced=self._tty_fd is not None):
+        for pid, status in reap_all(untraced=True):
             if self.child is None or pid != self.child.pid:
                 continue  # an adopted orphan, or a stopped grandchild: reaped, nothing more
             if os.WIFSTOPPED(status):
                 self._on_child_stopped()
                 continue
-            self._on_child_exit(exit_code(status))
+            gone, self.child = self.child, None
+            gone.exited(status)
+            self._after_exit(gone)
 
-    def _on_child_exit(self, code: int) -> None:
-        assert self.child is not None
-        gone = self.child
-        self.child = None
-        self._stop_deadline = None
-        if self._after_stop is not None:  # we stopped it on purpose (restart, exit on rotation)
-            then, self._after_stop = self._after_stop, None
-            then()
-            return
-        log.debug("child %d exited with %d", gone.pid, code)
-        self._exit_code = code
-        if childmod.group_alive(gone.pgid):
-            # The rest of its group gets stop_signal, then SIGKILL after stop_timeout.
-            childmod.send(gone, self.process.stop_signal)
-            self._group_deadline = self.clock() + self.process.stop_timeout
-            self._leftover = gone
-        else:
-            self._final = code
+    def _after_exit(self, gone: ChildProcess) -> None:
+        """The current child exited: restart, leave, or (it exited on its own) drain and leave with its code."""
+        if not gone.done:
+            self.leftovers.append(gone)
+        if self.restart_with is not None and self.leave_with is None:
+            resolution, self.restart_with = self.restart_with, None
+            self._carry_out(self._start, resolution)
+            self._decide(policy.Restarted())
+        elif self.leave_with is None:
+            self.leave_with = gone.exit_code if gone.exit_code is not None else 0
 
-    def _check_deadlines(self) -> None:
-        now = self.clock()
-        if self._group_deadline is not None and self._leftover is not None:
-            if not childmod.group_alive(self._leftover.pgid):
-                self._group_deadline = None
-                self._final = self._exit_code
-            elif now >= self._group_deadline:
-                childmod.send(self._leftover, signal.SIGKILL)
-                self._group_deadline = None
-                self._final = self._exit_code
-        if self._stop_deadline is not None and self.child is not None and now >= self._stop_deadline:
-            log.warning("%s did not stop within %gs: sending SIGKILL", self.argv[0], self.process.stop_timeout)
-            childmod.send(self.child, signal.SIGKILL)
-            self._stop_deadline = None
-        self._rotation_timers(now)
+    def _tick(self) -> None:
+        for child in (self.child, *self.leftovers):
+            if child is not None:
+                child.tick()
+        self.leftovers = [c for c in self.leftovers if not c.done]
+        self._decide(policy.Tick(self.clock.random()))
+        if self.leave_with is not None and self.child is None and not self.leftovers:
+            self.final = self.leave_with
 
-    def stop_child(self, then: Callable[[], None]) -> None:
-        """Stop the child (stop_signal, stop_timeout, SIGKILL to the group), then call ``then``."""
-        if self.child is None:
-            then()
-            return
-        self._after_stop = then
-        childmod.send(self.child, self.process.stop_signal)
-        self._stop_deadline = self.clock() + self.process.stop_timeout
+    def _stop_and_leave(self, code: int) -> None:
+        """Stop the child (stop_signal, stop_timeout, SIGKILL) and exit with ``code`` once it is gone."""
+        self.leave_with = code
+        self.restart_with = None
+        if self.child is not None:
+            self.child.stop()
 
     # -- terminal job control ----------------------------------------------------------
 
     def _on_child_stopped(self) -> None:
-        """Ctrl-Z stopped the child: stop ourselves too, so the shell sees the job stop."""
-        if self._tty_fd is None or self._is_pid1:
+        """The child stopped (Ctrl-Z, SIGTSTP, SIGSTOP): stop ourselves too, with or without a
+        terminal, so the shell (or whatever started us) sees the job stop; SIGCONT resumes both.
+        PID 1 cannot be stopped: it waits for the child to be continued."""
+        if self._is_pid1:
             return
         self._restore_terminal()
         os.kill(os.getpid(), signal.SIGSTOP)
         # `fg` continued us: hand the terminal back and wake the child.
         self._give_terminal()
         if self.child is not None:
-            childmod.send(self.child, signal.SIGCONT)
+            self.child.signal(signal.SIGCONT)
 
     def _give_terminal(self) -> None:
         if self._tty_fd is not None and self.child is not None:
             try:
-                os.tcsetpgrp(self._tty_fd, self.child.pgid)
+                os.tcsetpgrp(self._tty_fd, self.child.pid)
             except OSError:
                 pass
 
@@ -291,114 +271,91 @@ class Supervisor:
 
     def _on_event(self, event: Rotation | Outage) -> None:
         if isinstance(event, Outage):
-            if self.manifest.watch.on_error == "exit" and self._final is None and self._after_stop is None:
-                code = event.error.exit_code if event.error.exit_code in (66, 69, 77) else 69
+            if self.manifest.watch.on_error == "exit" and self.leave_with is None:
                 log.error("stopping: %s (watch.on_error is exit)", event.error)
-                self.stop_child(lambda: self._set_final(code))
+                self._stop_and_leave(event.error.exit_code)
             return
-        assert self.resolution is not None
-        old, new = self.resolution.values, event.resolution.values
-        changed = {n for n in old.keys() | new.keys() if old.get(n) != new.get(n)}
+        old = self.state.payload or self.current
+        assert old is not None
+        new = event.resolution
+        changed = frozenset(n for n in old.values.keys() | new.values.keys() if old.values.get(n) != new.values.get(n))
         if not changed:
             log.debug("checked %s: new version, same environment: nothing to do", ", ".join(map(str, event.keys)))
             return
-        self._pending = event.resolution
-        self._pending_names |= changed
-        if event.urgent:  # a lease is about to end: the child must not wait out a debounce
-            self._debounce.clear()
-            self._act_at = self.clock()
-        else:
-            self._debounce.change(self.clock(), changed)
+        self._decide(policy.Changed(changed, new, event.urgent))
 
-    def _rotation_timers(self, now: float) -> None:
-        if self._debounce.ready(now):
-            self._debounce.clear()
-            splay = self.manifest.watch.splay
-            self._act_at = now + self.random() * splay if splay > 0 else now
-        if self._act_at is not None and now >= self._act_at:
-            self._act_at = None
-            self._act()
-        if self._held_until is not None and now >= self._held_until:
-            self._held_until = None
-            self._act()
-
-    def _act(self) -> None:
-        if self._pending is None or self._final is not None or self._after_stop is not None or self.child is None:
+    def _decide(self, event: policy.Changed[Resolution] | policy.Tick | policy.Restarted) -> None:
+        if self.leave_with is not None:
             return
-        names = sorted(self._pending_names)
-        action, fallbacks = strongest_action(self._pending_names, self._bindings, self.manifest.watch.on_change)
-        for name in fallbacks:
+        self.state, actions = policy.decide(self.state, event, self.clock.monotonic(), self.rules)
+        for action in actions:
+            if isinstance(action, policy.Hold):
+                log.warning("restart held: %d restarts in the last %gs (watch.max_restarts); acting in %.0fs",
+                            action.restarts, self.rules.restart_window, action.until - self.clock.monotonic())
+            else:
+                self._carry_out(self._act, action)
+
+    def _act(self, act: policy.Act[Resolution]) -> None:
+        names = ", ".join(act.names)
+        fields = {"fields": {"action": act.action, "variables": list(act.names)}}
+        for name in act.fell_back:
             log.info("%s changed and is not a file binding: restarting instead of signalling", name)
-        pending = self._pending
-        fields = {"fields": {"action": action, "variables": names}}
-        if action == "ignore":
-            log.info("secrets changed: %s (on_change: ignore)", ", ".join(names), extra=fields)
-        elif action == "signal":
-            self.child_env(pending)  # rewrites the files atomically before the signal
-            log.info("secrets changed: %s: sending %s", ", ".join(names), self.manifest.watch.signal.name, extra=fields)
-            childmod.send(self.child, self.manifest.watch.signal, group=self.process.signal_target == "group")
-        elif action == "exit":
-            log.info("secrets changed: %s: stopping and exiting 75 (on_change: exit)", ", ".join(names), extra=fields)
-            self.stop_child(lambda: self._set_final(75))
+        if act.action == "ignore":
+            log.info("secrets changed: %s (on_change: ignore)", names, extra=fields)
+            self.current = act.payload
+        elif act.action == "signal":
+            self.environment.bindings(act.payload)  # rewrites the files atomically before the signal
+            sig = self.manifest.watch.signal
+            log.info("secrets changed: %s: sending %s", names, sig.name, extra=fields)
+            if self.child is not None:
+                self.child.signal(sig)
+            self.current = act.payload
+            self._decide(policy.Restarted())
+        elif act.action == "exit":
+            code = RotationExitError.exit_code
+            log.info("secrets changed: %s: stopping and exiting %d (on_change: exit)", names, code, extra=fields)
+            self._stop_and_leave(code)
         else:
-            free_at = self._storm_guard.take(self.clock())
-            if free_at is not None:
-                if not self._hold_logged:  # once per hold, however many changes merge into it
-                    self._hold_logged = True
-                    log.warning("restart held: %d restarts in the last %gs (watch.max_restarts); acting in %.0fs",
-                                len(self._storm_guard.starts), self._storm_guard.window, free_at - self.clock())
-                self._held_until = free_at
-                return
-            self._hold_logged = False
-            log.info("secrets changed: %s: restarting %s", ", ".join(names), self.argv[0], extra=fields)
-            self.stop_child(lambda: self._restart_with(pending))
-        self.resolution = pending
-        self._pending, self._pending_names = None, set()
+            log.info("secrets changed: %s: restarting %s", names, self.argv[0], extra=fields)
+            self.restart_with = act.payload
+            if self.child is not None:
+                self.child.stop()  # the new child starts once this one is reaped (_after_exit)
 
-    def _restart_with(self, resolution: Resolution) -> None:
-        self.resolution = resolution
-        self._start()
-        if self._pending is not None:  # a newer change arrived while the old child was stopping
-            self._act_at = self.clock()
+    def _carry_out(self, action: Callable[..., None], *args: Any) -> None:
+        """Run ``action(*args)``; if it fails, stop the child (stop_signal, stop_timeout) and leave.
 
-    def _set_final(self, code: int) -> None:
-        self._final = code
-
-
-def _noop(signum: int, frame: Any) -> None:
-    """Python-level handler; the C handler already wrote the signal to the wake-up pipe."""
-
-
-def _drain(fd: int) -> bytes:
-    data = b""
-    while True:
+        A ``LauncherError`` (the command vanished: 127; a file cannot be written)
+        leaves with its own code, anything else is a bug: 70.
+        """
         try:
-            chunk = os.read(fd, 512)
-        except BlockingIOError:
-            return data
-        if not chunk:
-            return data
-        data += chunk
+            action(*args)
+        except LauncherError as exc:
+            log.error("%s", exc)
+            self._stop_and_leave(exc.exit_code)
+        except Exception:
+            log.error("internal error while acting on a rotation (a bug: please report it; --log-level debug shows the traceback)")
+            log.debug("traceback", exc_info=True)
+            self._stop_and_leave(70)
 
 
-def supervise(manifest: Manifest, argv: Sequence[str], inline: bool = True) -> int:
-    """``launcher run``: resolve all or nothing, start and supervise the child, return its code."""
-    started = time.monotonic()
-    resolver = Resolver(manifest)
-    files = SecretFiles()
+def supervise(manifest: Manifest, argv: Sequence[str], resolver: Resolver, resolution: Resolution, inline: bool = True) -> int:
+    """``launcher run``: start and supervise the child with ``resolution``, return its code.
+
+    Takes ownership of ``resolver`` (its sources, cache and stop flag): the watcher
+    keeps using it, and it is closed on the way out. Leaving never waits on a
+    request in flight (a check stuck on a stalled server).
+    """
+    environment = ChildEnvironment(manifest, os.environ)
     watcher: Watcher | None = None
     try:
-        resolution = resolver.resolve(os.environ, inline=inline)
-        resolution.raise_for_errors()
-        log_resolved(resolution, started, f"; starting {argv[0]}")
-        supervisor = Supervisor(manifest, argv, files, os.environ)
+        supervisor = Supervisor(manifest, argv, environment)
         if manifest.watch.enabled:
             watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline)
             watcher.track(resolution)
-            watcher.start()
-        return supervisor.run(resolution)
+        return supervisor.run(resolution, ready=watcher.start if watcher is not None else None)
     finally:
+        resolver.stopping.set()
         if watcher is not None:
             watcher.stop()
-        files.remove()
+        environment.files.remove()
         resolver.close()

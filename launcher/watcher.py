@@ -14,15 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
-import random
+import signal
 import threading
-import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from launcher.config import ON_CHANGE_ACTIONS, Binding, Manifest, WatchConfig
+from launcher import deadline
+from launcher.clock import SYSTEM, Clock
+from launcher.config import Manifest, WatchConfig
 from launcher.durations import format_duration
-from launcher.errors import LauncherError, NotFoundError
+from launcher.errors import LauncherError, NotFoundError, most_fundamental
 from launcher.refs import FetchKey
 from launcher.resolver import Resolution, Resolver
 from launcher.sources import Lease, Secret
@@ -30,6 +31,8 @@ from launcher.sources import Lease, Secret
 log = logging.getLogger(__name__)
 
 TOKEN_MAINTENANCE_PERIOD = 1.0
+# The longest one version check may take: a connect and a read timeout (5 s + 10 s).
+CHECK_BOUND = 15.0
 
 
 @dataclass
@@ -70,12 +73,6 @@ class Outage:
     error: LauncherError
 
 
-@dataclass
-class WatchClock:
-    monotonic: Callable[[], float] = time.monotonic
-    random: Callable[[], float] = random.random
-
-
 class Watcher:
     """Checks secrets for rotation; ``post`` receives ``Rotation`` and ``Outage`` events."""
 
@@ -86,7 +83,7 @@ class Watcher:
         environ: Mapping[str, str],
         post: Callable[[Rotation | Outage], None],
         inline: bool = True,
-        clock: WatchClock | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.manifest = manifest
         self.watch = manifest.watch
@@ -94,7 +91,7 @@ class Watcher:
         self.environ = dict(environ)
         self.post = post
         self.inline = inline
-        self.clock = clock or WatchClock()
+        self.clock = clock or SYSTEM
         self.tracked: dict[FetchKey, Tracked] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,10 +143,12 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="watcher", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.5) -> None:
+        """Stop checking. A check stuck on a stalled server is not waited for beyond
+        ``wait`` seconds: the thread is a daemon, and its request ends at its bound."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=wait)
 
     # -- schedule -----------------------------------------------------------------
 
@@ -178,9 +177,12 @@ class Watcher:
         return t.issued_at + 0.9 * (t.lease_at + lease.duration - t.issued_at), "reread"
 
     def _run(self) -> None:
+        # Signals are for the supervisor's loop thread (it waits for them with sigtimedwait);
+        # threads this one starts (re-resolution) inherit the mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
         while not self._stop.is_set():
             wake = self.poll()
-            self._stop.wait(max(0.01, wake - self.clock.monotonic()))
+            self.clock.pause(max(0.01, wake - self.clock.monotonic()), self._stop)
 
     def poll(self) -> float:
         """One round: attend to every secret that is due; return when the next one is."""
@@ -226,7 +228,9 @@ class Watcher:
         check = getattr(source, "current_version", None)
         if check is None:
             return None
-        result: str | None = check(key.path)
+        # One attempt, hard-bounded like a fetch's (a dripping server must not freeze the watcher).
+        with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
+            result: str | None = check(key.path)
         return result
 
     def _renew(self, t: Tracked, now: float) -> bool:
@@ -235,7 +239,8 @@ class Watcher:
         renew = getattr(self.resolver.source(t.key.source), "renew_lease", None)
         if renew is None or not t.lease.renewable:
             return False
-        lease: Lease | None = renew(t.lease)
+        with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
+            lease: Lease | None = renew(t.lease)
         if lease is None:
             return False
         log.debug("renewed the lease of %s for %.0fs", t.key, lease.duration)
@@ -251,7 +256,8 @@ class Watcher:
             if maintain is None:
                 continue
             try:
-                maintain()
+                with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
+                    maintain()
             except LauncherError as exc:
                 log.warning("source %s: keeping its token alive failed: %s", name, exc)
 
@@ -278,37 +284,13 @@ class Watcher:
         now = self.clock.monotonic()
         if resolution.errors:
             for key in keys:
-                self._failed(self.tracked[key], resolution.errors[0], now)
+                self._failed(self.tracked[key], most_fundamental(resolution.errors), now)
             return
         for key in keys:
             secret = resolution.secrets.get(key)
             if secret is not None:
                 self.tracked[key] = self._fresh(key, secret, now)
         self.post(Rotation(resolution, tuple(keys), urgent))
-
-
-@dataclass
-class Debounce:
-    """A quiet period restarted by each new change, capped at 4x its length."""
-
-    period: float
-    first: float | None = None
-    deadline: float | None = None
-    names: set[str] = field(default_factory=set)
-
-    def change(self, now: float, names: set[str]) -> None:
-        if self.first is None:
-            self.first = now
-        self.names |= names
-        self.deadline = min(now + self.period, self.first + 4 * self.period)
-
-    def ready(self, now: float) -> bool:
-        return self.deadline is not None and now >= self.deadline
-
-    def clear(self) -> set[str]:
-        names, self.names = self.names, set()
-        self.first = self.deadline = None
-        return names
 
 
 def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], watch: WatchConfig) -> str:
@@ -325,39 +307,3 @@ def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], w
     if leases:
         return f"renew~{format_duration(min(lease.duration for lease in leases) * 2 / 3)}"
     return f"~{format_duration(watch.interval)}"
-
-
-def strongest_action(names: set[str], bindings: Mapping[str, Binding], default: str) -> tuple[str, list[str]]:
-    """The strongest action the changed names ask for (exit > restart > signal > ignore).
-
-    A binding's own ``on_change`` beats ``default`` (``--on-change``, else
-    ``watch.on_change``). ``signal`` for a variable that is not a file binding
-    becomes ``restart``: a running process cannot see a new environment.
-    Returns the action and the names that fell back to a restart.
-    """
-    actions, fallbacks = set(), []
-    for name in sorted(names):
-        binding = bindings.get(name)
-        action = (binding.on_change if binding is not None else None) or default
-        if action == "signal" and (binding is None or not binding.file):
-            fallbacks.append(name)
-            action = "restart"
-        actions.add(action)
-    return max(actions, key=ON_CHANGE_ACTIONS.index), fallbacks
-
-
-@dataclass
-class StormGuard:
-    """At most ``max_restarts`` restarts per ``window`` seconds."""
-
-    max_restarts: int
-    window: float
-    starts: list[float] = field(default_factory=list)
-
-    def take(self, now: float) -> float | None:
-        """Record a restart now and return None, or return when a slot frees (nothing recorded)."""
-        self.starts = [t for t in self.starts if now - t < self.window]
-        if len(self.starts) < self.max_restarts:
-            self.starts.append(now)
-            return None
-        return self.starts[0] + self.window

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ssl
+import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -103,7 +105,7 @@ ERROR_CASES = [
     ("server-error", "api-key", None, TransientError, "503"),
     ("bad-request", "api-key", None, ManifestError, "400 BadParameter"),
     ("token-503", "api-key", None, TransientError, "token endpoint answered 503"),
-    ("stall", "api-key", None, TransientError, "read timeout"),
+    ("stall", "api-key", None, TransientError, "timed out after"),
 ]
 
 
@@ -299,13 +301,30 @@ def test_authority_options(authority: str | None, environ: dict[str, str], expec
     assert authority_options(AzureSourceConfig(name="corp", authority=authority), environ) == expected
 
 
-def test_transport_options_turn_sdk_retries_off(tmp_path: Path) -> None:
+def test_transport_options_turn_sdk_retries_off(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import certifi
+    import trustme
+
     ca = tmp_path / "extra-ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\nEXTRA\n-----END CERTIFICATE-----\n")
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where a bundle file would have gone
     options = transport_options(AzureSourceConfig(name="corp", ca_cert=str(ca)))
     assert options["retry_total"] == 0
-    bundle = Path(options["connection_verify"]).read_text()
-    assert bundle.endswith(ca.read_text()), "the extra CA is trusted"
-    assert bundle.count("BEGIN CERTIFICATE") > 10, "in addition to the usual roots"
     assert options["connection_timeout"] <= 10 and options["read_timeout"] <= 30
-    assert "connection_verify" not in transport_options(AzureSourceConfig(name="corp"))
+    context = options["transport"].session.get_adapter("https://x")._ssl_context
+    roots = ssl.create_default_context(cafile=certifi.where()).cert_store_stats()["x509_ca"]
+    assert context.cert_store_stats()["x509_ca"] == roots + 1, "the extra CA, in addition to the usual roots"
+    assert list(scratch.iterdir()) == [], "held in memory: nothing is left behind by exec"
+    assert options["transport"].session.get_adapter("https://x")._ssl_context is not None
+    assert transport_options(AzureSourceConfig(name="corp"))["transport"].session.get_adapter("https://x")._ssl_context is None
+
+
+def test_an_unreadable_ca_cert_is_78(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nEXTRA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ManifestError, match="cannot be read as PEM"):
+        transport_options(AzureSourceConfig(name="corp", ca_cert=str(bad)))
+    with pytest.raises(ManifestError, match="does not exist"):
+        transport_options(AzureSourceConfig(name="corp", ca_cert=str(tmp_path / "nope.pem")))

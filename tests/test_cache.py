@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from launcher.cache import CacheStats, TTLCache
+from launcher.clock import Clock
 
 
 class Now:
@@ -17,7 +18,7 @@ class Now:
 
 def test_ttl_expiry() -> None:
     now = Now()
-    cache: TTLCache[str, str] = TTLCache(ttl=10.0, max_entries=5, clock=now)
+    cache: TTLCache[str, str] = TTLCache(ttl=10.0, max_entries=5, clock=Clock(monotonic=now))
     cache.put("a", "1")
     now.t += 9.999
     assert cache.get("a") == "1"
@@ -30,7 +31,7 @@ def test_ttl_expiry() -> None:
 
 def test_put_refreshes_the_timestamp() -> None:
     now = Now()
-    cache: TTLCache[str, str] = TTLCache(ttl=10.0, max_entries=5, clock=now)
+    cache: TTLCache[str, str] = TTLCache(ttl=10.0, max_entries=5, clock=Clock(monotonic=now))
     cache.put("a", "1")
     now.t += 8
     cache.put("a", "2")
@@ -40,7 +41,7 @@ def test_put_refreshes_the_timestamp() -> None:
 
 def test_lru_eviction() -> None:
     now = Now()
-    cache: TTLCache[str, int] = TTLCache(ttl=100.0, max_entries=3, clock=now)
+    cache: TTLCache[str, int] = TTLCache(ttl=100.0, max_entries=3, clock=Clock(monotonic=now))
     for i, key in enumerate("abc"):
         cache.put(key, i)
     assert cache.get("a") == 0  # a is now the most recently used; b the least
@@ -55,7 +56,7 @@ def test_lru_eviction() -> None:
 
 def test_counters() -> None:
     now = Now()
-    cache: TTLCache[str, str] = TTLCache(ttl=5.0, max_entries=1, clock=now)
+    cache: TTLCache[str, str] = TTLCache(ttl=5.0, max_entries=1, clock=Clock(monotonic=now))
     assert cache.get("x") is None
     cache.put("x", "1")
     assert cache.get("x") == "1"
@@ -67,7 +68,7 @@ def test_counters() -> None:
 
 
 def test_zero_ttl_disables_caching() -> None:
-    cache: TTLCache[str, str] = TTLCache(ttl=0.0, max_entries=10, clock=Now())
+    cache: TTLCache[str, str] = TTLCache(ttl=0.0, max_entries=10, clock=Clock(monotonic=Now()))
     cache.put("a", "1")
     assert cache.get("a") is None
     assert len(cache) == 0
@@ -75,7 +76,7 @@ def test_zero_ttl_disables_caching() -> None:
 
 def test_invalidate_and_age() -> None:
     now = Now()
-    cache: TTLCache[str, str] = TTLCache(ttl=50.0, max_entries=10, clock=now)
+    cache: TTLCache[str, str] = TTLCache(ttl=50.0, max_entries=10, clock=Clock(monotonic=now))
     assert cache.age("a") is None
     cache.put("a", "1")
     now.t += 3

@@ -306,11 +306,41 @@ def test_env_formats(tmp_path: Path) -> None:
     assert json.loads(as_json.stdout) == TRICKY  # the bindings only, not the inherited environment
     dotenv = run_launcher(["env"], env=env, cwd=tmp_path)
     lines = dotenv.stdout.splitlines()
-    assert 'QUOTES="it\'s \\"quoted\\""' in lines
-    assert 'NEWLINES="line1\\nline2\\n"' in lines
-    assert 'BACKSLASH="C:\\\\path\\\\n\\\\t"' in lines
-    assert 'EMPTY=""' in lines
-    assert len(lines) == len(TRICKY)
+    assert "QUOTES='it'\\''s \"quoted\"'" in lines  # single quotes: nothing inside is expanded
+    assert "DOLLAR='$HOME ${HOME} $(id) `id` $$'" in lines
+    assert "BACKSLASH='C:\\path\\n\\t'" in lines
+    assert "EMPTY=''" in lines
+    assert "python-dotenv reads QUOTES, DOLLAR differently" in dotenv.stderr
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_env_dotenv_sourced_by_sh_runs_nothing(tmp_path: Path, shell: str) -> None:
+    """`set -a; . ./file` gives back every value byte for byte: no $(id), backtick or $HOME is run or expanded."""
+    write_project(tmp_path, "".join(f"  {k}: dev://t/{k}\n" for k in TRICKY), {"t": TRICKY})
+    dotenv = run_launcher(["env"], env=base_env(), cwd=tmp_path)
+    assert dotenv.returncode == 0, dotenv.stderr
+    (tmp_path / "out.env").write_text(dotenv.stdout)
+    out = tmp_path / "sourced.json"
+    script = f'set -a; . ./out.env; set +a; exec "{sys.executable}" "{DUMP_ENV}" "{out}"'
+    proc = subprocess.run([shell, "-c", script], env=base_env(), cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    env = json.loads(out.read_text(encoding="utf-8"))["env"]
+    assert {k: env.get(k) for k in TRICKY} == TRICKY
+
+
+def test_env_dotenv_read_by_python_dotenv(tmp_path: Path) -> None:
+    dotenv_values = pytest.importorskip("dotenv").dotenv_values
+    # A single quote is the one shape python-dotenv cannot read back (the launcher warns);
+    # everything else comes back byte for byte, ${HOME} too when loaded without interpolation.
+    plain = {k: v for k, v in TRICKY.items() if "'" not in v}
+    write_project(tmp_path, "".join(f"  {k}: dev://t/{k}\n" for k in plain), {"t": plain})
+    dotenv = run_launcher(["env"], env=base_env(), cwd=tmp_path)
+    assert dotenv.returncode == 0, dotenv.stderr
+    assert "python-dotenv reads DOLLAR differently" in dotenv.stderr  # ${HOME}: its own interpolation
+    (tmp_path / "out.env").write_text(dotenv.stdout)
+    assert dotenv_values(tmp_path / "out.env", interpolate=False) == plain
+    no_dollar = {k: v for k, v in plain.items() if "${" not in v}
+    assert {k: v for k, v in dotenv_values(tmp_path / "out.env").items() if k in no_dollar} == no_dollar
 
 
 def test_env_shell_round_trips_through_eval(tmp_path: Path) -> None:
@@ -370,17 +400,28 @@ def test_json_logs_are_one_object_per_line(tmp_path: Path, command: list[str], c
 
 def test_log_format_from_the_environment(tmp_path: Path) -> None:
     write_project(tmp_path, "  A: dev://app/db#user\n")
-    proc = run_launcher(["exec", "--", "true"], env=base_env(LAUNCHER_LOG_FORMAT="json"), cwd=tmp_path)
+    proc = run_launcher(["exec", "--", "true"], env=base_env(LAUNCHER_LOG_FORMAT="json", LAUNCHER_LOG_LEVEL="debug"), cwd=tmp_path)
     assert proc.returncode == 0
-    assert json.loads(proc.stderr.splitlines()[0])["msg"].startswith("resolved 1 variable from dev")
+    assert any(json.loads(line)["msg"].startswith("resolved 1 variable from dev") for line in proc.stderr.splitlines())
 
 
-def test_info_level_is_one_line_and_stdout_stays_clean(tmp_path: Path) -> None:
+def test_info_level_is_quiet_and_stdout_stays_clean(tmp_path: Path) -> None:
+    """At info a launcher that works prints nothing: the command's output looks as if it ran alone."""
     write_project(tmp_path, "  A: dev://app/db#user\n")
-    proc = run_launcher(["exec", "--", "printf", "%s", "child-output"], env=base_env(), cwd=tmp_path)
-    assert proc.returncode == 0
-    assert proc.stdout == "child-output"
-    assert len(proc.stderr.splitlines()) == 1
+    for command in ("exec", "run"):
+        proc = run_launcher([command, "--", "printf", "%s", "child-output"], env=base_env(), cwd=tmp_path)
+        assert proc.returncode == 0
+        assert (proc.stdout, proc.stderr) == ("child-output", "")
+
+
+def test_global_options_after_the_command(tmp_path: Path) -> None:
+    write_project(tmp_path, "  A: dev://app/db#user\n")
+    proc = run_launcher(["run", "--log-level", "debug", "--", "true"], env=base_env(), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "resolved 1 variable from dev" in proc.stderr
+    proc = run_launcher(["check", "--log-format", "json", "-m", "nope.yaml"], env=base_env(), cwd=tmp_path)
+    assert proc.returncode == 78
+    assert json.loads(proc.stderr.splitlines()[-1])["level"] == "error"
 
 
 def test_usage_error_is_2() -> None:
@@ -410,15 +451,15 @@ def test_check_table_columns_and_extra_column() -> None:
 @pytest.mark.parametrize(
     ("fmt", "expected"),
     [
-        ("dotenv", 'A="x \\"y\\" $z\\\\n\\n"\nB=""'),
-        ("shell", "export A='x \"y\" $z\\n\n'\nexport B=''"),
-        ("json", '{\n  "A": "x \\"y\\" $z\\\\n\\n",\n  "B": ""\n}'),
+        ("dotenv", "A='x \"y\" $z\\n\n'\nB=''\nC='it'\\''s'"),
+        ("shell", "export A='x \"y\" $z\\n\n'\nexport B=''\nexport C='it'\\''s'"),
+        ("json", '{\n  "A": "x \\"y\\" $z\\\\n\\n",\n  "B": "",\n  "C": "it\'s"\n}'),
     ],
 )
 def test_format_env(fmt: str, expected: str) -> None:
     from launcher.output import format_env
 
-    assert format_env({"A": 'x "y" $z\\n\n', "B": ""}, fmt) == expected
+    assert format_env({"A": 'x "y" $z\\n\n', "B": "", "C": "it's"}, fmt) == expected
 
 
 def test_check_exits_78_like_exec_when_the_environment_is_too_large(tmp_path: Path) -> None:

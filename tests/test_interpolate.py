@@ -52,3 +52,32 @@ def test_interpolate_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError) as info:
         interpolate(text, ENV)
     assert message in str(info.value)
+
+
+def nested(levels: int) -> str:
+    """``${U:-${U:-...x...}}`` with ``levels`` levels of ``${``."""
+    return "${U:-" * levels + "x" + "}" * levels
+
+
+def test_nesting_up_to_the_cap_expands() -> None:
+    assert interpolate(nested(32), {}) == "x"
+
+
+@pytest.mark.parametrize("levels", [33, 1_000, 100_000])
+def test_deeper_nesting_is_a_plain_error_not_a_crash(levels: int) -> None:
+    # 1,000 levels used to exhaust Python's stack (RecursionError: exit 70).
+    with pytest.raises(ValueError, match="nested too deeply") as info:
+        interpolate(nested(levels), {})
+    assert not isinstance(info.value, RecursionError)
+
+
+def test_deep_unterminated_nesting_is_also_too_deep() -> None:
+    with pytest.raises(ValueError, match="nested too deeply"):
+        interpolate("${" * 50_000, {})
+
+
+def test_an_invalid_name_is_not_echoed() -> None:
+    # The text inside ${...} may be part of a literal password written in the manifest.
+    with pytest.raises(ValueError) as info:
+        interpolate("p@ss${w0rd!secret}x", {})
+    assert "w0rd" not in str(info.value) and "invalid variable reference" in str(info.value)

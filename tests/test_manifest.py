@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
 import signal
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from launcher.config import (
+    DEFAULT_SCRUB,
     AzureSourceConfig,
     CacheConfig,
     FileSourceConfig,
@@ -17,7 +22,7 @@ from launcher.config import (
     VaultSourceConfig,
     WatchConfig,
 )
-from launcher.errors import ManifestError
+from launcher.errors import ManifestError, errors_of
 from launcher.manifest import load_manifest, parse_manifest
 from launcher.refs import Reference
 from tests.helpers import launcher_env, run_launcher
@@ -41,7 +46,7 @@ MALFORMED = [
     ("unknown-binding-key", "version: 1\nenv:\n  A: {value: x, reff: y}\n", 3, ["env.A.reff", "unknown key"]),
     ("unknown-env-from-key", "version: 1\nenv_from:\n  - {ref: vault://x, prefx: A}\n", 3, ["env_from[0].prefx", "unknown key"]),
     ("typo-source", "version: 1\nsources:\n  prod: {type: vault}\nenv:\n  A: prd://secret/x#y\n", 5,
-     ["env.A", "unknown source 'prd'", "declared: prod"]),
+     ["env.A", "unknown source 'prd' (did you mean 'prod'?) (declared: prod; built-in: azure, vault)"]),
     ("typo-source-in-template", "version: 1\nenv:\n  A: 'x{{ valt://s#k }}'\n", 3,
      ["env.A", "unknown source 'valt'", "built-in: azure, vault"]),
     ("typo-source-inline-ref", "version: 1\nenv:\n  A: {ref: 'prd://x'}\n", 3, ["env.A.ref", "unknown source 'prd'"]),
@@ -172,7 +177,7 @@ def test_minimal_manifest_has_the_dataclass_defaults() -> None:
     m = parse("version: 1\n")
     assert m.env == () and m.env_from == () and dict(m.sources) == {}
     assert (m.cache, m.retry, m.watch, m.process) == (CacheConfig(), RetryConfig(), WatchConfig(), ProcessConfig())
-    assert m.process.scrub == ("VAULT_TOKEN", "VAULT_SECRET_ID", "AZURE_CLIENT_SECRET")
+    assert m.process.scrub == DEFAULT_SCRUB and m.process.files_dir is None
     assert m.cache.ttl == 8 * 3600 and m.retry.attempts == 4 and m.watch.signal == signal.SIGHUP
 
 
@@ -247,7 +252,7 @@ def test_bindings() -> None:
 
 def test_scrub_extends_the_default_list() -> None:
     m = parse("version: 1\nprocess:\n  scrub: [MY_TOKEN]\n  passthrough: [VAULT_TOKEN]\n")
-    assert m.process.scrub == ("VAULT_TOKEN", "VAULT_SECRET_ID", "AZURE_CLIENT_SECRET", "MY_TOKEN")
+    assert m.process.scrub == (*DEFAULT_SCRUB, "MY_TOKEN")
     assert m.process.passthrough == ("VAULT_TOKEN",)
 
 
@@ -346,3 +351,306 @@ def test_malformed_azure_references_fail_offline(tmp_path: Path, ref: str, probl
     result = run_launcher(["check", "--offline", "-m", str(manifest)])
     assert result.returncode == 78
     assert f"launcher.yaml:5: env.X: {ref}" in result.stderr and problem in result.stderr
+
+
+# -- bounds: nothing a manifest holds crashes (70) or hangs the reader -----------------------------
+
+EXCEPTION_NAME_RE = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b|Traceback")
+
+
+def manifest_error(text: str, environ: dict[str, str] | None = None) -> ManifestError:
+    started = time.monotonic()
+    with pytest.raises(ManifestError) as info:
+        parse(text, environ)
+    assert time.monotonic() - started < 2.0, "took too long"
+    message = str(info.value)
+    assert "\n" not in message and not EXCEPTION_NAME_RE.search(message), message
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "expected"),
+    [
+        pytest.param("version: 1\nenv:\n  A: " + "[" * 10_000 + "]" * 10_000 + "\n", 3, "nesting depth", id="flow-lists"),
+        pytest.param("version: 1\nenv:\n  A: " + "{a: " * 10_000 + "x" + "}" * 10_000 + "\n", 3, "nesting depth", id="flow-maps"),
+        pytest.param("version: 1\nenv:\n" + "".join(" " * (i + 2) + "a:\n" for i in range(1_500)), 1_000, "nesting depth",
+                     id="block-maps"),
+        pytest.param("version: 1\nenv:\n  A: '" + "${U:-" * 1_000 + "x" + "}" * 1_000 + "'\n", 3, "nested too deeply",
+                     id="interpolation"),
+    ],
+)
+def test_deep_nesting_is_78_with_a_line(text: str, line: int, expected: str) -> None:
+    err = manifest_error(text)
+    assert err.where is not None and err.where.startswith("/etc/app/launcher.yaml:")
+    assert abs(int(err.where.rsplit(":", 1)[1]) - line) <= 2 and expected in str(err)
+
+
+def test_deep_interpolation_through_the_cli_is_78_not_70(tmp_path: Path) -> None:
+    path = tmp_path / "launcher.yaml"
+    path.write_text("version: 1\nenv:\n  A: '" + "${U:-" * 1_000 + "x" + "}" * 1_000 + "'\n", encoding="utf-8")
+    proc = run_launcher(["check", "--offline", "-m", str(path)], cwd=tmp_path)
+    assert_one_line_78(proc.stderr, proc.returncode, [f"{path}:3: env.A:", "nested too deeply"])
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{" * 100_000, "unbalanced"),
+        ("{{ vault://x" * 8_000, "unbalanced"),
+        ("}" * 100_000, ""),  # no "{{": a literal
+    ],
+)
+def test_huge_template_values_are_quick(value: str, message: str) -> None:
+    text = f"version: 1\nenv:\n  A: '{value}'\n"
+    started = time.monotonic()
+    if message:
+        assert message in str(manifest_error(text))
+    else:
+        assert parse(text).env[0].parts == (value,)
+    assert time.monotonic() - started < 1.0
+
+
+# -- reading the file: plain words, no exception names -------------------------------------------
+
+
+def read_error(path: Path | str) -> ManifestError:
+    started = time.monotonic()
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path, environ={})
+    assert time.monotonic() - started < 2.0
+    message = str(info.value)
+    assert info.value.exit_code == 78 and "\n" not in message and not EXCEPTION_NAME_RE.search(message), message
+    return info.value
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param("version: 1\n".encode("utf-16"), "not UTF-8 text (it looks like UTF-16; save it as UTF-8)", id="utf-16-bom"),
+        pytest.param("version: 1\n".encode("utf-16-le"), "not UTF-8 text (it looks like UTF-16; save it as UTF-8)", id="utf-16le"),
+        pytest.param("version: 1\n".encode("utf-16-be"), "not UTF-8 text (it looks like UTF-16; save it as UTF-8)", id="utf-16be"),
+        pytest.param("version: 1\n".encode("utf-32"), "not UTF-8 text (it looks like UTF-32; save it as UTF-8)", id="utf-32"),
+        pytest.param(b"version: 1\nenv:\n  A: caf\xe9\n", "not UTF-8 text (invalid byte at offset 24)", id="latin-1"),
+        pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not UTF-8 text (invalid byte at offset 0)", id="binary"),
+    ],
+)
+def test_a_file_that_is_not_utf8_says_so(tmp_path: Path, data: bytes, expected: str) -> None:
+    path = tmp_path / "launcher.yaml"
+    path.write_bytes(data)
+    err = read_error(path)
+    assert str(err) == f"{path}: {expected}" and err.where == str(path)
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "launcher.yaml"
+    path.write_bytes(b"\xef\xbb\xbfversion: 1\nenv:\n  A: x\n")
+    assert load_manifest(path, environ={}).env[0].parts == ("x",)
+
+
+def test_a_nul_byte_is_78_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "launcher.yaml"
+    path.write_bytes(b"version: 1\nenv:\n  A: a\x00b\n")
+    err = read_error(path)
+    assert err.where == f"{path}:3" and "NUL byte" in str(err)
+
+
+@pytest.mark.parametrize("char", ["\x07", "\x1b", "\x7f", "\ufffe"])
+def test_a_control_character_is_78_in_plain_words(char: str) -> None:
+    err = manifest_error(f"version: 1\nenv:\n  A: 'a{char}b'\n")
+    assert err.where == "/etc/app/launcher.yaml:3" and f"U+{ord(char):04X} is not allowed" in str(err)
+
+
+def test_a_directory_is_78(tmp_path: Path) -> None:
+    err = read_error(tmp_path)
+    assert str(err) == f"{tmp_path}: is a directory, not a manifest file"
+
+
+def test_dev_zero_ends_quickly_as_too_large() -> None:
+    assert str(read_error("/dev/zero")) == "/dev/zero: larger than 4 MiB; a manifest is a small text file"
+
+
+def test_a_file_over_4_mib_is_78(tmp_path: Path) -> None:
+    path = tmp_path / "launcher.yaml"
+    path.write_text("version: 1\n" + "# padding\n" * (420 * 1024), encoding="utf-8")
+    assert "larger than 4 MiB" in str(read_error(path))
+
+
+def in_unprivileged_process(fn: Callable[[], str]) -> str:
+    """``fn()`` as run by an unprivileged user: a forked child drops to nobody when we are root."""
+    if os.geteuid() != 0:
+        return fn()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write_end, fn().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        out = fh.read().decode()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_permission_denied_is_78(tmp_path: Path) -> None:
+    path = tmp_path / "launcher.yaml"
+    path.write_text("version: 1\n", encoding="utf-8")
+    path.chmod(0)
+    tmp_path.chmod(0o755)
+
+    def attempt() -> str:
+        try:
+            load_manifest(path, environ={})
+        except ManifestError as exc:
+            return f"{exc.exit_code} {exc}"
+        return "no error"
+
+    assert in_unprivileged_process(attempt) == f"78 {path}: permission denied (cannot read the manifest)"
+
+
+def test_file_errors_through_the_cli(tmp_path: Path) -> None:
+    path = tmp_path / "launcher.yaml"
+    path.write_bytes("version: 1\n".encode("utf-16"))
+    for target in (path, tmp_path, Path("/dev/zero")):
+        proc = run_launcher(["check", "--offline", "-m", str(target)], cwd=tmp_path)
+        line = assert_one_line_78(proc.stderr, proc.returncode, [f"{target}: "])
+        assert not EXCEPTION_NAME_RE.search(line), line
+
+
+# -- one line per problem -------------------------------------------------------------------------
+
+
+def test_a_key_with_a_newline_cannot_forge_a_line(tmp_path: Path) -> None:
+    text = 'version: 1\nenv:\n  "A\\nlauncher: resolved 3 variables": x\n  "B\\r\\x1b[2K": y\n'
+    err = manifest_error(text)
+    assert str(err) == (
+        "/etc/app/launcher.yaml:3: env.A\\nlauncher: resolved 3 variables: not a valid variable name ([A-Za-z_][A-Za-z0-9_]*)"
+    )
+    assert [str(e) for e in errors_of(err)][1].startswith("/etc/app/launcher.yaml:4: env.B\\r\\x1b[2K: ")
+    path = tmp_path / "launcher.yaml"
+    path.write_text(text, encoding="utf-8")
+    proc = run_launcher(["check", "--offline", "-m", str(path)], cwd=tmp_path)
+    assert proc.returncode == 78
+    assert not any(line.startswith("launcher: resolved") for line in proc.stderr.splitlines()), proc.stderr
+    assert "\x1b" not in proc.stderr and "\r" not in proc.stderr
+
+
+def test_long_keys_are_shortened_in_messages() -> None:
+    err = manifest_error(f"version: 1\ncache:\n  {'k' * 1_000}: 1\n")  # YAML's limit for a plain key: 1024
+    assert len(str(err)) < 300 and "cache.kkkk" in str(err) and "..." in str(err)
+
+
+# -- several problems at once ----------------------------------------------------------------------
+
+
+def test_every_independent_problem_is_reported_in_file_order() -> None:
+    err = manifest_error(
+        "version: 1\n"                                      # 1
+        "env:\n"                                            # 2
+        "  A: prd://x#y\n"                                  # 3
+        "  1B: x\n"                                         # 4
+        "  C: {value: x, reff: y}\n"                        # 5
+        "sources:\n"                                        # 6
+        "  prod: {type: vault, adress: x}\n"                # 7
+        "  v2: {type: vault, auth: {method: approle}}\n"    # 8
+        "cache: {ttl: forever, max_entries: 0}\n"           # 9
+        "process:\n"                                        # 10
+        "  inherit: [A-B, OK, C-D]\n"                       # 11
+        "bogus: 1\n"                                        # 12
+    )
+    problems = errors_of(err)
+    assert [(e.where, e.field) for e in problems] == [
+        ("/etc/app/launcher.yaml:3", "env.A"),
+        ("/etc/app/launcher.yaml:4", "env.1B"),
+        ("/etc/app/launcher.yaml:5", "env.C.reff"),
+        ("/etc/app/launcher.yaml:7", "sources.prod.adress"),
+        ("/etc/app/launcher.yaml:8", "sources.v2.auth.role_id"),
+        ("/etc/app/launcher.yaml:9", "cache.ttl"),
+        ("/etc/app/launcher.yaml:9", "cache.max_entries"),
+        ("/etc/app/launcher.yaml:11", "process.inherit"),
+        ("/etc/app/launcher.yaml:11", "process.inherit"),
+        ("/etc/app/launcher.yaml:12", "bogus"),
+    ]
+    assert str(err) == str(problems[0]) == "/etc/app/launcher.yaml:3: env.A: unknown source 'prd' (did you mean 'prod'?) " \
+        "(declared: prod, v2; built-in: azure, vault)"
+    assert all(e.exit_code == 78 and "\n" not in str(e) for e in problems)
+
+
+def test_a_source_with_wrong_settings_does_not_make_its_references_unknown() -> None:
+    err = manifest_error("version: 1\nsources:\n  dev: {type: file}\nenv:\n  A: dev://x#y\n  B: 'x{{ dev://y }}'\n")
+    assert [str(e) for e in errors_of(err)] == ["/etc/app/launcher.yaml:3: sources.dev.path: missing (the YAML or JSON file of secrets)"]
+
+
+def test_at_most_20_problems_then_a_count() -> None:
+    err = manifest_error("version: 1\nenv:\n" + "".join(f"  {i}X: x\n" for i in range(25)))
+    problems = errors_of(err)
+    assert len(problems) == 21
+    assert [e.where for e in problems[:20]] == [f"/etc/app/launcher.yaml:{i + 3}" for i in range(20)]
+    assert str(problems[20]) == "/etc/app/launcher.yaml: ... and 5 more problems"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "sources: {}\nenv: {1A: x}\nbogus: 1\n",  # no version
+        "version: 2\nbogus: 1\nenv: {1A: x}\n",
+        "- a\n- b\n",
+    ],
+)
+def test_structural_problems_stop_at_once(text: str) -> None:
+    assert len(errors_of(manifest_error(text))) == 1
+
+
+def test_aliases_cannot_multiply_the_work() -> None:
+    # Every binding is the same 200 KB scalar: 800 MB of text to read without a bound.
+    text = f"version: 1\nx: &s '{'a' * 200_000}'\nenv:\n" + "".join(f"  A{i}: *s\n" for i in range(4_000))
+    problems = [str(e) for e in errors_of(manifest_error(text))]
+    assert problems == [
+        "/etc/app/launcher.yaml:2: x: unknown key (allowed: version, sources, env, env_from, cache, retry, watch, process)",
+        "/etc/app/launcher.yaml:2: aliases repeat more than 4 MiB of the manifest; use fewer or smaller aliases",
+    ]
+
+
+def test_problems_are_counted_up_to_a_bound() -> None:
+    err = manifest_error("version: 1\nprocess: {inherit: [" + "A-," * 300_000 + "]}\n")
+    assert str(errors_of(err)[-1]) == "/etc/app/launcher.yaml: ... and 980 more problems (reading stopped there)"
+
+
+def test_aliases_used_modestly_are_fine() -> None:
+    m = parse(
+        "version: 1\n"
+        "sources:\n"
+        "  a: {type: vault, auth: &auth {method: approle, role_id: r, secret_id_file: /s}}\n"
+        "  b: {type: vault, auth: *auth}\n"
+    )
+    a, b = m.sources["a"], m.sources["b"]
+    assert isinstance(a, VaultSourceConfig) and isinstance(b, VaultSourceConfig) and a.auth == b.auth
+
+
+# -- paths -----------------------------------------------------------------------------------------
+
+
+def test_process_files_dir_is_a_path_relative_to_the_manifest() -> None:
+    assert parse("version: 1\nprocess: {files_dir: ./run/secrets}\n").process.files_dir == "/etc/app/run/secrets"
+    assert parse("version: 1\nprocess: {files_dir: /dev/shm}\n").process.files_dir == "/dev/shm"
+    assert parse("version: 1\nprocess: {files_dir: null}\n").process.files_dir is None
+    assert parse("version: 1\nprocess: {files_dir: '${D:-/x}'}\n").process.files_dir == "/x"
+    assert "process.files_dir: must not be empty" in str(manifest_error("version: 1\nprocess: {files_dir: ''}\n"))
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ('version: 1\nsources:\n  dev: {type: file, path: "a\\0b"}\n', "sources.dev.path"),
+        ('version: 1\nsources:\n  v: {type: vault, tls: {ca_cert: "/x\\0"}}\n', "sources.v.tls.ca_cert"),
+        ('version: 1\nprocess:\n  files_dir: "/run\\0x"\n', "process.files_dir"),
+        ('version: 1\nenv:\n  A: {value: "a\\0b"}\n', "env.A.value"),
+    ],
+)
+def test_a_nul_character_in_a_value_is_78_at_parse_time(text: str, field: str) -> None:
+    err = manifest_error(text)
+    assert err.where == "/etc/app/launcher.yaml:3" and err.field == field and "NUL character" in str(err)

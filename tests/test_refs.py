@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from launcher.refs import FetchKey, Reference, RefSyntaxError, is_reference_text, parse_reference, parse_value, render
 
@@ -33,7 +38,9 @@ def test_parse_reference(text: str, expected: Reference) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("prd://secret/x#y", "unknown source 'prd' (declared: dev, my-src, prod, s_2; built-in: azure, vault)"),
+        ("prd://secret/x#y", "unknown source 'prd' (did you mean 'prod'?) (declared: dev, my-src, prod, s_2; built-in: azure, vault)"),
+        ("Vault://x", "unknown source 'Vault' (did you mean 'vault'?) (declared:"),
+        ("zzz://x", "unknown source 'zzz' (declared: dev, my-src, prod, s_2; built-in: azure, vault)"),
         ("Vault://x", "unknown source 'Vault'"),
         ("https://example.com", "is a URL, not a secret reference"),
         ("dev://", "empty path"),
@@ -149,3 +156,80 @@ def test_render_shows_references_not_values() -> None:
     parts = parse_value("x{{ dev://a#b }}y", KNOWN)
     assert render(parts) == "x{{ dev://a#b }}y"
     assert render(parse_value("dev://a#b", KNOWN)) == "dev://a#b"
+
+
+def test_a_long_list_of_declared_sources_is_shortened() -> None:
+    known = frozenset({f"src{i:02d}" for i in range(30)}) | {"vault", "azure"}
+    with pytest.raises(RefSyntaxError) as info:
+        parse_reference("nope://x", known)
+    assert "declared: src00, src01," in str(info.value) and "src09, ... (20 more); built-in: azure, vault" in str(info.value)
+
+
+def test_no_suggestion_for_a_far_or_very_long_name() -> None:
+    for name in ("qqqq", "p" * 5000):
+        with pytest.raises(RefSyntaxError) as info:
+            parse_reference(f"{name}://x", KNOWN)
+        assert "did you mean" not in str(info.value)
+
+
+# -- templates: a linear scanner, with the results of the regex it replaced -----------------------
+
+_OLD_TEMPLATE_RE = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+
+
+def old_parse_value(text: str) -> tuple[object, ...]:
+    """The former regex-based template parser: the oracle for results and messages."""
+    parts: list[object] = []
+    pos = 0
+
+    def literal(chunk: str) -> str:
+        if "{{" in chunk or "}}" in chunk:
+            raise RefSyntaxError("unbalanced '{{' or '}}' in template (use `value:` for a literal that contains them)")
+        return chunk
+
+    for m in _OLD_TEMPLATE_RE.finditer(text):
+        if m.start() > pos:
+            parts.append(literal(text[pos : m.start()]))
+        inner = m.group(1).strip()
+        if not re.match(r"[A-Za-z][A-Za-z0-9+._-]*://", inner):
+            raise RefSyntaxError("a {{ }} in the template does not hold a reference (SOURCE://PATH)")
+        parts.append(parse_reference(inner, KNOWN))
+        pos = m.end()
+    if pos < len(text):
+        parts.append(literal(text[pos:]))
+    return tuple(parts)
+
+
+def outcome(fn: object, text: str) -> object:
+    try:
+        return fn(text)  # type: ignore[operator]
+    except RefSyntaxError as exc:
+        return ("error", str(exc))
+
+
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.lists(st.sampled_from(["{{", "}}", "{", "}", " ", "dev://a", "#k", "prd://x", "x", "vault://s/p", "\n"]), max_size=14))
+def test_template_scanner_matches_the_old_regex(pieces: list[str]) -> None:
+    text = "{{" + "".join(pieces)  # templates are what contains "{{"
+    assert outcome(lambda t: parse_value(t, KNOWN), text) == outcome(old_parse_value, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{" * 100_000, "unbalanced"),
+        ("{{ vault://x" * 10_000, "unbalanced"),
+        ("{{ vault://x }}" + "}" * 100_000, "unbalanced"),
+        ("{{" + "}" * 100_000, "does not hold a reference"),
+        ("{{ dev://x }}" * 7_000, ""),
+    ],
+)
+def test_huge_templates_take_linear_time(text: str, message: str) -> None:
+    # The regex scan restarted at every unclosed "{{": 100 KB took over a minute.
+    started = time.monotonic()
+    if message:
+        with pytest.raises(RefSyntaxError, match=message):
+            parse_value(text, KNOWN)
+    else:
+        assert len(parse_value(text, KNOWN)) == 7_000
+    assert time.monotonic() - started < 1.0

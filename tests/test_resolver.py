@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from launcher.cache import TTLCache
+from launcher.clock import Clock
 from launcher.config import FileSourceConfig, Manifest, ProcessConfig, SourceConfig
+from launcher.environment import child_environment
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.manifest import parse_manifest
 from launcher.refs import FetchKey, Reference
-from launcher.resolver import Resolver, child_environment, env_from_name, inline_bindings, select
-from launcher.retry import Clock
+from launcher.resolver import Resolver, env_from_name, inline_bindings, select
 from launcher.sources import Secret
 from launcher.sources.file import FileSource
 
@@ -218,7 +219,7 @@ def test_cache_reuse_across_resolutions() -> None:
     now = [0.0]
     m = manifest("env:\n  A: src://p#a\n  B: src://q\n")
     fake = ScriptedSource("src", {"p": fields(a="1"), "q": Secret(value="2")})
-    cache: TTLCache[FetchKey, Secret] = TTLCache(ttl=60.0, max_entries=10, clock=lambda: now[0])
+    cache: TTLCache[FetchKey, Secret] = TTLCache(ttl=60.0, max_entries=10, clock=Clock(monotonic=lambda: now[0]))
     resolver = resolver_for(m, fake, cache=cache)
     first = resolver.resolve({})
     second = resolver.resolve({})

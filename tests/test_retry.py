@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from launcher.clock import Clock
 from launcher.config import RetryConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.retry import Clock, backoff, call_with_retry, next_delay
+from launcher.retry import backoff, call_with_retry, next_delay
 
 POLICY = RetryConfig(attempts=4, initial_delay=1.0, max_delay=32.0, multiplier=2.0, jitter="none", deadline=60.0)
 
@@ -148,6 +149,70 @@ def test_never_retries_final_errors(error: LauncherError) -> None:
 def test_single_attempt_policy() -> None:
     clock = FakeClock()
     fn = Script(TransientError("503"))
-    with pytest.raises(UnavailableError, match="1 attempt\\)"):
+    with pytest.raises(UnavailableError, match="after 1 attempt in "):
         call_with_retry(fn, RetryConfig(attempts=1), clock.clock())
     assert fn.calls == 1
+
+
+# -- failure feedback and bounds (DESIGN 8) -------------------------------------------------------
+
+
+def test_backoff_never_overflows() -> None:
+    """multiplier**(attempt-1) overflows a float near attempt 1025: a "retry for a day" policy must not crash."""
+    policy = RetryConfig(attempts=100_000, initial_delay=0.001, max_delay=0.001, multiplier=2.0, jitter="none")
+    assert backoff(policy, 2000, 0.5) == 0.001
+    big = RetryConfig(attempts=100_000, initial_delay=1.0, max_delay=30.0, multiplier=10.0, jitter="none")
+    assert backoff(big, 100_000, 0.5) == 30.0
+
+
+def test_each_retried_attempt_logs_one_warning_with_the_next_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    fn = Script(TransientError("vault://a: Vault at http://v:1: connection refused"),
+                TransientError("vault://a: Vault at http://v:1: HTTP 503"))
+    with caplog.at_level("WARNING", logger="launcher"):
+        assert call_with_retry(fn, POLICY, clock.clock()) == "ok"
+    assert [r.getMessage() for r in caplog.records] == [
+        "vault://a: Vault at http://v:1: connection refused; retry 2/4 in 1.0s",
+        "vault://a: Vault at http://v:1: HTTP 503; retry 3/4 in 2.0s",
+    ]
+
+
+def test_the_final_error_keeps_the_cause_of_the_last_real_failure() -> None:
+    """The last attempt, cut short by the deadline, only knows time ran out: the error says why it failed before."""
+    clock = FakeClock()
+    policy = RetryConfig(attempts=10, initial_delay=1.0, max_delay=1.0, jitter="none", deadline=3.5)
+    fn = Script(TransientError("x: connection reset"), TransientError("x: connection reset"),
+                TransientError("x: no answer within the time left"), cost=1.0, clock=clock)
+    with pytest.raises(UnavailableError) as info:
+        call_with_retry(fn, policy, clock.clock())
+    assert info.value.message.startswith("x: connection reset (gave up after")
+
+
+def test_a_stop_ends_the_wait_between_attempts() -> None:
+    import threading
+
+    stop = threading.Event()
+    fn = Script(*always(lambda: TransientError("x: HTTP 503")))
+    policy = RetryConfig(attempts=5, initial_delay=30.0, max_delay=30.0, jitter="none", deadline=600.0)
+    threading.Timer(0.05, stop.set).start()  # the watcher stopping while a fetch waits to retry
+    with pytest.raises(UnavailableError, match="stopped while retrying"):
+        call_with_retry(fn, policy, stop=stop)
+    assert fn.calls == 1
+
+
+def test_each_attempt_runs_under_the_remaining_deadline() -> None:
+    from launcher import deadline
+
+    seen: list[float | None] = []
+    clock = FakeClock()
+
+    def attempt() -> str:
+        seen.append(deadline.remaining())
+        clock.now += 10.0
+        raise TransientError("x: HTTP 503")
+
+    policy = RetryConfig(attempts=10, initial_delay=1.0, max_delay=1.0, jitter="none", deadline=25.0)
+    with pytest.raises(UnavailableError):
+        call_with_retry(attempt, policy, clock.clock())
+    assert [round(s or 0) for s in seen] == [25, 14, 3]  # what is left of the 25 s, attempt by attempt
+    assert deadline.remaining() is None

@@ -23,6 +23,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from launcher.clock import Clock
 from launcher.config import VaultAuth, VaultSourceConfig
 from launcher.errors import AuthError
 from launcher.sources.vault import VaultSource
@@ -137,7 +138,7 @@ def source_for(openbao: OpenBao, clock: Any = time.monotonic, token: str | None 
     environ = {"VAULT_ADDR": openbao.addr, "HOME": "/nonexistent"}
     if token:
         environ["VAULT_TOKEN"] = token
-    return VaultSource(VaultSourceConfig(name="vault", auth=VaultAuth(**auth)), environ=environ, clock=clock)
+    return VaultSource(VaultSourceConfig(name="vault", auth=VaultAuth(**auth)), environ=environ, clock=Clock(monotonic=clock))
 
 
 def test_renewable_token_is_renewed_after_two_thirds_of_its_ttl(openbao: OpenBao, auth: Auth) -> None:

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from launcher.config import VaultSourceConfig
-from launcher.errors import AuthError, ManifestError, NotFoundError, TransientError, UnavailableError
+from launcher.errors import AuthError, ManifestError, NotFoundError, TransientError
 from launcher.sources import Lease
 from launcher.sources.vault import VaultSource
 from launcher.sources.vault_auth import vault_errors
@@ -184,18 +184,19 @@ ERRORS = [
     (requests.exceptions.SSLError("EOF occurred in violation of protocol"), TransientError),
     (requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"), AuthError),
     (requests.exceptions.MissingSchema(), ManifestError),
-    (requests.exceptions.JSONDecodeError("x", "doc", 0), UnavailableError),
+    (requests.exceptions.JSONDecodeError("x", "doc", 0), TransientError),  # a proxy answering for Vault: retried
 ]
 
 
 @pytest.mark.parametrize(("raised", "mapped"), ERRORS, ids=[type(e).__name__ for e, _ in ERRORS])
 def test_error_mapping_table(raised: Exception, mapped: type[Exception]) -> None:
-    with pytest.raises(mapped) as info, vault_errors("vault://secret/app/db"):
+    with pytest.raises(mapped) as info, vault_errors("vault://secret/app/db", "http://127.0.0.1:8200"):
         raise raised
     assert type(info.value) is mapped and info.value.__cause__ is raised
     assert str(info.value).startswith("vault://secret/app/db: ")
 
 
 def test_login_rejected_is_auth_error() -> None:
-    with pytest.raises(AuthError, match="login rejected"), vault_errors("source 'vault': approle login", login=True):
+    errors = vault_errors("source 'vault': approle login", "http://127.0.0.1:8200", login=True)
+    with pytest.raises(AuthError, match="login rejected"), errors:
         raise hvac.exceptions.InvalidRequest(errors=["invalid role or secret ID"])

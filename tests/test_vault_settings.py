@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from launcher.config import TlsConfig, VaultSourceConfig
@@ -27,16 +29,63 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("fields", "environ", "expected"), CASES)
-def test_settings_table(fields: dict[str, object], environ: dict[str, str], expected: tuple[object, ...]) -> None:
+# OpenBao's own names: honoured like Vault's, and a VAULT_* name wins when both are set (DESIGN 8).
+BAO_CASES = [
+    ({}, {"BAO_ADDR": "http://bao:8200"}, ("http://bao:8200", None, True, None)),
+    ({}, {"BAO_ADDR": "http://bao:8200", "VAULT_ADDR": "http://vault:8200"}, ("http://vault:8200", None, True, None)),
+    ({}, {**ADDR, "BAO_NAMESPACE": "ns"}, ("https://vault.example:8200", "ns", True, None)),
+    ({}, {**ADDR, "BAO_CACERT": "/bao-ca.pem"}, ("https://vault.example:8200", None, "/bao-ca.pem", None)),
+    ({}, {**ADDR, "BAO_CACERT": "/bao-ca.pem", "VAULT_CACERT": "/ca.pem"}, ("https://vault.example:8200", None, "/ca.pem", None)),
+    ({}, {**ADDR, "BAO_CAPATH": "/cadir"}, ("https://vault.example:8200", None, "/cadir", None)),
+    ({}, {**ADDR, "BAO_SKIP_VERIFY": "true"}, ("https://vault.example:8200", None, False, None)),
+    ({}, {**ADDR, "BAO_CLIENT_CERT": "/c.pem", "BAO_CLIENT_KEY": "/k.pem"},
+     ("https://vault.example:8200", None, True, ("/c.pem", "/k.pem"))),
+]
+
+
+def _real_files(value: object, root: Path) -> object:
+    """Paths in the tables become real files (or a directory) under ``root``: missing ones are 78."""
+    if isinstance(value, str) and value.startswith("/"):
+        path = root / value.lstrip("/")
+        if not path.exists():
+            if value.endswith(("dir", "mine")):
+                path.mkdir()
+            else:
+                path.write_text("x")
+        return str(path)
+    if isinstance(value, tuple):
+        return tuple(_real_files(v, root) for v in value)
+    if isinstance(value, TlsConfig):
+        return TlsConfig(**{k: _real_files(v, root) for k, v in vars(value).items()})
+    return value
+
+
+@pytest.mark.parametrize(("fields", "environ", "expected"), CASES + BAO_CASES)
+def test_settings_table(fields: dict[str, object], environ: dict[str, str], expected: tuple[object, ...], tmp_path: Path) -> None:
+    fields = {k: _real_files(v, tmp_path) for k, v in fields.items()}
+    environ = {k: str(_real_files(v, tmp_path)) for k, v in environ.items()}
+    expected = tuple(_real_files(v, tmp_path) for v in expected)
     conn = connection_settings(VaultSourceConfig(name="vault", **fields), environ)  # type: ignore[arg-type]
     assert (conn.address, conn.namespace, conn.verify, conn.cert) == expected
 
 
-@pytest.mark.parametrize("environ", [{}, {"VAULT_ADDR": ""}, {**ADDR, "VAULT_SKIP_VERIFY": "maybe"}])
-def test_invalid_settings_are_78(environ: dict[str, str]) -> None:
-    with pytest.raises(ManifestError):
-        connection_settings(VaultSourceConfig(name="vault"), environ)
+@pytest.mark.parametrize(("fields", "environ", "says"), [
+    ({}, {}, "no Vault address"),
+    ({}, {"VAULT_ADDR": ""}, "no Vault address"),
+    ({}, {**ADDR, "VAULT_SKIP_VERIFY": "maybe"}, "VAULT_SKIP_VERIFY must be true or false"),
+    ({}, {"VAULT_ADDR": "127.0.0.1:8200"}, "VAULT_ADDR: '127.0.0.1:8200' needs http:// or https://"),
+    ({}, {"BAO_ADDR": "vault.example"}, "BAO_ADDR: 'vault.example' needs http:// or https://"),
+    ({"address": "http://[::1"}, {}, "sources.vault.address: 'http://[::1' is not a valid URL"),
+    ({"address": "http://vault:99999"}, {}, "is not a valid URL"),
+    ({}, {**ADDR, "VAULT_CACERT": "/nonexistent.pem"}, "VAULT_CACERT: /nonexistent.pem does not exist"),
+    ({"tls": TlsConfig(ca_cert="/nonexistent.pem")}, ADDR, "tls.ca_cert: /nonexistent.pem does not exist"),
+    ({}, {**ADDR, "VAULT_CLIENT_CERT": "/nope.pem"}, "VAULT_CLIENT_CERT: /nope.pem does not exist"),
+    ({"namespace": "a\nb"}, ADDR, "namespace holds a control character"),
+])
+def test_settings_that_cannot_work_are_78(fields: dict[str, object], environ: dict[str, str], says: str) -> None:
+    with pytest.raises(ManifestError) as info:
+        connection_settings(VaultSourceConfig(name="vault", **fields), environ)  # type: ignore[arg-type]
+    assert says in str(info.value) and "\n" not in str(info.value)
 
 
 def test_file_only_run_does_not_import_hvac() -> None:

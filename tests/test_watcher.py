@@ -1,4 +1,4 @@
-"""The watcher's schedule and the supervisor's choice of action, with fakes and a fake clock."""
+"""The watcher's schedule, with fakes and a fake clock (the choice of action: test_policy.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from launcher.clock import Clock
 from launcher.config import Binding, FileSourceConfig, Manifest, WatchConfig
 from launcher.errors import TransientError
 from launcher.refs import Reference
 from launcher.resolver import Resolver
 from launcher.sources import Lease, Secret
-from launcher.watcher import Debounce, Outage, Rotation, StormGuard, WatchClock, Watcher, strongest_action
+from launcher.watcher import Outage, Rotation, Watcher
 
 
 @dataclass
@@ -70,7 +71,7 @@ def make(source: FakeSource, clock: FakeClock, **watch: object) -> tuple[Watcher
     )
     resolver = Resolver(manifest, source_factory=lambda cfg: source, max_workers=1)
     posted: list[object] = []
-    watcher = Watcher(manifest, resolver, {}, posted.append, clock=WatchClock(clock.monotonic, lambda: 0.5))
+    watcher = Watcher(manifest, resolver, {}, posted.append, clock=Clock(clock.monotonic, lambda: 0.5))
     resolution = resolver.resolve({})
     resolution.raise_for_errors()
     watcher.track(resolution)
@@ -160,18 +161,6 @@ def test_failures_post_outages_and_back_off_on_the_schedule() -> None:
     assert due_of(watcher, "a") == 1235.0  # recovered: every interval again, same phase
 
 
-def test_debounce_restarts_on_each_change_and_is_capped_at_four_periods() -> None:
-    d = Debounce(2.0)
-    d.change(0.0, {"A"})
-    assert d.deadline == 2.0
-    for t in (1.5, 3.0, 4.5, 6.0, 7.5):
-        d.change(t, {"B"})
-    assert d.deadline == 8.0  # capped: first change + 4 x 2 s
-    assert not d.ready(7.9) and d.ready(8.0)
-    assert d.clear() == {"A", "B"}
-    assert d.deadline is None
-
-
 def test_a_leased_secret_is_not_polled_between_lease_events() -> None:
     source, clock = FakeSource(), FakeClock()
     watcher, _ = make(source, clock, interval=1.0)
@@ -180,36 +169,3 @@ def test_a_leased_secret_is_not_polled_between_lease_events() -> None:
     creds = next(t for t in watcher.tracked.values() if t.key.path == "creds")
     assert watcher.due(creds) == pytest.approx(1000.0 + 20.0)
     assert wake > clock.now  # nothing overdue: no busy loop
-
-
-def test_storm_guard_allows_max_restarts_per_window() -> None:
-    guard = StormGuard(max_restarts=2, window=60.0)
-    assert guard.take(0.0) is None
-    assert guard.take(10.0) is None
-    assert guard.take(20.0) == 60.0  # held until the first restart leaves the window
-    assert guard.take(59.9) == 60.0
-    assert guard.take(60.0) is None
-
-
-@pytest.mark.parametrize(
-    ("changed", "default", "expected", "fallbacks"),
-    [
-        ({"PLAIN"}, "restart", "restart", []),
-        ({"QUIET"}, "restart", "ignore", []),
-        ({"QUIET", "CERT"}, "restart", "signal", []),
-        ({"CERT", "PLAIN"}, "ignore", "signal", []),
-        ({"CERT", "PLAIN"}, "restart", "restart", []),
-        ({"PLAIN"}, "signal", "restart", ["PLAIN"]),  # a running process cannot see a new environment
-        ({"QUIET", "FATAL"}, "signal", "exit", []),
-        ({"INLINE"}, "exit", "exit", []),  # not in the manifest: the default applies
-    ],
-)
-def test_strongest_action(changed: set[str], default: str, expected: str, fallbacks: list[str]) -> None:
-    ref = (Reference("fake", "x"),)
-    bindings = {
-        "PLAIN": Binding("PLAIN", ref),
-        "QUIET": Binding("QUIET", ref, on_change="ignore"),
-        "CERT": Binding("CERT", ref, file=True, on_change="signal"),
-        "FATAL": Binding("FATAL", ref, on_change="exit"),
-    }
-    assert strongest_action(changed, bindings, default) == (expected, fallbacks)

@@ -39,7 +39,7 @@ from azure.keyvault.secrets import SecretClient
 
 from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.refs import AZURE_VERSION_RE, azure_path_problem
+from launcher.refs import AZURE_VERSION_RE, FetchKey, azure_path_problem
 from launcher.sources import Secret
 from launcher.sources.azure_credentials import (
     CONNECTION_TIMEOUT,
@@ -49,6 +49,7 @@ from launcher.sources.azure_credentials import (
     secret_of,
     transport_options,
 )
+from launcher.sources.transport import causes, describe, retry_after
 
 # https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#object-identifiers
 BUILTIN_VAULT_SUFFIX = ".vault.azure.net"
@@ -103,6 +104,7 @@ class AzureSource:
         self.name = config.name
         self.config = config
         self._transport = transport_options(config, connection_timeout, read_timeout)
+        self._read_timeout = read_timeout
         self._credential: Any = None
         if client_factory is None:
             self._credential = OneTokenAtATime(build_credential(config, environ, self._transport))
@@ -120,7 +122,7 @@ class AzureSource:
         ``ManifestError`` (bad name or version).
         """
         if version is not None and not AZURE_VERSION_RE.match(version):
-            raise ManifestError(f"{self.name}://{path}?version={version}: not a Key Vault version id")
+            raise ManifestError(f"{FetchKey(self.name, path, version)}: not a Key Vault version id")
         bundle = self._get(path, version)
         return Secret(value=bundle.value if bundle.value is not None else "", version=bundle.properties.version)
 
@@ -160,14 +162,15 @@ class AzureSource:
 
     def _get(self, path: str, version: str | None) -> Any:
         vault_url, name = locate(self.config, path)
-        where = f"{self.name}://{path}" + (f"?version={version}" if version else "")
+        where = str(FetchKey(self.name, path, version))
         try:
             return self.client(vault_url).get_secret(name, version)
         except AzureError as exc:
-            raise map_error(exc, where, vault_url, self._redact) from exc
+            raise map_error(exc, where, vault_url, self._redact, self._read_timeout) from exc
 
 
-def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = None) -> LauncherError:
+def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = None,
+              read_timeout: float | None = READ_TIMEOUT) -> LauncherError:
     """The launcher error for one azure-core exception (see the module docstring)."""
     if isinstance(exc, ClientAuthenticationError):  # 401 from the vault, any credential failure
         # A credential reports an unreachable or overloaded token endpoint as an
@@ -175,7 +178,7 @@ def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = 
         # (DefaultAzureCredential drops the cause, so through it they stay 77.)
         cause = _network_cause(exc)
         if cause is not None:
-            return TransientError(f"{where}: cannot reach the token endpoint ({_network_reason(cause, redact)})")
+            return TransientError(f"{where}: cannot reach the token endpoint ({describe(cause, read_timeout)})")
         status = _token_endpoint_status(exc)
         if status is not None and _retryable(status):
             return TransientError(f"{where}: the token endpoint answered {status}")
@@ -190,14 +193,15 @@ def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = 
         if status in (401, 403):
             return AuthError(f"{where}: permission denied by {vault_url} ({status} {code or 'Forbidden'}; needs secrets/get)")
         if _retryable(status):
-            return TransientError(f"{where}: {vault_url} answered {status} {code or ''}".rstrip(), retry_after=_retry_after(exc))
+            detail = f"HTTP {status} {code or ''}".rstrip()
+            return TransientError(f"{where}: {vault_url} answered {detail}", retry_after=_retry_after(exc))
         if status == 400:
             return ManifestError(f"{where}: rejected by {vault_url} (400 {code or 'BadRequest'})")
         return UnavailableError(f"{where}: unexpected answer {status} {code or ''} from {vault_url}".rstrip())
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         # ServiceRequestError: never sent (DNS, refused, TLS, connect timeout);
         # ServiceResponseError: sent but no complete answer (read timeout, reset).
-        return TransientError(f"{where}: cannot reach {vault_url} ({_network_reason(exc, redact)})")
+        return TransientError(f"{where}: cannot reach {vault_url} ({describe(exc, read_timeout)})")
     return UnavailableError(f"{where}: {type(exc).__name__} talking to {vault_url}")
 
 
@@ -207,12 +211,7 @@ def _retryable(status: int) -> bool:
 
 def _chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and the exceptions behind it (azure-identity wraps MSAL's and azure-core's)."""
-    out: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and len(out) < 10:
-        out.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    return out
+    return list(causes(exc))
 
 
 def _network_cause(exc: BaseException) -> BaseException | None:
@@ -247,23 +246,7 @@ def _error_code(exc: HttpResponseError) -> str | None:
 def _retry_after(exc: HttpResponseError) -> float | None:
     """Retry-After in seconds when the server sent one (real Key Vault 429s do not)."""
     headers = getattr(exc.response, "headers", None) or {}
-    raw = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(0.0, float(raw)) if raw else None
-    except ValueError:
-        return None  # an HTTP-date: rare enough to leave to our own backoff
-
-
-def _network_reason(exc: BaseException, redact: str | None) -> str:
-    """``connection refused``-style text out of urllib3's long connection messages."""
-    text = str(getattr(exc, "message", None) or exc)
-    errno = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
-    if errno:
-        return errno.group(1).strip().lower()
-    timeout = re.search(r"(connect|read) timed? ?out", text, re.IGNORECASE)
-    if timeout:
-        return f"{timeout.group(1).lower()} timeout"
-    return f"{type(exc).__name__}: {_detail(exc, redact)}"
+    return retry_after(headers.get("Retry-After") or headers.get("retry-after"))
 
 
 def _detail(exc: BaseException, redact: str | None) -> str:

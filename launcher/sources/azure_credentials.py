@@ -13,9 +13,8 @@ source: a file-only or Vault-only run never loads the Azure SDK.
 
 from __future__ import annotations
 
-import atexit
 import os
-import tempfile
+import ssl
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +30,7 @@ from azure.identity import (
 
 from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, ManifestError
+from launcher.sources.transport import session
 
 # One attempt is bounded by these; the retry policy decides whether there is another.
 CONNECTION_TIMEOUT = 5.0
@@ -51,54 +51,42 @@ def transport_options(
     """Pipeline keyword arguments for SecretClient and credentials alike.
 
     ``retry_total=0`` turns the SDK's RetryPolicy off (our resolver retries
-    instead); ``connection_verify`` is, when the source names a ``ca_cert``,
-    a bundle of the system's roots plus that CA (DESIGN: "trust an extra CA").
+    instead). The transport runs on a requests session whose connections
+    honour the attempt's bound (``launcher.deadline``), so a stalled or
+    dripping endpoint cannot outlive ``retry.deadline``; when the source names
+    a ``ca_cert``, that session trusts the system's roots plus that CA
+    (DESIGN: "trust an extra CA"), held in memory: no bundle file is written,
+    so nothing is left behind by ``exec``.
     """
-    options: dict[str, Any] = {
+    from azure.core.pipeline.transport import RequestsTransport
+
+    context = trust_context(config.ca_cert) if config.ca_cert else None
+    http = session(ssl_context=context)
+    transport = RequestsTransport(session=http, session_owner=False,
+                                  connection_timeout=connection_timeout, read_timeout=read_timeout)
+    return {
         "retry_total": 0,
         "connection_timeout": connection_timeout,
         "read_timeout": read_timeout,
+        "transport": transport,
     }
-    if config.ca_cert:
-        options["connection_verify"] = trust_bundle(config.ca_cert)
-    return options
 
 
-_bundles: dict[str, str] = {}
-_bundles_lock = threading.Lock()
+def trust_context(ca_cert: str) -> ssl.SSLContext:
+    """A TLS context trusting certifi's roots and ``ca_cert``: the extra CA is added, not swapped in.
 
-
-def trust_bundle(ca_cert: str) -> str:
-    """A CA file holding certifi's roots and ``ca_cert``, so the extra CA is added, not swapped in.
-
-    Written once per process to a temporary file (public certificates only) and
-    removed at exit. Raises ``ManifestError`` when ``ca_cert`` cannot be read.
+    Raises ``ManifestError`` (78) when ``ca_cert`` cannot be read or holds no certificate.
     """
-    with _bundles_lock:
-        if ca_cert in _bundles:
-            return _bundles[ca_cert]
-        try:
-            with open(ca_cert, encoding="ascii") as fh:
-                extra = fh.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ManifestError(f"tls.ca_cert {ca_cert}: cannot be read ({exc.__class__.__name__})") from None
-        import certifi
+    import certifi
 
-        with open(certifi.where(), encoding="ascii") as fh:
-            roots = fh.read()
-        fd, path = tempfile.mkstemp(prefix="launcher-ca-", suffix=".pem")
-        with os.fdopen(fd, "w", encoding="ascii") as out:
-            out.write(roots.rstrip("\n") + "\n" + extra)
-        atexit.register(_remove, path)
-        _bundles[ca_cert] = path
-        return path
-
-
-def _remove(path: str) -> None:
+    context = ssl.create_default_context(cafile=certifi.where())
     try:
-        os.unlink(path)
-    except OSError:
-        pass
+        context.load_verify_locations(cafile=ca_cert)
+    except FileNotFoundError:
+        raise ManifestError(f"tls.ca_cert {ca_cert}: does not exist") from None
+    except (OSError, ValueError, ssl.SSLError):
+        raise ManifestError(f"tls.ca_cert {ca_cert}: cannot be read as PEM certificates") from None
+    return context
 
 
 def authority_options(config: AzureSourceConfig, environ: Mapping[str, str]) -> dict[str, Any]:

@@ -4,6 +4,14 @@
 mapping found there becomes the secret's fields; a scalar is the value itself,
 exactly as written. Nested mappings and lists become compact JSON.
 The version is a hash of what was found, so rotation shows as a new version.
+
+Errors: a missing file is 66 (``NotFoundError``), an unreadable one 77
+(``AuthError``). A file that can never serve (a directory, larger than
+``MAX_FILE_BYTES``, not UTF-8, not YAML) and a value that can never be passed
+(one whose aliases would expand it past ``MAX_VALUE_CHARS`` of text, that
+refers to itself, or nests deeper than ``MAX_DEPTH``) are 78
+(``ManifestError``): retrying cannot help, the file has to change. Messages
+name the source, the file and the path, never anything the file holds.
 """
 
 from __future__ import annotations
@@ -15,11 +23,12 @@ import yaml
 
 from launcher.config import FileSourceConfig
 from launcher.errors import AuthError, ManifestError, NotFoundError
+from launcher.manifest import InvalidYamlError, compose_yaml, decode_text, read_capped
 from launcher.sources import Secret
 
-# libyaml's composer when PyYAML has it: 15x faster than the pure-Python one (6 ms for
-# 100 bindings), with the same nodes and line marks.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_VALUE_CHARS = 4 * 1024 * 1024
+MAX_DEPTH = 100
 
 
 class FileSource:
@@ -40,35 +49,62 @@ class FileSource:
             if child is None:
                 raise NotFoundError(f"{self.name}://{path}: {'/'.join(walked)!r} not found in {self.path}")
             node = child
+        problem = _unpassable(node)
+        if problem is not None:
+            raise ManifestError(f"{self.name}://{path}: the value in {self.path} {problem}")
         version_id = hashlib.sha256(yaml.serialize(node).encode()).hexdigest()[:12]
         if isinstance(node, yaml.MappingNode):
-            return Secret(fields={key: _text(value) for key, value in _items(node)}, version=version_id)
+            return Secret(fields={key: self._text(value, path) for key, value in _items(node)}, version=version_id)
         if _is_null(node):
             raise NotFoundError(f"{self.name}://{path}: empty value in {self.path}")
-        return Secret(value=_text(node), version=version_id)
+        return Secret(value=self._text(node, path), version=version_id)
 
     def current_version(self, path: str) -> str | None:
         """The hash a fetch would report now (the file is small: re-reading is the check)."""
         return self.fetch(path, None).version
 
     def _load(self) -> yaml.Node:
+        where = f"source {self.name!r}: {self.path}"
         try:
-            with open(self.path, encoding="utf-8") as fh:
-                text = fh.read()
+            data = read_capped(self.path, MAX_FILE_BYTES)
         except FileNotFoundError:
             raise NotFoundError(f"source {self.name!r}: file {self.path} does not exist") from None
         except PermissionError:
             raise AuthError(f"source {self.name!r}: permission denied reading {self.path}") from None
+        except IsADirectoryError:
+            raise ManifestError(f"{where} is a directory, not a file of secrets") from None
         except OSError as exc:
             raise NotFoundError(f"source {self.name!r}: cannot read {self.path} ({exc.strerror})") from None
+        except ValueError:
+            raise ManifestError(f"source {self.name!r}: the file's path holds a NUL byte") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise ManifestError(f"{where} is larger than 4 MiB")
+        try:
+            text = decode_text(data)
+        except ValueError as exc:
+            raise ManifestError(f"{where} is {exc}") from None
         try:
             # A JSON file is also YAML. Composed nodes keep each scalar's source text.
-            node = yaml.compose(text, Loader=_LOADER)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
+            node = compose_yaml(text)
+        except InvalidYamlError as exc:
+            # The problem's words are not shown: they may quote the file, which holds secrets.
+            line = f":{exc.line}" if exc.line else ""
             raise ManifestError(f"source {self.name!r}: {self.path}{line} is not valid YAML or JSON") from None
         return node if node is not None else yaml.MappingNode("tag:yaml.org,2002:map", [])
+
+    def _text(self, node: yaml.Node, path: str) -> str:
+        """A scalar as written (``0755`` stays ``0755``; null is empty); a mapping or
+        list as compact JSON with its types (numbers, booleans, null) kept."""
+        if isinstance(node, yaml.ScalarNode):
+            return "" if _is_null(node) else str(node.value)
+        try:
+            data = yaml.SafeLoader("").construct_document(node)
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            raise ManifestError(
+                f"{self.name}://{path}: a value in {self.path} cannot be passed as JSON "
+                "(a tag, key, date or number that JSON cannot hold)"
+            ) from None
 
     def close(self) -> None:
         return None
@@ -88,10 +124,45 @@ def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
-def _text(node: yaml.Node) -> str:
-    """A scalar as written (``0755`` stays ``0755``; null is empty); a mapping or
-    list as compact JSON with its types (numbers, booleans, null) kept."""
-    if isinstance(node, yaml.ScalarNode):
-        return "" if _is_null(node) else str(node.value)
-    data = yaml.SafeLoader("").construct_document(node)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _unpassable(root: yaml.Node) -> str | None:
+    """Why ``root`` cannot be passed as text (None when it can), judged without expanding it.
+
+    Composed nodes share what aliases point to, so a few lines of anchors can
+    stand for gigabytes ("billion laughs"). Each distinct node is measured once
+    (iteratively, in post-order): its text size with everything it refers to
+    expanded, and its depth. An alias to an enclosing node is a cycle.
+    """
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    open_nodes: set[int] = set()  # the path from root to the node being expanded
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, finished = stack.pop()
+        key = id(node)
+        kids = _children(node)
+        if finished:
+            open_nodes.discard(key)
+            own = len(node.value) + 2 if isinstance(node, yaml.ScalarNode) else 2 + len(kids)
+            size[key] = own + sum(size[id(kid)] for kid in kids)
+            depth[key] = 1 + max((depth[id(kid)] for kid in kids), default=0)
+            if size[key] > MAX_VALUE_CHARS:
+                return "would be larger than 4 MiB as text (aliases repeat too much of it)"
+            if depth[key] > MAX_DEPTH:
+                return f"is nested more than {MAX_DEPTH} levels deep"
+            continue
+        if key in size:
+            continue
+        if key in open_nodes:  # everything above its own marker on the stack descends from it
+            return "refers to itself through an alias"
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((kid, False) for kid in kids if id(kid) not in size)
+    return None

@@ -25,16 +25,16 @@ import json
 import logging
 import os
 import threading
-import time
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import urllib3
-
+from launcher.clock import SYSTEM, Clock
 from launcher.config import VaultSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
+from launcher.refs import FetchKey
 from launcher.sources import Lease, Secret, to_text
+from launcher.sources.transport import check_url
+from launcher.sources.transport import session as bounded_session
 from launcher.sources.vault_auth import TokenKeeper, note_response, vault_errors
 from launcher.sources.vault_http import POOL_SIZE, TIMEOUT, Connection, VaultHTTP, trusted_roots
 
@@ -52,8 +52,7 @@ class VaultSource:
     address. The first request logs in (or reads the token), under a lock.
     """
 
-    def __init__(self, config: VaultSourceConfig, *, environ: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: VaultSourceConfig, *, environ: Mapping[str, str] | None = None, clock: Clock = SYSTEM) -> None:
         env = os.environ if environ is None else environ
         self.name = config.name
         self.revoke_on_exit = config.revoke_on_exit
@@ -62,7 +61,7 @@ class VaultSource:
         self._token = TokenKeeper(config.name, config.auth, self._http, lambda: open_client(self.connection), env, clock)
         self._mounts: dict[str, str] = {}  # "secret/" -> KV2 | KV1 | OTHER | UNKNOWN
         self._mount_lock = threading.Lock()
-        self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies
+        self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies (under _mount_lock)
         self._leases: set[str] = set()
         self._lease_lock = threading.Lock()
 
@@ -103,11 +102,14 @@ class VaultSource:
         mount, kind = self._mount_of(path, ref)
         if kind == OTHER:
             return None
-        if kind == KV2 and mount not in self._no_metadata:
+        with self._mount_lock:
+            metadata_allowed = mount not in self._no_metadata
+        if kind == KV2 and metadata_allowed:
             try:
                 data = self._get(f"{mount}metadata/{path[len(mount):]}", ref)["data"]
             except AuthError:
-                self._no_metadata.add(mount)  # the policy allows data only: stop asking
+                with self._mount_lock:
+                    self._no_metadata.add(mount)  # the policy allows data only: stop asking
                 return self.fetch(path, None).version
             current = int(data.get("current_version") or 0)
             meta = (data.get("versions") or {}).get(str(current)) or {}
@@ -126,7 +128,7 @@ class VaultSource:
             return None
         self._token.ensure()
         try:
-            with vault_errors(f"source {self.name!r}: lease renewal"):
+            with vault_errors(f"source {self.name!r}: lease renewal", self.connection.address):
                 resp = self._token.client().sys.renew_lease(lease_id=lease.lease_id, increment=int(lease.duration))
         except (ManifestError, NotFoundError):  # 400 "lease not found" / "not renewable"
             return None
@@ -135,7 +137,7 @@ class VaultSource:
     def revoke_lease(self, lease_id: str) -> None:
         """Revoke one lease; raises ``AuthError``, ``TransientError`` or ``ManifestError``."""
         self._token.ensure()
-        with vault_errors(f"source {self.name!r}: lease revocation"):
+        with vault_errors(f"source {self.name!r}: lease revocation", self.connection.address):
             self._token.client().sys.revoke_lease(lease_id=lease_id)
         with self._lease_lock:
             self._leases.discard(lease_id)
@@ -242,47 +244,77 @@ class VaultSource:
 
 
 def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -> Connection:
-    """The manifest's address, namespace and TLS, else the VAULT_* variables.
+    """The manifest's address, namespace and TLS, else the VAULT_* variables, else OpenBao's BAO_*.
 
     A manifest that sets ``ca_cert`` or ``ca_path`` ignores both CA variables.
-    Raises ``ManifestError`` (78) without an address or with a bad VAULT_SKIP_VERIFY.
+    Raises ``ManifestError`` (78), before any request, for what cannot work: no
+    address, an address without http(s)://, a CA or client certificate file
+    that does not exist, a bad VAULT_SKIP_VERIFY, a namespace with control characters.
     """
-    address = config.address or environ.get("VAULT_ADDR", "")
+    what = f"source {config.name!r}"
+    address, origin = config.address, f"sources.{config.name}.address"
     if not address:
-        raise ManifestError(f"source {config.name!r}: no Vault address (set VAULT_ADDR or sources.{config.name}.address)")
+        origin, address = _variable(environ, "ADDR")
+    if not address:
+        raise ManifestError(f"{what}: no Vault address (set VAULT_ADDR or sources.{config.name}.address)")
+    address = check_url(address, f"{what}: {origin}")
     tls = config.tls
     skip = tls.skip_verify
     if skip is None:
-        text = environ.get("VAULT_SKIP_VERIFY", "").strip().lower()
+        name, text = _variable(environ, "SKIP_VERIFY")
+        text = text.strip().lower()
         if text and text not in _TRUE | _FALSE:
-            raise ManifestError(f"source {config.name!r}: VAULT_SKIP_VERIFY must be true or false")
+            raise ManifestError(f"{what}: {name} must be true or false")
         skip = text in _TRUE
     verify: bool | str = True
     if skip:
         verify = False
         log.warning("source %s: TLS verification is off (skip_verify): anyone on the path can read the secrets", config.name)
-        warnings.filterwarnings("ignore", category=urllib3.exceptions.InsecureRequestWarning)
     elif tls.ca_cert or tls.ca_path:
-        verify = tls.ca_cert or tls.ca_path or True
-    elif environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH"):
-        verify = environ.get("VAULT_CACERT") or environ.get("VAULT_CAPATH") or True  # CACERT wins, as in the CLI
-    cert_file = tls.client_cert or environ.get("VAULT_CLIENT_CERT")
-    key_file = tls.client_key or environ.get("VAULT_CLIENT_KEY")
+        verify = _existing(tls.ca_cert or tls.ca_path or "", f"{what}: tls.{'ca_cert' if tls.ca_cert else 'ca_path'}")
+    else:
+        # CACERT wins over CAPATH, as in the CLI; VAULT_* over BAO_*.
+        for suffix in ("CACERT", "CAPATH"):
+            name, value = _variable(environ, suffix)
+            if value:
+                verify = _existing(value, f"{what}: {name}")
+                break
+    cert_name, cert_file = ("tls.client_cert", tls.client_cert) if tls.client_cert else _variable(environ, "CLIENT_CERT")
+    key_name, key_file = ("tls.client_key", tls.client_key) if tls.client_key else _variable(environ, "CLIENT_KEY")
+    if cert_file:
+        cert_file = _existing(cert_file, f"{what}: {cert_name}")
+    if key_file:
+        key_file = _existing(key_file, f"{what}: {key_name}")
     cert: str | tuple[str, str] | None = (cert_file, key_file) if cert_file and key_file else cert_file or None
-    namespace = config.namespace or environ.get("VAULT_NAMESPACE") or None
-    return Connection(address.rstrip("/"), namespace, verify, cert)
+    namespace = config.namespace or _variable(environ, "NAMESPACE")[1] or None
+    if namespace is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in namespace):
+        raise ManifestError(f"{what}: the namespace holds a control character")
+    return Connection(address, namespace, verify, cert)
+
+
+def _variable(environ: Mapping[str, str], suffix: str) -> tuple[str, str]:
+    """(name, value) of VAULT_<suffix>, else OpenBao's BAO_<suffix>; ("VAULT_<suffix>", "") when neither is set."""
+    for prefix in ("VAULT_", "BAO_"):
+        value = environ.get(prefix + suffix, "")
+        if value:
+            return prefix + suffix, value
+    return "VAULT_" + suffix, ""
+
+
+def _existing(path: str, what: str) -> str:
+    """``path`` when it names an existing file or directory; ``ManifestError`` (78) otherwise."""
+    if "\0" in path:
+        raise ManifestError(f"{what}: the file name holds a NUL byte")
+    if not os.path.exists(path):
+        raise ManifestError(f"{what}: {path} does not exist")
+    return path
 
 
 def open_client(conn: Connection) -> Any:
     """An ``hvac.Client`` on a pooled session; it holds no token yet."""
     import hvac  # here, not at the top: a run that only reads never needs it (about 30 ms)
-    import requests
-    import requests.adapters
 
-    session = requests.Session()
-    pool = requests.adapters.HTTPAdapter(pool_connections=2, pool_maxsize=POOL_SIZE)
-    session.mount("http://", pool)
-    session.mount("https://", pool)
+    session = bounded_session(pool_maxsize=POOL_SIZE)
     # hvac prefers the session's verify/cert over its own arguments: set both.
     session.verify = roots = trusted_roots(conn)
     session.cert = conn.cert
@@ -293,7 +325,7 @@ def open_client(conn: Connection) -> Any:
 
 
 def _ref(source: str, path: str, version: str | None) -> str:
-    return f"{source}://{path}" + (f"?version={version}" if version else "")
+    return str(FetchKey(source, path, version))
 
 
 def _explain_missing(exc: NotFoundError, ref: str) -> NotFoundError:

@@ -18,14 +18,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from launcher.clock import SYSTEM, Clock
 from launcher.config import VaultAuth
-from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.sources.vault_http import VaultHTTP, from_status, retry_after, tls_failure
+from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
+from launcher.sources.transport import retry_after
+from launcher.sources.vault_http import VaultHTTP, from_status, from_transport
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +57,13 @@ def note_response(response: Any, *args: Any, **kwargs: Any) -> None:
 
 
 @contextmanager
-def vault_errors(what: str, *, login: bool = False) -> Iterator[None]:
+def vault_errors(what: str, address: str, *, login: bool = False) -> Iterator[None]:
     """Map hvac and requests exceptions raised inside to the launcher tree.
 
-    ``what`` names the reference or operation (never a value). Statuses map as
-    in ``vault_http.from_status``; connection errors and timeouts ->
-    ``TransientError``; an untrusted certificate -> ``AuthError``.
+    ``what`` names the reference or operation (never a value), ``address``
+    the server. Statuses map as in ``vault_http.from_status``; connection
+    errors and timeouts -> ``TransientError``; an untrusted certificate ->
+    ``AuthError``.
     """
     _last.status = _last.retry_after = None
     try:
@@ -75,39 +77,45 @@ def vault_errors(what: str, *, login: bool = False) -> Iterator[None]:
 
         if isinstance(exc, hvac.exceptions.VaultError):
             status = _STATUS_OF.get(type(exc).__name__) or getattr(_last, "status", None) or 0
-            raise from_status(status, what, exc.errors, login=login,
+            raise from_status(status, what, exc.errors, address=address, login=login,
                               retry_after=getattr(_last, "retry_after", None)) from exc
         if isinstance(exc, requests.exceptions.RequestException):
-            raise _from_requests(exc, what) from exc
+            raise _from_requests(exc, what, address) from exc
         raise
 
 
-def _from_requests(exc: Any, what: str) -> LauncherError:
+def _from_requests(exc: Any, what: str, address: str) -> LauncherError:
     import requests
 
-    if isinstance(exc, requests.exceptions.SSLError):
-        return tls_failure(exc, what)
-    if isinstance(exc, requests.exceptions.Timeout):
-        return TransientError(f"{what}: Vault timed out")
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return TransientError(f"{what}: cannot connect to Vault")
     if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema)):
-        return ManifestError(f"{what}: invalid Vault address")
+        return ManifestError(f"{what}: invalid Vault address {address}")
     if isinstance(exc, requests.exceptions.JSONDecodeError):
-        return UnavailableError(f"{what}: the answer is not from a Vault API (not JSON)")
-    return TransientError(f"{what}: request failed ({exc.__class__.__name__})")
+        return TransientError(f"{what}: Vault at {address}: the answer is not Vault's (not JSON)")
+    return from_transport(exc, what, address)
 
 
 def read_credential(path: str, what: str) -> str:
     """The stripped content of a token / secret id / JWT file; ``AuthError`` when unreadable or empty."""
     try:
         with open(os.path.expanduser(path), encoding="utf-8") as fh:
-            text = fh.read().strip()
+            text = fh.read(65536).strip()
+    except ValueError:  # an embedded NUL byte in the path
+        raise ManifestError(f"{what}: the file name {path!r} holds a NUL byte") from None
+    except UnicodeDecodeError:
+        raise AuthError(f"{what}: {path} is not text") from None
     except OSError as exc:
-        raise AuthError(f"{what}: cannot read {path} ({exc.strerror})") from None
+        raise AuthError(f"{what}: cannot read {path} ({(exc.strerror or 'error').lower()})") from None
     if not text:
         raise AuthError(f"{what}: {path} is empty")
     return text
+
+
+def usable_token(token: str, what: str) -> str:
+    """``token`` when it can be sent as a header; ``AuthError`` (77) when it holds
+    white space or control characters (a pasted newline), which no Vault token does."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token):
+        raise AuthError(f"{what}: the token holds white space or control characters")
+    return token
 
 
 class TokenKeeper:
@@ -125,10 +133,11 @@ class TokenKeeper:
     """
 
     def __init__(self, source: str, auth: VaultAuth, http: VaultHTTP, open_client: Callable[[], Any],
-                 environ: Mapping[str, str], clock: Callable[[], float] = time.monotonic) -> None:
+                 environ: Mapping[str, str], clock: Clock = SYSTEM) -> None:
         self._what = f"source {source!r}: {auth.method} login"
         self._auth = auth
         self._http = http
+        self.address = http.address
         self._open_client = open_client
         self._client: Any = None
         self.token = ""  # sent with every read; never logged
@@ -159,7 +168,7 @@ class TokenKeeper:
         with self._lock:
             self.ensure()
             self._learn()
-            return None if self._expires_at is None else max(0.0, self._expires_at - self._clock())
+            return None if self._expires_at is None else max(0.0, self._expires_at - self._clock.monotonic())
 
     def maintain(self) -> None:
         """Renew or replace the token when due (see the class docstring); a no-op otherwise."""
@@ -168,7 +177,7 @@ class TokenKeeper:
             self._learn()
             if self._expires_at is None or self._period <= 0:
                 return
-            remaining = self._expires_at - self._clock()
+            remaining = self._expires_at - self._clock.monotonic()
             if remaining > self._period / 3:
                 return
             if self._renewable and not self._at_max:
@@ -208,7 +217,7 @@ class TokenKeeper:
             self._client.adapter.close()
 
     def _expired(self) -> bool:
-        return self.can_login and self._expires_at is not None and self._clock() >= self._expires_at - 1.0
+        return self.can_login and self._expires_at is not None and self._clock.monotonic() >= self._expires_at - 1.0
 
     def _obtain(self) -> None:
         if self.can_login:
@@ -221,19 +230,20 @@ class TokenKeeper:
         # An explicit token_file in the manifest beats the ambient VAULT_TOKEN;
         # then ~/.vault-token, as the Vault CLI's token helper does.
         if self._auth.token_file:
-            return read_credential(self._auth.token_file, self._what)
-        if self._environ.get("VAULT_TOKEN", "").strip():
-            return self._environ["VAULT_TOKEN"].strip()
+            return usable_token(read_credential(self._auth.token_file, self._what), f"{self._what}: {self._auth.token_file}")
+        for name in ("VAULT_TOKEN", "BAO_TOKEN"):  # OpenBao's own name, after Vault's (as for every BAO_* variable)
+            if self._environ.get(name, "").strip():
+                return usable_token(self._environ[name].strip(), f"{self._what}: {name}")
         home = self._environ.get("HOME") or os.path.expanduser("~")
         helper = os.path.join(home, ".vault-token")
         if os.path.exists(helper):
-            return read_credential(helper, self._what)
+            return usable_token(read_credential(helper, self._what), f"{self._what}: {helper}")
         raise AuthError(f"{self._what}: no token (set VAULT_TOKEN, auth.token_file or ~/.vault-token)")
 
     def _login(self) -> None:
         auth, what = self._auth, self._what
         mount = auth.mount or DEFAULT_MOUNTS[auth.method]
-        with vault_errors(what, login=True):
+        with vault_errors(what, self.address, login=True):
             if auth.method == "approle":
                 secret_id = auth.secret_id
                 if secret_id is None and auth.secret_id_file:
@@ -255,7 +265,7 @@ class TokenKeeper:
                 else:
                     resp = self.client().auth.jwt.jwt_login(role=auth.role, jwt=jwt, path=mount)
         granted = resp["auth"]
-        self.token = str(granted.get("client_token") or "")
+        self.token = usable_token(str(granted.get("client_token") or ""), what)
         self._ready = True
         self._record(float(granted.get("lease_duration") or 0), bool(granted.get("renewable")), period=None)
         log.debug("%s: logged in (ttl %s s, renewable %s)", what, granted.get("lease_duration"), granted.get("renewable"))
@@ -275,10 +285,10 @@ class TokenKeeper:
         self._record(ttl, bool(data.get("renewable")), period=float(data.get("creation_ttl") or ttl))
 
     def _renew(self) -> float:
-        with vault_errors(f"{self._what}: token renewal"):
+        with vault_errors(f"{self._what}: token renewal", self.address):
             granted = self.client().auth.token.renew_self(increment=int(self._period))["auth"]
         duration = float(granted.get("lease_duration") or 0)
-        self._expires_at = self._clock() + duration
+        self._expires_at = self._clock.monotonic() + duration
         self._renewable = bool(granted.get("renewable"))
         log.debug("%s: token renewed for %.0f s", self._what, duration)
         return duration
@@ -286,6 +296,6 @@ class TokenKeeper:
     def _record(self, ttl: float, renewable: bool, period: float | None) -> None:
         self._known = True
         self._at_max = False
-        self._expires_at = self._clock() + ttl if ttl > 0 else None  # 0: a root-like token that never expires
+        self._expires_at = self._clock.monotonic() + ttl if ttl > 0 else None  # 0: a root-like token that never expires
         self._period = period if period is not None else ttl
         self._renewable = renewable

@@ -17,11 +17,9 @@ same whichever client saw it.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import os
 import ssl
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -29,7 +27,9 @@ from typing import Any, Literal
 
 import urllib3
 
+from launcher import deadline
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
+from launcher.sources.transport import causes, cert_not_trusted, describe, pool_manager, proxy_manager, retry_after, tls_failed
 
 # The resolver runs up to 32 fetches at once on one source; a smaller pool makes
 # urllib3 open throw-away connections and warn "Connection pool is full".
@@ -69,30 +69,33 @@ class VaultHTTP:
     """Pooled GETs to one Vault address; thread-safe, no I/O until the first request."""
 
     def __init__(self, conn: Connection, timeout: tuple[float, float] = TIMEOUT) -> None:
-        self._address = conn.address
+        self.address = conn.address
         self._namespace = conn.namespace
         self._pool = _pool_manager(conn)
-        # By name: Timeout's first positional parameter is the total, not the connect timeout.
-        self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        self._connect_timeout, self._read_timeout = timeout
 
     def get(self, path: str, token: str, what: str, params: dict[str, str] | None = None) -> dict[str, Any]:
         """The JSON body of ``GET /v1/<path>``; raises a ``LauncherError`` for anything else.
 
         ``what`` names the reference in errors. 4xx/5xx map through
         ``from_status`` (with Retry-After); transport failures through
-        ``from_transport``; a body that is not a JSON object is ``UnavailableError``.
+        ``from_transport``; a body that is not a JSON object is transient (a
+        proxy or load balancer answering for Vault). Timeouts are cut to what
+        is left of the attempt's bound (``launcher.deadline``).
         """
         # Quoted: a key or path may hold '#', '?' or spaces (escaped as %23 / %3F in references).
-        url = f"{self._address}/v1/{urllib.parse.quote(path, safe='/')}"
+        url = f"{self.address}/v1/{urllib.parse.quote(path, safe='/')}"
         if params:
             url += "?" + urllib.parse.urlencode(params)
         headers = {"X-Vault-Token": token, "X-Vault-Request": "true"}
         if self._namespace:
             headers["X-Vault-Namespace"] = self._namespace
+        read = deadline.cut(self._read_timeout)
+        timeout = urllib3.Timeout(connect=deadline.cut(self._connect_timeout), read=read)
         try:
-            resp = self._pool.request("GET", url, headers=headers, retries=_RETRIES, timeout=self._timeout)
+            resp = self._pool.request("GET", url, headers=headers, retries=_RETRIES, timeout=timeout)
         except urllib3.exceptions.HTTPError as exc:
-            raise from_transport(exc, what) from exc
+            raise from_transport(exc, what, self.address, read) from exc
         try:
             body = json.loads(resp.data)
         except ValueError:
@@ -100,9 +103,10 @@ class VaultHTTP:
         if resp.status >= 400:
             cause = VaultResponseError(resp.status, body if isinstance(body, dict) else {})
             errors = cause.json.get("errors")
-            raise from_status(resp.status, what, errors, retry_after=retry_after(resp.headers.get("Retry-After"))) from cause
+            raise from_status(resp.status, what, errors, address=self.address,
+                              retry_after=retry_after(resp.headers.get("Retry-After"))) from cause
         if not isinstance(body, dict):
-            raise UnavailableError(f"{what}: the answer is not from a Vault API (not a JSON object)")
+            raise TransientError(f"{what}: Vault at {self.address}: the answer is not Vault's (not a JSON object)")
         return body
 
     def close(self) -> None:
@@ -129,11 +133,8 @@ def _pool_manager(conn: Connection) -> urllib3.PoolManager:
     parts = urllib.parse.urlsplit(conn.address)
     proxy = _proxy_for(parts.scheme, parts.hostname or "")
     if not proxy:
-        return urllib3.PoolManager(**options)
-    try:
-        return urllib3.ProxyManager(proxy, **options)
-    except urllib3.exceptions.ProxySchemeUnknown:
-        raise ManifestError(f"{conn.address}: the proxy in the environment is not an http(s) proxy") from None
+        return pool_manager(**options)
+    return proxy_manager(proxy, **options)
 
 
 def trusted_roots(conn: Connection) -> str | Literal[False]:
@@ -160,7 +161,7 @@ def _proxy_for(scheme: str, host: str) -> str | None:
     return proxies.get(scheme) or proxies.get("all")
 
 
-def from_status(status: int, what: str, errors: Any, *, login: bool = False,
+def from_status(status: int, what: str, errors: Any, *, address: str, login: bool = False,
                 retry_after: float | None = None) -> LauncherError:
     """The launcher error for a Vault HTTP error status.
 
@@ -180,59 +181,31 @@ def from_status(status: int, what: str, errors: Any, *, login: bool = False,
     if status == 404:
         return NotFoundError(f"{what}: not found")
     if status in (412, 429) or status >= 500:
-        detail = " (sealed or standby)" if status == 503 else ""
-        return TransientError(f"{what}: Vault unavailable ({status}){detail}", retry_after=retry_after)
-    return UnavailableError(f"{what}: unexpected answer from Vault ({status or 'no status'})")
+        detail = " (sealed or standby)" if status == 503 else " (too many requests)" if status == 429 else ""
+        return TransientError(f"{what}: Vault at {address}: HTTP {status}{detail}", retry_after=retry_after)
+    return UnavailableError(f"{what}: Vault at {address}: unexpected answer (HTTP {status or 'without a status'})")
 
 
-def from_transport(exc: urllib3.exceptions.HTTPError, what: str) -> LauncherError:
-    """The launcher error for a urllib3 failure to get an answer at all."""
-    reason: BaseException = exc.reason if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason else exc
-    if isinstance(reason, urllib3.exceptions.SSLError):
-        return tls_failure(reason, what)
-    if isinstance(reason, urllib3.exceptions.NewConnectionError):  # a subclass of the timeouts, so first
-        return TransientError(f"{what}: cannot connect to Vault")
-    if isinstance(reason, urllib3.exceptions.TimeoutError):
-        return TransientError(f"{what}: Vault timed out")
-    if isinstance(reason, urllib3.exceptions.LocationValueError):
-        return ManifestError(f"{what}: invalid Vault address")
-    if isinstance(reason, urllib3.exceptions.ResponseError):
-        return UnavailableError(f"{what}: too many redirects")
-    return TransientError(f"{what}: cannot connect to Vault")
+def from_transport(exc: BaseException, what: str, address: str, read_timeout: float | None = None) -> LauncherError:
+    """The launcher error for a failure to get an answer at all (urllib3 or requests)."""
+    chain = list(causes(exc))
+    if any(isinstance(e, urllib3.exceptions.LocationValueError) for e in chain):
+        return ManifestError(f"{what}: invalid Vault address {address}")
+    if any(isinstance(e, urllib3.exceptions.ResponseError) for e in chain):
+        return UnavailableError(f"{what}: Vault at {address}: too many redirects")
+    if tls_failed(exc):
+        return tls_failure(exc, what, address)
+    return TransientError(f"{what}: Vault at {address}: {describe(exc, read_timeout)}")
 
 
-def tls_failure(exc: BaseException, what: str) -> LauncherError:
+def tls_failure(exc: BaseException, what: str, address: str) -> LauncherError:
     """A failed TLS handshake: 77 when the certificate does not verify, else transient.
 
     Decision: a certificate that does not verify is 77, not 69. The server failed
     to authenticate itself; retrying for a minute cannot fix a wrong CA. Other
-    TLS failures (a reset during the handshake) stay transient.
+    TLS failures (plain HTTP behind an https:// address, a reset during the
+    handshake) stay transient.
     """
-    if cert_verify_failed(exc):
-        return AuthError(f"{what}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
-    return TransientError(f"{what}: TLS handshake failed")
-
-
-def cert_verify_failed(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(10):  # walk args and causes: requests wraps urllib3 wraps ssl
-        if seen is None:
-            break
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        inner = next((a for a in seen.args if isinstance(a, BaseException)), None)
-        seen = inner or getattr(seen, "reason", None) or seen.__cause__ or seen.__context__
-    return False
-
-
-def retry_after(header: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not header:
-        return None
-    if header.strip().isdigit():
-        return float(header.strip())
-    try:
-        when = email.utils.parsedate_to_datetime(header)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    if cert_not_trusted(exc):
+        return AuthError(f"{what}: Vault at {address}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
+    return TransientError(f"{what}: Vault at {address}: TLS handshake failed")
