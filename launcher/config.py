@@ -1,7 +1,10 @@
-"""The manifest as frozen dataclasses: every default lives here, and only here.
+"""The manifest as frozen dataclasses: every default lives in its dataclass, and only there.
 
-``manifest.py`` builds these from YAML; the CLI overrides a few fields with
-``dataclasses.replace``. Nothing in this module does I/O.
+The core sections are here; each backend's source settings live in its own
+module (``sources/<type>.py``), as a ``SourceConfig`` subclass. Every field
+that the manifest can set is made with ``setting``, which says how it is read,
+so ``manifest.py`` reads sections and sources from the dataclasses themselves.
+The CLI overrides a few fields with ``dataclasses.replace``. Nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -9,77 +12,36 @@ from __future__ import annotations
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from launcher.refs import BUILTIN_SOURCES, Part, Reference, azure_path_problem, references
+from launcher.refs import Part, Reference, references
 
 ON_CHANGE_ACTIONS = ("ignore", "signal", "restart", "exit")  # weakest to strongest
-DEFAULT_SCRUB = ("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID", "AZURE_CLIENT_SECRET")
 
 
-@dataclass(frozen=True)
-class TlsConfig:
-    """TLS settings of a source; None means "use the standard variable or system default"."""
+def setting(default: Any = None, kind: str = "text", *, help: str = "", factory: Any = None, **rules: Any) -> Any:
+    """A dataclass field the manifest reader reads by itself (``manifest.Reader.section``).
 
-    ca_cert: str | None = None
-    ca_path: str | None = None
-    client_cert: str | None = None
-    client_key: str | None = None
-    skip_verify: bool | None = None
-
-
-@dataclass(frozen=True)
-class VaultAuth:
-    """How a Vault source logs in. ``token`` reads VAULT_TOKEN, token_file, ~/.vault-token."""
-
-    method: str = "token"
-    token_file: str | None = None
-    role_id: str | None = None
-    secret_id: str | None = field(default=None, repr=False)
-    secret_id_file: str | None = None
-    role: str | None = None
-    jwt_file: str | None = None
-    mount: str | None = None
+    ``kind`` says how its YAML value is read: ``text``, ``path`` (relative to
+    the manifest), ``bool``, ``duration``, ``integer``, ``number``, ``choice``
+    (``choices=``), ``signal``, ``names`` (a list of variable names), ``section``
+    (a nested settings dataclass), or ``custom`` (``read=`` a function of the
+    reader, the node and the field name). Other rules: ``minimum``,
+    ``positive``, ``required`` (with ``missing=`` a hint), ``scheme`` (for a
+    URL). ``help`` documents the setting: meaning, default, environment fallback.
+    """
+    metadata = {"kind": kind, "help": help, **rules}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
-@dataclass(frozen=True)
-class VaultSourceConfig:
-    """A HashiCorp Vault / OpenBao source; None fields fall back to the VAULT_* variables."""
+@dataclass(frozen=True, kw_only=True)
+class SourceConfig:
+    """What every source has: its name and ``type``; each backend adds its own settings."""
 
     name: str
-    address: str | None = None
-    namespace: str | None = None
-    auth: VaultAuth = field(default_factory=VaultAuth)
-    tls: TlsConfig = field(default_factory=TlsConfig)
-    revoke_on_exit: bool = False
-    type: str = "vault"
-
-
-@dataclass(frozen=True)
-class AzureSourceConfig:
-    """An Azure Key Vault source; ``vault_url`` None means the built-in ``azure://VAULT/SECRET``."""
-
-    name: str
-    vault_url: str | None = None
-    credential: str = "default"
-    tenant_id: str | None = None
-    client_id: str | None = None
-    client_secret_file: str | None = None
-    authority: str | None = None
-    ca_cert: str | None = None
-    verify_challenge_resource: bool = True
-    type: str = "azure"
-
-
-@dataclass(frozen=True)
-class FileSourceConfig:
-    """A local YAML or JSON file of secrets: the offline source for demos and tests."""
-
-    name: str
-    path: str
-    type: str = "file"
-
-
-SourceConfig = VaultSourceConfig | AzureSourceConfig | FileSourceConfig
+    type: str = ""
 
 
 @dataclass(frozen=True)
@@ -117,46 +79,53 @@ class EnvFrom:
 
 @dataclass(frozen=True)
 class CacheConfig:
-    ttl: float = 8 * 3600.0
-    max_entries: int = 500
+    ttl: float = setting(8 * 3600.0, "duration", help="longest a fetched value is reused without a fresh read")
+    max_entries: int = setting(500, "integer", minimum=1, help="bound on memory: the least recently used goes first")
 
 
 @dataclass(frozen=True)
 class RetryConfig:
-    attempts: int = 4
-    initial_delay: float = 1.0
-    max_delay: float = 32.0
-    multiplier: float = 2.0
-    jitter: str = "full"  # full | equal | none
-    deadline: float = 60.0
+    attempts: int = setting(4, "integer", minimum=1, help="tries per secret, the first included")
+    initial_delay: float = setting(1.0, "duration", help="the first wait")
+    max_delay: float = setting(32.0, "duration", help="the longest wait")
+    multiplier: float = setting(2.0, "number", minimum=1.0, help="growth of the wait per attempt")
+    jitter: str = setting("full", "choice", choices=("full", "equal", "none"), help="randomness of each wait")
+    deadline: float = setting(60.0, "duration", help="hard bound on a resolution, every request included")
 
 
 @dataclass(frozen=True)
 class WatchConfig:
-    enabled: bool = False
-    interval: float = 60.0
-    on_change: str = "restart"
-    signal: signal.Signals = signal.SIGHUP
-    debounce: float = 2.0
-    splay: float = 0.0
-    on_error: str = "keep"  # keep | exit
-    max_restarts: int = 5
-    restart_window: float = 300.0
+    enabled: bool = setting(False, "bool", help="watch for rotation (or `launcher run --watch`)")
+    interval: float = setting(60.0, "duration", positive=True, help="each secret is checked this often")
+    on_change: str = setting("restart", "choice", choices=ON_CHANGE_ACTIONS, help="what a change does to the child")
+    signal: signal.Signals = setting(signal.SIGHUP, "signal", help="sent when on_change is signal")
+    debounce: float = setting(2.0, "duration", help="quiet period that batches a burst of changes")
+    splay: float = setting(0.0, "duration", help="random delay before acting")
+    on_error: str = setting("keep", "choice", choices=("keep", "exit"), help="keep the last good values, or exit")
+    max_restarts: int = setting(5, "integer", minimum=1, help="restart-storm guard: restarts per window")
+    restart_window: float = setting(300.0, "duration", positive=True, help="the storm guard's window")
+
+
+def _default_scrub() -> tuple[str, ...]:
+    from launcher.sources import default_scrub  # every backend's own credentials
+
+    return default_scrub()
 
 
 @dataclass(frozen=True)
 class ProcessConfig:
-    stop_signal: signal.Signals = signal.SIGTERM
-    stop_timeout: float = 10.0
-    pristine: bool = False
-    inherit: tuple[str, ...] = ("PATH", "HOME", "LANG", "TZ", "TERM", "USER")
-    # Added to DEFAULT_SCRUB, never replacing it: the launcher's own credentials
-    # reach the child only through ``passthrough`` (DESIGN 6).
-    scrub: tuple[str, ...] = DEFAULT_SCRUB
-    passthrough: tuple[str, ...] = ()
-    signal_target: str = "group"  # group | child
-    # Where private secret directories go; None: $XDG_RUNTIME_DIR, else /dev/shm, else the temp dir.
-    files_dir: str | None = None
+    stop_signal: signal.Signals = setting(signal.SIGTERM, "signal", help="first signal when stopping the child")
+    stop_timeout: float = setting(10.0, "duration", help="then SIGKILL to the process group")
+    pristine: bool = setting(False, "bool", help="the child gets only the bindings and `inherit`")
+    inherit: tuple[str, ...] = setting(("PATH", "HOME", "LANG", "TZ", "TERM", "USER"), "names", help="kept when pristine")
+    # The backends' own credentials plus the names listed, never replacing them: the
+    # launcher's credentials reach the child only through ``passthrough`` (DESIGN 6).
+    scrub: tuple[str, ...] = setting(kind="custom", factory=_default_scrub, read="scrub",
+                                     help="never passed to the child; added to the backends' own credentials")
+    passthrough: tuple[str, ...] = setting((), "names", help="exempted from scrub")
+    signal_target: str = setting("group", "choice", choices=("group", "child"), help="where forwarded signals go")
+    files_dir: str | None = setting(None, "path", help="where private secret directories go (default: "
+                                    "$XDG_RUNTIME_DIR, else /dev/shm, else the temp dir)")
 
 
 @dataclass(frozen=True)
@@ -174,24 +143,19 @@ class Manifest:
 
     @property
     def known_sources(self) -> frozenset[str]:
-        """Declared source names plus the built-ins."""
-        return frozenset(self.sources) | BUILTIN_SOURCES
+        """Declared source names plus the built-ins (asked of the source registry)."""
+        from launcher.sources import builtins
+
+        return frozenset(self.sources) | builtins()
 
     def reference_problem(self, ref: Reference) -> str | None:
         """What is wrong with ``ref`` for its source's type, found without any request."""
-        config = self.source_config(ref.source)
-        if isinstance(config, AzureSourceConfig):
-            return azure_path_problem(ref.path, ref.version, builtin=config.vault_url is None)
-        if isinstance(config, FileSourceConfig) and ref.version is not None:
-            return f"{ref.source}:// is a file source, which has no versions: drop ?version="
-        return None
+        from launcher.sources import reference_problem
+
+        return reference_problem(self, ref)
 
     def source_config(self, name: str) -> SourceConfig:
-        """The declared source, or the built-in of that name."""
-        if name in self.sources:
-            return self.sources[name]
-        if name == "vault":
-            return VaultSourceConfig(name="vault")
-        if name == "azure":
-            return AzureSourceConfig(name="azure")
-        raise KeyError(name)
+        """The declared source, or the built-in of that name; ``KeyError`` otherwise."""
+        from launcher.sources import source_config
+
+        return source_config(self, name)

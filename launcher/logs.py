@@ -1,7 +1,9 @@
 """Log formatting: one line per record on stderr, as text or JSON.
 
-Third-party loggers (hvac, urllib3, azure, msal) are capped at WARNING so
-that no library can put a request body, and so a value, in our output.
+Only the ``launcher`` loggers follow ``--log-level``: the root stays at
+WARNING, and each backend's libraries (hvac, urllib3, azure, botocore...) are
+capped at WARNING when the source registry loads that backend, so that no
+library can put a request body, and so a value, in our output.
 
 Whatever a message holds (a manifest key with a newline, an escape sequence
 in a file name), a record is one line: the text format escapes control
@@ -21,9 +23,7 @@ from typing import Any
 
 from launcher.errors import one_line
 
-__all__ = ["THIRD_PARTY", "JsonFormatter", "TextFormatter", "configure", "one_line"]
-
-THIRD_PARTY = ("hvac", "urllib3", "requests", "azure", "msal", "msal_extensions", "asyncio")
+__all__ = ["JsonFormatter", "TextFormatter", "configure", "one_line"]
 
 
 class TextFormatter(logging.Formatter):
@@ -77,7 +77,3 @@ def configure(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("launcher").setLevel(level.upper())
-    for name in THIRD_PARTY:
-        logging.getLogger(name).setLevel(logging.WARNING)
-    # azure.identity warns on every failed token request, before our own one-line error says it better.
-    logging.getLogger("azure.identity").setLevel(logging.ERROR)

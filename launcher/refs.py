@@ -1,8 +1,9 @@
 """Secret references: ``SOURCE://PATH[#KEY][?version=V]`` and ``{{ ref }}`` templates.
 
-This module is pure: it knows the grammar and which names are sources, and
-nothing about manifests, files or backends. Errors are ``RefSyntaxError``
-(a plain ``ValueError``) so callers can add their own file:line context.
+This module knows the grammar and nothing about manifests, files or backends
+(it asks the source registry which names are built in, for its messages only).
+Errors are ``RefSyntaxError`` (a plain ``ValueError``) so callers can add their
+own file:line context.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-
-BUILTIN_SOURCES = frozenset({"vault", "azure"})
 
 # A NAME:// prefix with one of these schemes is an ordinary URL, hence a literal,
 # and no source may take one of these names (DESIGN 2, "Literals and typos").
@@ -22,6 +21,8 @@ WELL_KNOWN_SCHEMES = frozenset(
 )
 
 SOURCE_NAME_RE = re.compile(r"[a-z][a-z0-9_-]*\Z")
+# An environment variable name, as the manifest, inline references and ${VAR} accept it.
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _PREFIX_RE = re.compile(r"([A-Za-z][A-Za-z0-9+._-]*)://")
 _LISTED_SOURCES = 10  # an error lists at most this many declared sources
 _SUGGEST_MAX_LEN = 64  # names longer than this get no "did you mean" (difflib is quadratic)
@@ -76,29 +77,6 @@ def _escape(text: str) -> str:
 
 def _unescape(text: str) -> str:
     return re.sub("%23", "#", re.sub("%3[Ff]", "?", text))
-
-
-AZURE_SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}\Z")
-# Lenient on purpose (a DNS label): Azure's own 3-24 character rule is its to enforce.
-AZURE_VAULT_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
-AZURE_VERSION_RE = re.compile(r"[0-9A-Za-z]{1,64}\Z")
-
-
-def azure_path_problem(path: str, version: str | None, builtin: bool) -> str | None:
-    """Why ``path`` cannot name a Key Vault secret (None when it can).
-
-    ``builtin``: the path is ``VAULT-NAME/SECRET`` (the built-in ``azure`` source).
-    """
-    name = path
-    if builtin:
-        vault, sep, name = path.partition("/")
-        if not sep or not AZURE_VAULT_NAME_RE.match(vault):
-            return "expected azure://VAULT-NAME/SECRET-NAME (vault names: letters, digits, -)"
-    if not AZURE_SECRET_NAME_RE.match(name):
-        return f"{name!r} is not a Key Vault secret name (1-127 letters, digits, -)"
-    if version is not None and not AZURE_VERSION_RE.match(version):
-        return f"{version!r} is not a Key Vault version id"
-    return None
 
 
 def scheme_of(text: str) -> str | None:
@@ -156,11 +134,14 @@ def _parse_query(query: str) -> str:
 
 
 def _source_list(known: frozenset[str] | set[str]) -> str:
-    names = sorted(set(known) - BUILTIN_SOURCES)
+    from launcher.sources import builtins  # the registry knows which names are built in
+
+    builtin = builtins()
+    names = sorted(set(known) - builtin)
     declared = ", ".join(names[:_LISTED_SOURCES]) or "none"
     if len(names) > _LISTED_SOURCES:
         declared += f", ... ({len(names) - _LISTED_SOURCES} more)"
-    return f"declared: {declared}; built-in: {', '.join(sorted(BUILTIN_SOURCES))}"
+    return f"declared: {declared}; built-in: {', '.join(sorted(builtin))}"
 
 
 def _unknown_source(name: str, known: frozenset[str] | set[str]) -> str:

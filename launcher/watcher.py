@@ -26,7 +26,7 @@ from launcher.durations import format_duration
 from launcher.errors import LauncherError, NotFoundError, most_fundamental
 from launcher.refs import FetchKey
 from launcher.resolver import Resolution, Resolver
-from launcher.sources import Lease, Secret
+from launcher.sources import Lease, Leasing, Secret, TokenHolding, Versioned
 
 log = logging.getLogger(__name__)
 
@@ -225,22 +225,20 @@ class Watcher:
 
     def _current_version(self, key: FetchKey) -> str | None:
         source = self.resolver.source(key.source)
-        check = getattr(source, "current_version", None)
-        if check is None:
+        if not isinstance(source, Versioned):
             return None
         # One attempt, hard-bounded like a fetch's (a dripping server must not freeze the watcher).
         with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
-            result: str | None = check(key.path)
-        return result
+            return source.current_version(key.path)
 
     def _renew(self, t: Tracked, now: float) -> bool:
         """Renew ``t``'s lease; False when it cannot be (so re-read it)."""
         assert t.lease is not None
-        renew = getattr(self.resolver.source(t.key.source), "renew_lease", None)
-        if renew is None or not t.lease.renewable:
+        source = self.resolver.source(t.key.source)
+        if not isinstance(source, Leasing) or not t.lease.renewable:
             return False
         with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
-            lease: Lease | None = renew(t.lease)
+            lease = source.renew_lease(t.lease)
         if lease is None:
             return False
         log.debug("renewed the lease of %s for %.0fs", t.key, lease.duration)
@@ -252,12 +250,12 @@ class Watcher:
             return
         self._next_token_check = now + TOKEN_MAINTENANCE_PERIOD
         for name in {t.key.source for t in self.tracked.values()}:
-            maintain = getattr(self.resolver.source(name), "maintain_token", None)
-            if maintain is None:
+            source = self.resolver.source(name)
+            if not isinstance(source, TokenHolding):
                 continue
             try:
                 with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
-                    maintain()
+                    source.maintain_token()
             except LauncherError as exc:
                 log.warning("source %s: keeping its token alive failed: %s", name, exc)
 

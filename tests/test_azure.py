@@ -20,9 +20,8 @@ from azure.identity import (
     WorkloadIdentityCredential,
 )
 
-from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
-from launcher.sources.azure import AzureSource, locate
+from launcher.sources.azure import AzureSource, AzureSourceConfig, AzureTls, locate
 from launcher.sources.azure_credentials import authority_options, build_credential, transport_options
 from tests.keyvault_emulator import KeyVaultEmulator
 
@@ -32,7 +31,7 @@ CANARY = "value-CANARY-7d1f"
 def config_for(kv: KeyVaultEmulator, **overrides: Any) -> AzureSourceConfig:
     base = AzureSourceConfig(
         name="corp", vault_url=kv.url + "/", credential="client_secret", tenant_id=kv.tenant_id, client_id=kv.client_id,
-        authority=kv.url, ca_cert=str(kv.ca_file), verify_challenge_resource=False,
+        authority=kv.url, tls=AzureTls(ca_cert=str(kv.ca_file)), verify_challenge_resource=False,
     )
     return replace(base, **overrides)
 
@@ -310,7 +309,7 @@ def test_transport_options_turn_sdk_retries_off(tmp_path: Path, monkeypatch: pyt
     scratch = tmp_path / "tmp"
     scratch.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where a bundle file would have gone
-    options = transport_options(AzureSourceConfig(name="corp", ca_cert=str(ca)))
+    options = transport_options(AzureSourceConfig(name="corp", tls=AzureTls(ca_cert=str(ca))))
     assert options["retry_total"] == 0
     assert options["connection_timeout"] <= 10 and options["read_timeout"] <= 30
     context = options["transport"].session.get_adapter("https://x")._ssl_context
@@ -325,6 +324,6 @@ def test_an_unreadable_ca_cert_is_78(tmp_path: Path) -> None:
     bad = tmp_path / "bad.pem"
     bad.write_text("-----BEGIN CERTIFICATE-----\nEXTRA\n-----END CERTIFICATE-----\n")
     with pytest.raises(ManifestError, match="cannot be read as PEM"):
-        transport_options(AzureSourceConfig(name="corp", ca_cert=str(bad)))
+        transport_options(AzureSourceConfig(name="corp", tls=AzureTls(ca_cert=str(bad))))
     with pytest.raises(ManifestError, match="does not exist"):
-        transport_options(AzureSourceConfig(name="corp", ca_cert=str(tmp_path / "nope.pem")))
+        transport_options(AzureSourceConfig(name="corp", tls=AzureTls(ca_cert=str(tmp_path / "nope.pem"))))

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from launcher.config import EnvFrom, FileSourceConfig, Manifest
+from launcher.config import EnvFrom, Manifest
 from launcher.refs import Reference
 from launcher.resolver import Resolver
 from launcher.sources import Secret
+from launcher.sources.file import FileSourceConfig
 from tests.helpers import HELPERS_DIR, launcher_env, run_launcher
 
 DUMP_ENV = str(HELPERS_DIR / "dump_env.py")

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.config import FileSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
-from launcher.sources.file import FileSource
+from launcher.sources.file import FileSource, FileSourceConfig
 from tests.helpers import run_launcher
 from tests.test_manifest import in_unprivileged_process
 
@@ -20,7 +19,7 @@ CANARY = "hunter2-canary"
 
 
 def source(path: Path) -> FileSource:
-    return FileSource(FileSourceConfig("dev", str(path)))
+    return FileSource(FileSourceConfig(name="dev", path=str(path)))
 
 
 def fetch_error(path: Path, ref: str = "app/x", kind: type[LauncherError] = ManifestError) -> LauncherError:

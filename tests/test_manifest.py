@@ -11,20 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from launcher.config import (
-    DEFAULT_SCRUB,
-    AzureSourceConfig,
-    CacheConfig,
-    FileSourceConfig,
-    Manifest,
-    ProcessConfig,
-    RetryConfig,
-    VaultSourceConfig,
-    WatchConfig,
-)
+from launcher.config import CacheConfig, Manifest, ProcessConfig, RetryConfig, WatchConfig
 from launcher.errors import ManifestError, errors_of
 from launcher.manifest import load_manifest, parse_manifest
 from launcher.refs import Reference
+from launcher.sources import default_scrub
+from launcher.sources.azure import AzureSourceConfig
+from launcher.sources.file import FileSourceConfig
+from launcher.sources.vault import VaultSourceConfig
 from tests.helpers import launcher_env, run_launcher
 
 FILE_SRC = "sources:\n  dev: {type: file, path: secrets.yaml}\n"
@@ -177,7 +171,7 @@ def test_minimal_manifest_has_the_dataclass_defaults() -> None:
     m = parse("version: 1\n")
     assert m.env == () and m.env_from == () and dict(m.sources) == {}
     assert (m.cache, m.retry, m.watch, m.process) == (CacheConfig(), RetryConfig(), WatchConfig(), ProcessConfig())
-    assert m.process.scrub == DEFAULT_SCRUB and m.process.files_dir is None
+    assert m.process.scrub == default_scrub() and m.process.files_dir is None
     assert m.cache.ttl == 8 * 3600 and m.retry.attempts == 4 and m.watch.signal == signal.SIGHUP
 
 
@@ -224,8 +218,8 @@ def test_relative_paths_are_relative_to_the_manifest(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text("version: 1\nsources:\n  dev: {type: file, path: ./s.yaml}\n  abs: {type: file, path: /x/s.yaml}\n", encoding="utf-8")
     m = load_manifest(path, environ={})
-    assert m.sources["dev"] == FileSourceConfig("dev", str(tmp_path / "sub" / "s.yaml"))
-    assert m.sources["abs"] == FileSourceConfig("abs", "/x/s.yaml")
+    assert m.sources["dev"] == FileSourceConfig(name="dev", path=str(tmp_path / "sub" / "s.yaml"))
+    assert m.sources["abs"] == FileSourceConfig(name="abs", path="/x/s.yaml")
 
 
 def test_bindings() -> None:
@@ -252,7 +246,7 @@ def test_bindings() -> None:
 
 def test_scrub_extends_the_default_list() -> None:
     m = parse("version: 1\nprocess:\n  scrub: [MY_TOKEN]\n  passthrough: [VAULT_TOKEN]\n")
-    assert m.process.scrub == (*DEFAULT_SCRUB, "MY_TOKEN")
+    assert m.process.scrub == (*default_scrub(), "MY_TOKEN")
     assert m.process.passthrough == ("VAULT_TOKEN",)
 
 

@@ -10,14 +10,14 @@ import pytest
 
 from launcher.cache import TTLCache
 from launcher.clock import Clock
-from launcher.config import FileSourceConfig, Manifest, ProcessConfig, SourceConfig
+from launcher.config import Manifest, ProcessConfig, SourceConfig
 from launcher.environment import child_environment
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.manifest import parse_manifest
 from launcher.refs import FetchKey, Reference
 from launcher.resolver import Resolver, env_from_name, inline_bindings, select
 from launcher.sources import Secret
-from launcher.sources.file import FileSource
+from launcher.sources.file import FileSource, FileSourceConfig
 
 CANARY = "canary-5f1d9e-do-not-log"
 Outcome = Secret | LauncherError
@@ -358,7 +358,7 @@ def test_child_environment(process: ProcessConfig, bindings: dict[str, str], exp
 def test_file_source_keeps_scalars_as_written_and_types_inside_json(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text('app:\n  lst: [1, true, null, "s"]\n  cfg: {a: 1, b: [true, null, 2.5]}\n'
                                      '  mode: 0755\n  n: ~\n  empty:\n')
-    src = FileSource(FileSourceConfig("dev", str(tmp_path / "s.yaml")))
+    src = FileSource(FileSourceConfig(name="dev", path=str(tmp_path / "s.yaml")))
     assert src.fetch("app/lst", None).value == '[1,true,null,"s"]'
     assert src.fetch("app/cfg", None).fields == {"a": "1", "b": "[true,null,2.5]"}
     assert src.fetch("app/mode", None).value == "0755"

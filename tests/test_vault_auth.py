@@ -24,9 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from launcher.clock import Clock
-from launcher.config import VaultAuth, VaultSourceConfig
 from launcher.errors import AuthError
-from launcher.sources.vault import VaultSource
+from launcher.sources.vault import VaultAuth, VaultSource, VaultSourceConfig
 from tests.helpers import launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
 

@@ -23,9 +23,8 @@ from typing import Any
 import pytest
 import urllib3
 
-from launcher.config import VaultSourceConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.sources.vault import VaultSource
+from launcher.sources.vault import VaultSource, VaultSourceConfig
 from launcher.sources.vault_http import Connection, VaultHTTP, from_transport
 from tests.openbao import OpenBao, write_kv2
 from tests.tcp_proxy import tcp_proxy
@@ -175,7 +174,7 @@ def run_python(code: str, env: dict[str, str], *args: str) -> list[str]:
 
 CHECK_IMPORTS = """
 import json, sys
-from launcher.config import VaultAuth, VaultSourceConfig
+from launcher.sources.vault import VaultAuth, VaultSourceConfig
 from launcher.sources.vault import VaultSource
 auth = VaultAuth(**json.loads(sys.argv[1])) if len(sys.argv) > 1 else VaultAuth()
 src = VaultSource(VaultSourceConfig(name="vault", auth=auth))

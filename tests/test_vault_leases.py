@@ -18,10 +18,9 @@ import hvac.exceptions
 import pytest
 import requests
 
-from launcher.config import VaultSourceConfig
 from launcher.errors import AuthError, ManifestError, NotFoundError, TransientError
 from launcher.sources import Lease
-from launcher.sources.vault import VaultSource
+from launcher.sources.vault import VaultSource, VaultSourceConfig
 from launcher.sources.vault_auth import vault_errors
 from tests.helpers import launcher_env, run_launcher
 from tests.openbao import OpenBao, write_kv2

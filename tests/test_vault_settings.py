@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher.config import TlsConfig, VaultSourceConfig
 from launcher.errors import ManifestError
-from launcher.sources.vault import connection_settings
+from launcher.sources.vault import TlsConfig, VaultSourceConfig, connection_settings
 
 ADDR = {"VAULT_ADDR": "https://vault.example:8200/"}
 CERTS = {"VAULT_CLIENT_CERT": "/c.pem", "VAULT_CLIENT_KEY": "/k.pem"}

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 import pytest
 
 from launcher.clock import Clock
-from launcher.config import Binding, FileSourceConfig, Manifest, WatchConfig
+from launcher.config import Binding, Manifest, WatchConfig
 from launcher.errors import TransientError
 from launcher.refs import Reference
 from launcher.resolver import Resolver
 from launcher.sources import Lease, Secret
+from launcher.sources.file import FileSourceConfig
 from launcher.watcher import Outage, Rotation, Watcher
 
 
@@ -64,7 +65,7 @@ class FakeSource:
 def make(source: FakeSource, clock: FakeClock, **watch: object) -> tuple[Watcher, list[object]]:
     ref = lambda path, key=None: (Reference("fake", path, key),)  # noqa: E731
     manifest = Manifest(
-        sources={"fake": FileSourceConfig("fake", "/dev/null")},
+        sources={"fake": FileSourceConfig(name="fake", path="/dev/null")},
         env=(Binding("A", ref("a")), Binding("A2", ref("a")), Binding("B", ref("b")),
              Binding("USER", ref("creds", "user")), Binding("PASS", ref("creds", "password"))),
         watch=WatchConfig(enabled=True, **watch),  # type: ignore[arg-type]

@@ -1,19 +1,39 @@
-"""Secret backends behind one Protocol.
+"""Secret backends: one module each, behind one Protocol, found through a registry.
 
-A source turns a (path, version) into a ``Secret``. Backends live in their own
-modules and are imported only when a manifest uses them, so a file-only run
-never pays for hvac or the Azure SDK. Each backend maps its library's
-exceptions to ``launcher.errors`` at this boundary.
+A source turns a (path, version) into a ``Secret``. Each backend module
+declares, in one ``BACKEND`` value, everything the core needs: its ``type``
+name and config dataclass (whose fields the manifest reader reads), its
+reference rules, whether ``NAME://`` works without a declaration, its default
+``scrub`` names, the third-party loggers to cap, and what it needs installed.
+What a source can do beyond ``fetch`` is told by the capability protocols
+below, checked with ``isinstance``. The core asks the registry and knows no
+backend by name; a backend imports its SDK only when a source is opened, so
+parsing a manifest never pays for one. See docs/architecture.md, "Adding a backend".
 """
 
 from __future__ import annotations
 
+import builtins as _builtins
+import importlib.util
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from functools import cache
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from launcher.config import FileSourceConfig, SourceConfig, VaultSourceConfig
+from launcher.errors import ManifestError
+
+if TYPE_CHECKING:
+    from launcher.config import Manifest, SourceConfig
+    from launcher.refs import Reference
+
+# type -> the module that declares it. One line per backend.
+REGISTRY = {
+    "file": "launcher.sources.file",
+    "vault": "launcher.sources.vault",
+    "azure": "launcher.sources.azure",
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +62,7 @@ class Secret:
         return f"Secret({shape}, version={self.version!r}, lease={self.lease!r})"
 
 
+@runtime_checkable
 class Source(Protocol):
     """A backend. ``fetch`` raises ``NotFoundError`` (66), ``AuthError`` (77),
     ``TransientError`` (retryable, 69), ``UnavailableError`` (69) or
@@ -54,6 +75,7 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
 class Versioned(Protocol):
     """A source that can tell the current version of a path cheaply (for watching)."""
 
@@ -61,16 +83,107 @@ class Versioned(Protocol):
         """The version a fetch of ``path`` would return now; None when it cannot tell."""
 
 
-class Renewing(Protocol):
-    """A source with leases (Vault dynamic secrets) and a token of its own."""
+@runtime_checkable
+class Leasing(Protocol):
+    """A source whose secrets may carry leases (Vault dynamic secrets)."""
 
     def renew_lease(self, lease: Lease) -> Lease | None:
         """Extend ``lease``; None when it cannot be renewed any more."""
 
-    def revoke_lease(self, lease_id: str) -> None: ...
+
+@runtime_checkable
+class TokenHolding(Protocol):
+    """A source with a token of its own to keep alive (Vault)."""
 
     def maintain_token(self) -> None:
         """Renew or re-obtain the source's own token when due; cheap when nothing is due."""
+
+    def token_ttl(self) -> float | None:
+        """Seconds the token has left; None when it never expires or cannot be known."""
+
+
+def _no_problem(config: Any, ref: Reference) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """What a backend module declares about itself (its ``BACKEND``)."""
+
+    type: str  # `type:` in the manifest, and the built-in source's name when ``builtin``
+    config: _builtins.type[SourceConfig]  # a frozen dataclass whose fields the manifest reader reads
+    open: Callable[[Any], Source]  # builds a source from its config (and imports the SDK)
+    builtin: bool = False  # `TYPE://...` works without a declaration, configured from the environment
+    reference_problem: Callable[[Any, Reference], str | None] = _no_problem  # checked before any request
+    scrub: tuple[str, ...] = ()  # the launcher's own credentials: never passed to the child
+    loggers: tuple[str, ...] = ()  # third-party loggers capped at WARNING (they may log values)
+    requires: tuple[str, ...] = ()  # importable modules; without them `type:` is 78 naming `extra`
+    extra: str | None = None  # the pip extra that installs ``requires``
+
+
+@cache
+def backend(kind: str) -> Backend:
+    """The backend of ``type: kind`` (its module imported now); ``KeyError`` when unknown."""
+    # __import__ (what an import statement runs) rather than importlib.import_module: the
+    # same module, and `python -X importtime` shows it, which the import-cost tests read.
+    declared: Backend = __import__(REGISTRY[kind], fromlist=["BACKEND"]).BACKEND
+    for name in declared.loggers:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return declared
+
+
+def types() -> tuple[str, ...]:
+    """Every known ``type``, sorted (for messages)."""
+    return tuple(sorted(REGISTRY))
+
+
+def builtins() -> frozenset[str]:
+    """The source names that work without a declaration."""
+    return frozenset(kind for kind in REGISTRY if backend(kind).builtin)
+
+
+def default_scrub() -> tuple[str, ...]:
+    """Every backend's own credentials: never passed to the child unless in ``passthrough``."""
+    names: list[str] = []
+    for kind in REGISTRY:
+        names += [n for n in backend(kind).scrub if n not in names]
+    return tuple(names)
+
+
+def missing_requirement(kind: str) -> str | None:
+    """Why a source of ``type: kind`` cannot be opened here (its extra is not installed), or None."""
+    declared = backend(kind)
+    for module in declared.requires:
+        if importlib.util.find_spec(module) is None:
+            extra = f" (pip install 'secret-launcher[{declared.extra}]')" if declared.extra else ""
+            return f"type {kind} needs {module}, which is not installed{extra}"
+    return None
+
+
+def source_config(manifest: Manifest, name: str) -> SourceConfig:
+    """The declared source called ``name``, or the built-in of that name; ``KeyError`` otherwise."""
+    if name in manifest.sources:
+        return manifest.sources[name]
+    if name in REGISTRY and backend(name).builtin:
+        return backend(name).config(name=name)
+    raise KeyError(name)
+
+
+def reference_problem(manifest: Manifest, ref: Reference) -> str | None:
+    """What is wrong with ``ref`` for its source's type, found without any request."""
+    config = source_config(manifest, ref.source)
+    return backend(config.type).reference_problem(config, ref)
+
+
+def open_source(config: SourceConfig) -> Source:
+    """Build the backend for ``config``, importing its SDK only now.
+
+    Raises ``ManifestError`` (78) when the backend's extra is not installed.
+    """
+    problem = missing_requirement(config.type)
+    if problem is not None:
+        raise ManifestError(f"source {config.name!r}: {problem}")
+    return backend(config.type).open(config)
 
 
 def to_text(value: Any) -> str:
@@ -78,18 +191,3 @@ def to_text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=False)
-
-
-def open_source(config: SourceConfig) -> Source:
-    """Build the backend for ``config``, importing its module only now."""
-    if isinstance(config, FileSourceConfig):
-        from launcher.sources.file import FileSource
-
-        return FileSource(config)
-    if isinstance(config, VaultSourceConfig):
-        from launcher.sources.vault import VaultSource
-
-        return VaultSource(config)
-    from launcher.sources.azure import AzureSource
-
-    return AzureSource(config)

@@ -23,39 +23,76 @@ client secret is put in a message, a log line or a repr.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.keyvault.secrets import SecretClient
-
-from launcher.config import AzureSourceConfig
+from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.refs import AZURE_VERSION_RE, FetchKey, azure_path_problem
-from launcher.sources import Secret
-from launcher.sources.azure_credentials import (
-    CONNECTION_TIMEOUT,
-    READ_TIMEOUT,
-    OneTokenAtATime,
-    build_credential,
-    secret_of,
-    transport_options,
-)
-from launcher.sources.transport import causes, describe, retry_after
+from launcher.refs import FetchKey, Reference
+from launcher.sources import Backend, Secret
+
+# One attempt is bounded by these; the retry policy decides whether there is another.
+CONNECTION_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
+CREDENTIALS = ("default", "managed_identity", "workload_identity", "client_secret", "cli")
 
 # https://learn.microsoft.com/azure/key-vault/general/about-keys-secrets-certificates#object-identifiers
 BUILTIN_VAULT_SUFFIX = ".vault.azure.net"
 _MAX_DETAIL = 300
 _MIN_REDACT = 8  # scrubbing a shorter string would mangle messages and protect nothing
 _MSAL_HTTP_ERROR = re.compile(r"HTTP Error: (\d{3})")
+
+
+@dataclass(frozen=True)
+class AzureTls:
+    ca_cert: str | None = setting(None, "path", help="a CA trusted in addition to the system roots (private endpoints)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AzureSourceConfig(SourceConfig):
+    """An Azure Key Vault source; ``vault_url`` None means the built-in ``azure://VAULT/SECRET``."""
+
+    vault_url: str | None = setting(None, "url", scheme="https", required=True, missing="e.g. https://NAME.vault.azure.net/",
+                                    help="https://NAME.vault.azure.net/")
+    credential: str = setting("default", "choice", choices=CREDENTIALS, help="how to obtain a token")
+    tenant_id: str | None = setting(None, help="default $AZURE_TENANT_ID")
+    client_id: str | None = setting(None, help="default $AZURE_CLIENT_ID (a user-assigned identity's, for managed_identity)")
+    client_secret_file: str | None = setting(None, "path", help="default $AZURE_CLIENT_SECRET (credential: client_secret)")
+    authority: str | None = setting(None, help="Entra ID host (default $AZURE_AUTHORITY_HOST); sovereign clouds")
+    tls: AzureTls = setting(kind="section", factory=AzureTls, cls=AzureTls, help="TLS settings")
+    verify_challenge_resource: bool = setting(True, "bool", help="false only for a vault_url outside *.vault.azure.net")
+    type: str = "azure"
+
+
+AZURE_SECRET_NAME_RE = re.compile(r"[0-9A-Za-z-]{1,127}\Z")
+# Lenient on purpose (a DNS label): Azure's own 3-24 character rule is its to enforce.
+AZURE_VAULT_NAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+AZURE_VERSION_RE = re.compile(r"[0-9A-Za-z]{1,64}\Z")
+
+
+def azure_path_problem(path: str, version: str | None, builtin: bool) -> str | None:
+    """Why ``path`` cannot name a Key Vault secret (None when it can).
+
+    ``builtin``: the path is ``VAULT-NAME/SECRET`` (the built-in ``azure`` source).
+    """
+    name = path
+    if builtin:
+        vault, sep, name = path.partition("/")
+        if not sep or not AZURE_VAULT_NAME_RE.match(vault):
+            return "expected azure://VAULT-NAME/SECRET-NAME (vault names: letters, digits, -)"
+    if not AZURE_SECRET_NAME_RE.match(name):
+        return f"{name!r} is not a Key Vault secret name (1-127 letters, digits, -)"
+    if version is not None and not AZURE_VERSION_RE.match(version):
+        return f"{version!r} is not a Key Vault version id"
+    return None
+
+
+def reference_problem(config: AzureSourceConfig, ref: Reference) -> str | None:
+    return azure_path_problem(ref.path, ref.version, builtin=config.vault_url is None)
 
 
 class SecretReader(Protocol):
@@ -101,6 +138,11 @@ class AzureSource:
         connection_timeout: float = CONNECTION_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
     ) -> None:
+        # The Azure SDK only now, when a source is opened: the registry imports this module to read a manifest.
+        from launcher.sources.azure_credentials import OneTokenAtATime, build_credential, secret_of, transport_options
+
+        # azure.identity warns on every failed token request, before our own one-line error says it better.
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
         self.name = config.name
         self.config = config
         self._transport = transport_options(config, connection_timeout, read_timeout)
@@ -153,6 +195,8 @@ class AzureSource:
             return client
 
     def _secret_client(self, vault_url: str) -> SecretReader:
+        from azure.keyvault.secrets import SecretClient
+
         return SecretClient(
             vault_url,
             self._credential,
@@ -161,6 +205,8 @@ class AzureSource:
         )
 
     def _get(self, path: str, version: str | None) -> Any:
+        from azure.core.exceptions import AzureError
+
         vault_url, name = locate(self.config, path)
         where = str(FetchKey(self.name, path, version))
         try:
@@ -169,9 +215,13 @@ class AzureSource:
             raise map_error(exc, where, vault_url, self._redact, self._read_timeout) from exc
 
 
-def map_error(exc: AzureError, where: str, vault_url: str, redact: str | None = None,
+def map_error(exc: Exception, where: str, vault_url: str, redact: str | None = None,
               read_timeout: float | None = READ_TIMEOUT) -> LauncherError:
     """The launcher error for one azure-core exception (see the module docstring)."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError, ServiceResponseError
+
+    from launcher.sources.transport import describe
+
     if isinstance(exc, ClientAuthenticationError):  # 401 from the vault, any credential failure
         # A credential reports an unreachable or overloaded token endpoint as an
         # authentication failure; those are worth another attempt, a refusal is not.
@@ -211,11 +261,15 @@ def _retryable(status: int) -> bool:
 
 def _chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and the exceptions behind it (azure-identity wraps MSAL's and azure-core's)."""
+    from launcher.sources.transport import causes
+
     return list(causes(exc))
 
 
 def _network_cause(exc: BaseException) -> BaseException | None:
     """A connection or timeout error behind a credential failure, if there is one."""
+    from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
     return next((e for e in _chain(exc) if isinstance(e, (ServiceRequestError, ServiceResponseError))), None)
 
 
@@ -235,7 +289,7 @@ def _token_endpoint_status(exc: BaseException) -> int | None:
     return None
 
 
-def _error_code(exc: HttpResponseError) -> str | None:
+def _error_code(exc: Any) -> str | None:
     """Key Vault's innermost error code (``SecretDisabled`` hides in innererror)."""
     error = getattr(exc, "error", None)
     inner = getattr(error, "innererror", None) or {}
@@ -243,8 +297,10 @@ def _error_code(exc: HttpResponseError) -> str | None:
     return code or getattr(error, "code", None)
 
 
-def _retry_after(exc: HttpResponseError) -> float | None:
+def _retry_after(exc: Any) -> float | None:
     """Retry-After in seconds when the server sent one (real Key Vault 429s do not)."""
+    from launcher.sources.transport import retry_after
+
     headers = getattr(exc.response, "headers", None) or {}
     return retry_after(headers.get("Retry-After") or headers.get("retry-after"))
 
@@ -262,3 +318,14 @@ def _detail(exc: BaseException, redact: str | None) -> str:
     if redact and len(redact) >= _MIN_REDACT:
         detail = detail.replace(redact, "<redacted>")
     return detail if len(detail) <= _MAX_DETAIL else detail[: _MAX_DETAIL - 3] + "..."
+
+
+BACKEND = Backend(
+    type="azure",
+    config=AzureSourceConfig,
+    open=AzureSource,
+    builtin=True,  # `azure://VAULT-NAME/SECRET` means https://VAULT-NAME.vault.azure.net
+    reference_problem=reference_problem,
+    scrub=("AZURE_CLIENT_SECRET",),
+    loggers=("azure", "msal", "msal_extensions"),
+)

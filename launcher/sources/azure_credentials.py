@@ -28,13 +28,10 @@ from azure.identity import (
     WorkloadIdentityCredential,
 )
 
-from launcher.config import AzureSourceConfig
 from launcher.errors import AuthError, ManifestError
+from launcher.sources.azure import CONNECTION_TIMEOUT, READ_TIMEOUT, AzureSourceConfig
 from launcher.sources.transport import session
 
-# One attempt is bounded by these; the retry policy decides whether there is another.
-CONNECTION_TIMEOUT = 5.0
-READ_TIMEOUT = 10.0
 # `az account get-access-token` can be slow on a cold start; the SDK's default is 10 s.
 CLI_PROCESS_TIMEOUT = 15
 
@@ -60,7 +57,7 @@ def transport_options(
     """
     from azure.core.pipeline.transport import RequestsTransport
 
-    context = trust_context(config.ca_cert) if config.ca_cert else None
+    context = trust_context(config.tls.ca_cert) if config.tls.ca_cert else None
     http = session(ssl_context=context)
     transport = RequestsTransport(session=http, session_owner=False,
                                   connection_timeout=connection_timeout, read_timeout=read_timeout)

@@ -18,17 +18,34 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 
 import yaml
 
-from launcher.config import FileSourceConfig
+from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, ManifestError, NotFoundError
-from launcher.manifest import InvalidYamlError, compose_yaml, decode_text, read_capped
-from launcher.sources import Secret
+from launcher.refs import FetchKey, Reference
+from launcher.sources import Backend, Secret
+from launcher.yamltext import InvalidYamlError, compose_yaml, decode_text, is_null, read_capped
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_VALUE_CHARS = 4 * 1024 * 1024
 MAX_DEPTH = 100
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileSourceConfig(SourceConfig):
+    """A local YAML or JSON file of secrets: the offline source for demos and tests."""
+
+    path: str = setting("", "path", required=True, missing="the YAML or JSON file of secrets",
+                        help="the file, relative to the manifest")
+    type: str = "file"
+
+
+def reference_problem(config: FileSourceConfig, ref: Reference) -> str | None:
+    if ref.version is not None:
+        return f"{ref.source}:// is a file source, which has no versions: drop ?version="
+    return None
 
 
 class FileSource:
@@ -40,7 +57,7 @@ class FileSource:
 
     def fetch(self, path: str, version: str | None) -> Secret:
         if version is not None:
-            raise ManifestError(f"{self.name}://{path}: ?version= is not supported by a file source")
+            raise ManifestError(f"{FetchKey(self.name, path, version)}: ?version= is not supported by a file source")
         node = self._load()
         walked: list[str] = []
         for segment in path.split("/"):
@@ -55,7 +72,7 @@ class FileSource:
         version_id = hashlib.sha256(yaml.serialize(node).encode()).hexdigest()[:12]
         if isinstance(node, yaml.MappingNode):
             return Secret(fields={key: self._text(value, path) for key, value in _items(node)}, version=version_id)
-        if _is_null(node):
+        if is_null(node):
             raise NotFoundError(f"{self.name}://{path}: empty value in {self.path}")
         return Secret(value=self._text(node, path), version=version_id)
 
@@ -96,7 +113,7 @@ class FileSource:
         """A scalar as written (``0755`` stays ``0755``; null is empty); a mapping or
         list as compact JSON with its types (numbers, booleans, null) kept."""
         if isinstance(node, yaml.ScalarNode):
-            return "" if _is_null(node) else str(node.value)
+            return "" if is_null(node) else str(node.value)
         try:
             data = yaml.SafeLoader("").construct_document(node)
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
@@ -118,10 +135,6 @@ def _lookup(node: yaml.Node, segment: str) -> yaml.Node | None:
     if not isinstance(node, yaml.MappingNode):
         return None
     return next((value for key, value in _items(node) if key == segment), None)
-
-
-def _is_null(node: yaml.Node) -> bool:
-    return isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null"
 
 
 def _children(node: yaml.Node) -> list[yaml.Node]:
@@ -166,3 +179,6 @@ def _unpassable(root: yaml.Node) -> str | None:
         stack.append((node, True))
         stack.extend((kid, False) for kid in kids if id(kid) not in size)
     return None
+
+
+BACKEND = Backend(type="file", config=FileSourceConfig, open=FileSource, reference_problem=reference_problem)

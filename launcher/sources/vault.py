@@ -15,7 +15,9 @@ works wherever the CLI does.
 Nothing here retries: transient failures raise ``TransientError`` and the
 resolver's policy decides. Reads go through ``vault_http`` (pooled urllib3);
 the token, logins and hvac live in ``vault_auth``. hvac and requests are
-imported only when a login, token renewal or lease operation needs them.
+imported only when a login, token renewal or lease operation needs them, and
+urllib3 only when a source is opened: this module is what the source registry
+imports to read a manifest, so it imports nothing heavy at the top.
 """
 
 from __future__ import annotations
@@ -26,23 +28,99 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from launcher.clock import SYSTEM, Clock
-from launcher.config import VaultSourceConfig
+from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
 from launcher.refs import FetchKey
-from launcher.sources import Lease, Secret, to_text
-from launcher.sources.transport import check_url
-from launcher.sources.transport import session as bounded_session
-from launcher.sources.vault_auth import TokenKeeper, note_response, vault_errors
-from launcher.sources.vault_http import POOL_SIZE, TIMEOUT, Connection, VaultHTTP, trusted_roots
+from launcher.sources import Backend, Lease, Secret, to_text
+
+if TYPE_CHECKING:
+    import yaml
+
+    from launcher.reader import Reader
 
 log = logging.getLogger(__name__)
 
 KV2, KV1, OTHER, UNKNOWN = "kv2", "kv1", "other", "unknown"
 _TRUE = {"1", "t", "true"}  # what Go's strconv.ParseBool accepts, as the Vault CLI does
 _FALSE = {"0", "f", "false"}
+# Each login method's own settings (``method`` aside), in the order messages list them.
+AUTH_KEYS = {
+    "token": ("token_file",),
+    "approle": ("role_id", "secret_id", "secret_id_file", "mount"),
+    "kubernetes": ("role", "jwt_file", "mount"),
+    "jwt": ("role", "jwt_file", "mount"),
+}
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS settings of a source; None means "use the standard variable or system default"."""
+
+    ca_cert: str | None = setting(None, "path", help="CA bundle (default $VAULT_CACERT, then $BAO_CACERT)")
+    ca_path: str | None = setting(None, "path", help="CA directory (default $VAULT_CAPATH, then $BAO_CAPATH)")
+    client_cert: str | None = setting(None, "path", help="client certificate (default $VAULT_CLIENT_CERT)")
+    client_key: str | None = setting(None, "path", help="client key (default $VAULT_CLIENT_KEY)")
+    skip_verify: bool | None = setting(None, "bool", help="no server verification (default $VAULT_SKIP_VERIFY)")
+
+
+@dataclass(frozen=True)
+class VaultAuth:
+    """How a Vault source logs in. ``token`` reads token_file, VAULT_TOKEN, BAO_TOKEN, ~/.vault-token."""
+
+    method: str = "token"
+    token_file: str | None = None
+    role_id: str | None = None
+    secret_id: str | None = field(default=None, repr=False)
+    secret_id_file: str | None = None
+    role: str | None = None
+    jwt_file: str | None = None
+    mount: str | None = None
+
+
+def read_auth(reader: Reader, node: yaml.Node, field: str) -> VaultAuth:
+    """``auth:``, whose allowed keys depend on its ``method`` (the manifest reader calls this)."""
+    f = reader.mapping(node, field)
+    method = reader.choice(f["method"][1], f"{field}.method", tuple(AUTH_KEYS)) if "method" in f else "token"
+    f = reader.only(f, field, ("method", *AUTH_KEYS[method]))
+    kw: dict[str, Any] = {"method": method}
+    for key, (_, value) in f.items():
+        if key != "method":
+            with reader.unit:
+                kw[key] = reader.path(value, f"{field}.{key}") if key.endswith("_file") else reader.text(value, f"{field}.{key}")
+    if method == "approle" and "role_id" not in f:
+        raise reader.fail(node, f"{field}.role_id", "missing (approle needs role_id and secret_id or secret_id_file)")
+    if method == "approle" and "secret_id" in f and "secret_id_file" in f:
+        raise reader.fail(node, f"{field}.secret_id", "give secret_id or secret_id_file, not both")
+    if method in ("kubernetes", "jwt") and "role" not in f:
+        raise reader.fail(node, f"{field}.role", f"missing ({method} needs a role)")
+    return VaultAuth(**kw)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VaultSourceConfig(SourceConfig):
+    """A HashiCorp Vault / OpenBao source; None fields fall back to the VAULT_* (then BAO_*) variables."""
+
+    address: str | None = setting(None, help="https://vault.example.com:8200 (default $VAULT_ADDR, then $BAO_ADDR)")
+    namespace: str | None = setting(None, help="Vault Enterprise / OpenBao namespace (default $VAULT_NAMESPACE)")
+    auth: VaultAuth = setting(kind="custom", factory=VaultAuth, read=read_auth,
+                              help="login method: token (default), approle, kubernetes, jwt")
+    tls: TlsConfig = setting(kind="section", factory=TlsConfig, cls=TlsConfig, help="TLS settings")
+    revoke_on_exit: bool = setting(False, "bool", help="revoke the leases of dynamic secrets when the launcher exits")
+    type: str = "vault"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where and how to reach Vault; built once per source by ``connection_settings``."""
+
+    address: str
+    namespace: str | None
+    verify: bool | str
+    cert: str | tuple[str, str] | None
 
 
 class VaultSource:
@@ -53,12 +131,16 @@ class VaultSource:
     """
 
     def __init__(self, config: VaultSourceConfig, *, environ: Mapping[str, str] | None = None, clock: Clock = SYSTEM) -> None:
+        from launcher.sources.vault_auth import TokenKeeper, vault_errors  # urllib3: only once a source is opened
+        from launcher.sources.vault_http import VaultHTTP
+
         env = os.environ if environ is None else environ
         self.name = config.name
         self.revoke_on_exit = config.revoke_on_exit
         self.connection = connection_settings(config, env)
         self._http = VaultHTTP(self.connection)
         self._token = TokenKeeper(config.name, config.auth, self._http, lambda: open_client(self.connection), env, clock)
+        self._errors = vault_errors
         self._mounts: dict[str, str] = {}  # "secret/" -> KV2 | KV1 | OTHER | UNKNOWN
         self._mount_lock = threading.Lock()
         self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies (under _mount_lock)
@@ -128,7 +210,7 @@ class VaultSource:
             return None
         self._token.ensure()
         try:
-            with vault_errors(f"source {self.name!r}: lease renewal", self.connection.address):
+            with self._errors(f"source {self.name!r}: lease renewal", self.connection.address):
                 resp = self._token.client().sys.renew_lease(lease_id=lease.lease_id, increment=int(lease.duration))
         except (ManifestError, NotFoundError):  # 400 "lease not found" / "not renewable"
             return None
@@ -137,7 +219,7 @@ class VaultSource:
     def revoke_lease(self, lease_id: str) -> None:
         """Revoke one lease; raises ``AuthError``, ``TransientError`` or ``ManifestError``."""
         self._token.ensure()
-        with vault_errors(f"source {self.name!r}: lease revocation", self.connection.address):
+        with self._errors(f"source {self.name!r}: lease revocation", self.connection.address):
             self._token.client().sys.revoke_lease(lease_id=lease_id)
         with self._lease_lock:
             self._leases.discard(lease_id)
@@ -251,6 +333,8 @@ def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -
     address, an address without http(s)://, a CA or client certificate file
     that does not exist, a bad VAULT_SKIP_VERIFY, a namespace with control characters.
     """
+    from launcher.sources.transport import check_url
+
     what = f"source {config.name!r}"
     address, origin = config.address, f"sources.{config.name}.address"
     if not address:
@@ -314,6 +398,10 @@ def open_client(conn: Connection) -> Any:
     """An ``hvac.Client`` on a pooled session; it holds no token yet."""
     import hvac  # here, not at the top: a run that only reads never needs it (about 30 ms)
 
+    from launcher.sources.transport import session as bounded_session
+    from launcher.sources.vault_auth import note_response
+    from launcher.sources.vault_http import POOL_SIZE, TIMEOUT, trusted_roots
+
     session = bounded_session(pool_maxsize=POOL_SIZE)
     # hvac prefers the session's verify/cert over its own arguments: set both.
     session.verify = roots = trusted_roots(conn)
@@ -337,3 +425,13 @@ def _explain_missing(exc: NotFoundError, ref: str) -> NotFoundError:
     if meta.get("deletion_time"):
         return NotFoundError(f"{ref}: version {meta.get('version')} was deleted")
     return NotFoundError(f"{ref}: not found")
+
+
+BACKEND = Backend(
+    type="vault",
+    config=VaultSourceConfig,
+    open=VaultSource,
+    builtin=True,  # `vault://` from the VAULT_* (or BAO_*) variables, as the CLI reads them
+    scrub=("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID"),
+    loggers=("hvac", "urllib3", "requests"),
+)

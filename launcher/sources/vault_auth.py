@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from launcher.clock import SYSTEM, Clock
-from launcher.config import VaultAuth
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
 from launcher.sources.transport import retry_after
+from launcher.sources.vault import VaultAuth
 from launcher.sources.vault_http import VaultHTTP, from_status, from_transport
 
 log = logging.getLogger(__name__)

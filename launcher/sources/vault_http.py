@@ -22,7 +22,6 @@ import os
 import ssl
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import urllib3
@@ -30,6 +29,7 @@ import urllib3
 from launcher import deadline
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.sources.transport import causes, cert_not_trusted, describe, pool_manager, proxy_manager, retry_after, tls_failed
+from launcher.sources.vault import Connection
 
 # The resolver runs up to 32 fetches at once on one source; a smaller pool makes
 # urllib3 open throw-away connections and warn "Connection pool is full".
@@ -40,16 +40,6 @@ TIMEOUT = (5.0, 10.0)
 # Follow the redirect a standby node answers with (307 to the active node), but
 # never retry here: the resolver's retry policy owns every repeat.
 _RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=3, raise_on_redirect=True)
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where and how to reach Vault; built once per source by ``vault.connection_settings``."""
-
-    address: str
-    namespace: str | None
-    verify: bool | str
-    cert: str | tuple[str, str] | None
 
 
 class VaultResponseError(Exception):

@@ -1,0 +1,1 @@
+"""Backends that exist only for the tests (registered by the tests themselves)."""
