@@ -33,6 +33,7 @@ REGISTRY = {
     "file": "launcher.sources.file",
     "vault": "launcher.sources.vault",
     "azure": "launcher.sources.azure",
+    "aws": "launcher.sources.aws",
 }
 
 
