@@ -17,6 +17,7 @@ from collections.abc import Callable
 import bench_concurrency
 import bench_fleet
 import bench_footprint
+import bench_observability
 import bench_rotation
 import bench_startup
 from benchlib import Report, machine_summary, stop_cleanly_on_signals, targets_table
@@ -28,6 +29,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], Report], list[str], lis
     "rotation": (bench_rotation.main, [], ["--rotations", "4"]),
     "footprint": (bench_footprint.main, [], ["--runs", "1", "--window", "10", "--settle", "3"]),
     "fleet": (bench_fleet.main, [], ["--duration", "60"]),
+    "observability": (bench_observability.main, [], ["--runs", "1", "--window", "10", "--settle", "3"]),
 }
 
 

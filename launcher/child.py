@@ -77,15 +77,18 @@ class ChildProcess:
 
     ``tty_fd``: a terminal to hand to the child's group. ``inherited``: the
     signal mask and ignored signals the child starts with (the launcher's own).
+    ``outputs``: file descriptors to put at the child's stdout (1) and stderr (2).
     """
 
     def __init__(self, argv: Sequence[str], env: Mapping[str, str], process: ProcessConfig, *,
-                 tty_fd: int | None = None, inherited: InheritedSignals | None = None, clock: Clock = SYSTEM) -> None:
+                 tty_fd: int | None = None, inherited: InheritedSignals | None = None, clock: Clock = SYSTEM,
+                 outputs: Mapping[int, int] | None = None) -> None:
         self.argv = list(argv)
         self.env = dict(env)
         self.process = process
         self.tty_fd = tty_fd
         self.inherited = inherited or InheritedSignals((), ())
+        self.outputs = dict(outputs or {})  # the child's fd 1 / 2 -> what to give it there (a masking pipe)
         self.clock = clock
         self.pid = 0  # also its process group: it leads a group of its own
         self.exit_code: int | None = None
@@ -102,7 +105,7 @@ class ChildProcess:
         Call from the supervisor's loop thread (PR_SET_PDEATHSIG is tied to the thread that forks).
         """
         self.pid = spawn(self.argv, self.env, tty_fd=self.tty_fd, reset_signals=self.inherited.to_reset(),
-                         mask=self.inherited.mask)
+                         mask=self.inherited.mask, outputs=self.outputs)
         log.debug("started %s as pid %d", self.argv[0], self.pid)
 
     @property
@@ -162,12 +165,14 @@ def spawn(
     tty_fd: int | None = None,
     reset_signals: Iterable[signal.Signals] = LAUNCHER_IGNORED,
     mask: Iterable[int] = (),
+    outputs: Mapping[int, int] | None = None,
 ) -> int:
     """Fork and exec ``argv`` in a new process group; raise ``CommandError`` (126/127); return its pid.
 
     ``tty_fd``: a terminal to hand to the child's group. ``reset_signals``:
     signals set back to the default in the child (those caught by a handler
     are reset by execve itself). ``mask``: the child's blocked signals.
+    ``outputs``: child fd -> our fd to put there (stdout and stderr through a pipe).
     Must be called from the supervisor's loop thread (PR_SET_PDEATHSIG is tied
     to the thread that forks).
     """
@@ -177,6 +182,7 @@ def spawn(
     env = dict(env)
     reset = list(reset_signals)
     child_mask = list(mask)
+    redirects = sorted((outputs or {}).items())
     parent = os.getpid()
     read_fd, write_fd = os.pipe()  # close-on-exec: EOF means exec succeeded
     # Block signals so none runs a Python handler in the child between fork and exec.
@@ -188,7 +194,8 @@ def spawn(
             warnings.simplefilter("ignore", DeprecationWarning)
             pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, checked by the process tests
-            _child_side(argv, env, tty_fd, reset, child_mask, parent, write_fd, lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
+            _child_side(argv, env, tty_fd, reset, child_mask, redirects, parent, write_fd,
+                        lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL))
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
     os.close(write_fd)
@@ -209,8 +216,8 @@ def spawn(
 
 
 def _child_side(
-    argv: list[str], env: dict[str, str], tty_fd: int | None, reset: list[signal.Signals], mask: list[int], parent: int,
-    err_fd: int, set_pdeathsig: Callable[[], bool],
+    argv: list[str], env: dict[str, str], tty_fd: int | None, reset: list[signal.Signals], mask: list[int],
+    redirects: list[tuple[int, int]], parent: int, err_fd: int, set_pdeathsig: Callable[[], bool],
 ) -> None:
     code = 0
     try:
@@ -225,6 +232,8 @@ def _child_side(
                 os.tcsetpgrp(tty_fd, os.getpid())
             except OSError:
                 pass
+        for target, source in redirects:
+            os.dup2(source, target)  # the pipe's close-on-exec end, as a plain fd 1 or 2
         for sig in reset:
             signal.signal(sig, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # what the launcher inherited, not what it blocks

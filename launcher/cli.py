@@ -7,6 +7,7 @@ and its exit code; anything else is a bug (exit 70, traceback at debug only).
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import os
 import signal
@@ -21,7 +22,7 @@ import click
 
 from launcher import logs
 from launcher.child import check_exec_limits, not_found_message
-from launcher.config import ON_CHANGE_ACTIONS, Manifest
+from launcher.config import ON_CHANGE_ACTIONS, Manifest, listen_address
 from launcher.environment import ChildEnvironment
 from launcher.errors import (
     CommandError,
@@ -32,37 +33,33 @@ from launcher.errors import (
     WouldOverwriteError,
     errors_of,
 )
+from launcher.events import NOTHING, EventSink
 from launcher.files import SecretFiles, stable_env_dir
-from launcher.manifest import load_manifest
-from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_table, dotenv_differs, format_env
+from launcher.manifest import DEFAULT_MANIFEST, find
+from launcher.observe import AUDIT_VARIABLE, Observers, binding_errors
+from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_json, check_table, dotenv_differs, format_env
 from launcher.resolver import Resolution, Resolver, inline_bindings, log_resolved
 
 log = logging.getLogger("launcher")
 
-DEFAULT_MANIFEST = "launcher.yaml"
 _COMMAND_SETTINGS: dict[str, Any] = {"allow_interspersed_args": False}
 
 
 def load(manifest_path: str | None) -> Manifest:
     """The named manifest (78 when missing), else ./launcher.yaml when it exists, else none."""
-    if manifest_path is not None:
-        if not os.path.exists(manifest_path):
-            raise ManifestError("manifest not found", where=manifest_path)
-        return load_manifest(manifest_path)
-    if os.path.exists(DEFAULT_MANIFEST):
-        return load_manifest(DEFAULT_MANIFEST)
-    return Manifest()
+    return find(manifest_path)
 
 
-def resolve(manifest: Manifest, no_inline: bool, strict: bool = True) -> tuple[Resolver, Resolution]:
+def resolve(manifest: Manifest, no_inline: bool, strict: bool = True, events: EventSink = NOTHING) -> tuple[Resolver, Resolution]:
     """Resolve everything once: the one place that turns failed bindings into an error.
 
     With ``strict`` (run, exec, env) any failure raises ``CompoundError``: every
     failing binding in manifest order, the exit code of the most fundamental.
-    ``check`` passes ``strict=False`` and reports them itself.
+    ``check`` passes ``strict=False`` and reports them itself. ``events`` hears of every
+    read, and of each failing binding (``error``) when strict.
     """
     started = time.monotonic()
-    resolver = Resolver(manifest)
+    resolver = Resolver(manifest, events=events)
     try:
         resolution = resolver.resolve(os.environ, inline=not no_inline)
     except BaseException:
@@ -70,6 +67,7 @@ def resolve(manifest: Manifest, no_inline: bool, strict: bool = True) -> tuple[R
         raise
     if resolution.errors and strict:
         resolver.close()
+        binding_errors(events, resolution.results)
         raise CompoundError(resolution.errors_in_order())
     if not resolution.errors:
         log_resolved(resolution, started)
@@ -83,6 +81,31 @@ def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Manifest file (default: ./launcher.yaml when it exists).",
     )(fn)
     return global_options(fn)
+
+
+def audit_option(reports_exit: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--audit PATH`` (env ``LAUNCHER_AUDIT``; it wins over ``audit.path``). The command gets
+    ``observers`` (``launcher.observe``) in its place; leaving them writes the ``error`` and
+    ``exit`` events only the command knows about (``reports_exit=False``: it reports its own exit)."""
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def command(*args: Any, audit: str | None, **kwargs: Any) -> Any:
+            with Observers(audit, reports_exit=reports_exit) as observers:
+                return fn(*args, observers=observers, **kwargs)
+
+        return click.option("--audit", envvar=AUDIT_VARIABLE, type=str, metavar="PATH",
+                            help="Append the audit trail (JSON lines) to PATH (default: audit.path).")(command)
+
+    return decorate
+
+
+def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            listen_address(value)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return value
 
 
 _LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
@@ -122,8 +145,12 @@ def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
 @manifest_options
 @click.option("--watch/--no-watch", default=None, help="Watch secrets for rotation (default: watch.enabled).")
 @click.option("--on-change", type=click.Choice(ON_CHANGE_ACTIONS), help="Action on rotation (overrides watch.on_change).")
+@click.option("--mask/--no-mask", default=None, help="Conceal secret values in the child's output (default: process.mask).")
+@click.option("--metrics", metavar="ADDR", callback=_listen, help="Serve /metrics and /healthz on HOST:PORT (default: metrics.listen).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_change: str | None, command: tuple[str, ...]) -> int:
+@audit_option(reports_exit=False)  # the supervisor writes the exit event
+def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_change: str | None, mask: bool | None,
+        metrics: str | None, command: tuple[str, ...], observers: Observers) -> int:
     """Resolve, start COMMAND as a supervised child, exit with its code."""
     from launcher.supervisor import supervise
 
@@ -131,22 +158,27 @@ def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_chang
     if watch is not None or on_change is not None:
         w = manifest.watch
         manifest = replace(manifest, watch=replace(w, enabled=w.enabled if watch is None else watch, on_change=on_change or w.on_change))
+    if mask is not None:
+        manifest = replace(manifest, process=replace(manifest.process, mask=mask))
+    events = observers.open(manifest, metrics, serve=True)  # a port in use is 78 before any secret is fetched
     argv = list(command)
     find_command(argv[0], ChildEnvironment(manifest, os.environ).preview())  # 126/127 before any secret is fetched
-    resolver, resolution = resolve(manifest, no_inline)
-    return supervise(manifest, argv, resolver, resolution, inline=not no_inline)
+    resolver, resolution = resolve(manifest, no_inline, events=events)
+    return supervise(manifest, argv, resolver, resolution, inline=not no_inline, events=events)
 
 
 @cli.command("exec", context_settings=_COMMAND_SETTINGS)
 @manifest_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...]) -> int:
+@audit_option()
+def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], observers: Observers) -> int:
     """Resolve, then replace this process with COMMAND (no supervisor left)."""
     manifest = load(manifest_path)
+    events = observers.open(manifest)
     argv = list(command)
     environment = ChildEnvironment(manifest, os.environ)
     program = find_command(argv[0], environment.preview())  # 126/127 before any secret is fetched
-    resolver, resolution = resolve(manifest, no_inline)
+    resolver, resolution = resolve(manifest, no_inline, events=events)
     resolver.close()
     try:
         env = environment.build(resolution)
@@ -201,15 +233,32 @@ def exec_command(program: str, argv: list[str], env: dict[str, str]) -> NoReturn
 @cli.command()
 @manifest_options
 @click.option("--offline", is_flag=True, help="Validate only: no authentication, no network.")
-def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one object per binding and a summary, for programs (docs/check-format.schema.json).")
+@audit_option()
+def check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observers) -> int:
     """Validate the manifest and fetch every secret; print NAME / REF / VERSION / STATUS."""
+    try:
+        return _check(manifest_path, no_inline, offline, fmt, observers)
+    except LauncherError as exc:
+        if fmt == "json" and not isinstance(exc, CompoundError):  # a CompoundError's bindings are printed already
+            click.echo(check_json([], manifest=manifest_path, exit_code=exc.exit_code, problems=[str(e) for e in errors_of(exc)]))
+        raise
+
+
+def _check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observers) -> int:
+    """``check`` proper; ``check`` prints a failure that belongs to no binding as JSON when asked."""
     manifest = load(manifest_path)
+    events = observers.open(manifest)
     if offline:
         inline = [] if no_inline else inline_bindings(os.environ, manifest)
         count = len(manifest.env) + len(inline) + len(manifest.env_from)
-        click.echo(f"{manifest.path or 'no manifest'}: valid ({_plural(count, 'binding')}, {_plural(len(manifest.sources), 'source')})")
+        if fmt == "json":
+            click.echo(check_json([], manifest=manifest.path, exit_code=0, offline=count))
+        else:
+            click.echo(f"{manifest.path or 'no manifest'}: valid ({_plural(count, 'binding')}, {_plural(len(manifest.sources), 'source')})")
         return 0
-    resolver, resolution = resolve(manifest, no_inline, strict=False)
+    resolver, resolution = resolve(manifest, no_inline, strict=False, events=events)
     resolver.close()
     if not resolution.errors:
         _check_exec_limits(resolution, manifest)
@@ -218,20 +267,29 @@ def check(manifest_path: str | None, no_inline: bool, offline: bool) -> int:
         from launcher.watcher import next_check
 
         extra = {r.name: next_check(r.keys, resolution.secrets, manifest.watch) for r in resolution.results if r.status == "ok"}
-    click.echo(check_table(resolution.results, extra))
-    if resolution.errors:
-        raise CompoundError(resolution.errors_in_order())
+    failure = CompoundError(resolution.errors_in_order()) if resolution.errors else None
+    if fmt == "json":
+        click.echo(check_json(resolution.results, extra, manifest=manifest.path, exit_code=failure.exit_code if failure else 0))
+    else:
+        click.echo(check_table(resolution.results, extra))
+    if failure is not None:
+        binding_errors(events, resolution.results)
+        raise failure
     return 0
 
 
 def _check_exec_limits(resolution: Resolution, manifest: Manifest) -> None:
-    """`check` exits with the code `exec` would, and exec refuses an oversized environment:
-    the binding at fault becomes an ``invalid`` row with its file:line."""
+    """`check` exits with the code `exec` would: `exec` refuses a ``path:`` in a directory that
+    does not exist and an oversized environment. The binding at fault becomes an ``invalid``
+    row with its file:line."""
     try:
-        check_exec_limits(["command"], ChildEnvironment(manifest, os.environ).stand_in(resolution), resolution.where_of())
+        environment = ChildEnvironment(manifest, os.environ)
+        environment.check_paths()
+        check_exec_limits(["command"], environment.stand_in(resolution), resolution.where_of())
     except ManifestError as exc:
         resolution.errors.append(exc)
-        resolution.results[:] = [replace(r, status="invalid", version=None, error=exc) if exc.field == f"env.{r.name}" else r
+        at_fault = (exc.field or "").split(".")[1:2]  # env.NAME or env.NAME.path
+        resolution.results[:] = [replace(r, status="invalid", version=None, error=exc) if [r.name] == at_fault else r
                                  for r in resolution.results]
 
 
@@ -242,10 +300,11 @@ def _plural(count: int, noun: str) -> str:
 @cli.command()
 @manifest_options
 @click.option("--format", "fmt", type=click.Choice(["dotenv", "json", "shell"]), default="dotenv", show_default=True)
-def env(manifest_path: str | None, no_inline: bool, fmt: str) -> int:
+@audit_option()
+def env(manifest_path: str | None, no_inline: bool, fmt: str, observers: Observers) -> int:
     """Print the resolved bindings (values included: the explicit "show me" command)."""
     manifest = load(manifest_path)
-    resolver, resolution = resolve(manifest, no_inline)
+    resolver, resolution = resolve(manifest, no_inline, events=observers.open(manifest))
     resolver.close()
     values = dict(resolution.values)
     if resolution.files:

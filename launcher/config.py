@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from launcher.refs import Part, Reference, references
+from launcher.refs import Part, Reference, references, render
 
 ON_CHANGE_ACTIONS = ("ignore", "signal", "restart", "exit")  # weakest to strongest
 
@@ -42,6 +42,10 @@ class SourceConfig:
 
     name: str
     type: str = ""
+    # Settings of every type (README "Failover"): read with each backend's own ones.
+    fallback: str | None = setting(None, help="a declared source of the same type holding the same paths, "
+                                   "asked when this one is unavailable")
+    fallback_hold: float = setting(30.0, "duration", help="after a failover, this source is not asked for this long; then one probe")
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,14 @@ class Binding:
 
     name: str
     parts: tuple[Part, ...]
-    file: bool = False
+    file: bool = False  # the child gets a file holding the value; the variable holds its path
     default: str | None = field(default=None, repr=False)
     optional: bool = False
     on_change: str | None = None
     where: str = "<manifest>"
+    template: str | None = None  # the template file the parts were read from (for messages and check)
+    path: str | None = None  # write the file at this exact path (implies ``file``)
+    mode: int = 0o600  # of a file at ``path``
 
     @property
     def refs(self) -> list[Reference]:
@@ -66,6 +73,14 @@ class Binding:
     @property
     def is_literal(self) -> bool:
         return not self.refs
+
+    @property
+    def shown(self) -> str:
+        """What ``check`` shows in its REF column: the reference or template, or the template
+        file and the references it uses; ``-`` for a literal. Never a value."""
+        if self.template is not None:
+            return f"{self.template} ({', '.join(dict.fromkeys(str(r) for r in self.refs)) or 'no references'})"
+        return render(self.parts) if self.refs else "-"
 
 
 @dataclass(frozen=True)
@@ -119,13 +134,53 @@ class ProcessConfig:
     pristine: bool = setting(False, "bool", help="the child gets only the bindings and `inherit`")
     inherit: tuple[str, ...] = setting(("PATH", "HOME", "LANG", "TZ", "TERM", "USER"), "names", help="kept when pristine")
     # The backends' own credentials plus the names listed, never replacing them: the
-    # launcher's credentials reach the child only through ``passthrough`` (DESIGN 6).
+    # launcher's credentials reach the child only through ``passthrough`` (README, "The child's environment").
     scrub: tuple[str, ...] = setting(kind="custom", factory=_default_scrub, read="scrub",
                                      help="never passed to the child; added to the backends' own credentials")
     passthrough: tuple[str, ...] = setting((), "names", help="exempted from scrub")
     signal_target: str = setting("group", "choice", choices=("group", "child"), help="where forwarded signals go")
     files_dir: str | None = setting(None, "path", help="where private secret directories go (default: "
                                     "$XDG_RUNTIME_DIR, else /dev/shm, else the temp dir)")
+    mask: bool = setting(False, "bool", help="conceal secret values in the child's output (or `launcher run --mask`)")
+
+
+def listen_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[V6]:PORT`` for IPv6) as (host, port); a bare ``PORT`` or ``:PORT`` is
+    loopback (127.0.0.1): exposing metrics takes naming a host. ``ValueError`` otherwise."""
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host, port = "", text.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT or a port (1-65535), e.g. 127.0.0.1:9464")
+    if ":" in host and not text.strip().startswith("["):
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9464")
+    return host or "127.0.0.1", int(port)
+
+
+def _read_listen(reader: Any, node: Any, field: str) -> str | None:
+    from launcher.yamltext import is_null
+
+    if is_null(node):
+        return None
+    text = reader.text(node, field)
+    try:
+        listen_address(text)
+    except ValueError as exc:
+        raise reader.fail(node, field, str(exc)) from None
+    return str(text)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    path: str | None = setting(None, "path", help="JSON-lines audit trail, appended to (or --audit, $LAUNCHER_AUDIT)")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str | None = setting(None, "custom", read=_read_listen,
+                                 help="serve /metrics and /healthz during `launcher run` on HOST:PORT (a bare port: loopback)")
 
 
 @dataclass(frozen=True)
@@ -140,6 +195,8 @@ class Manifest:
     retry: RetryConfig = field(default_factory=RetryConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def known_sources(self) -> frozenset[str]:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 
 from launcher.config import Manifest, ProcessConfig
+from launcher.errors import ManifestError
 from launcher.files import SecretFiles, private_base_dir
 from launcher.resolver import Resolution
 
@@ -55,9 +56,22 @@ class ChildEnvironment:
         values = dict(resolution.values)
         file_values = {k: v for k, v in values.items() if k in resolution.files}
         if file_values:
-            paths, _ = self.files.write_all(file_values)
-            values.update(paths)
+            self.check_paths()
+            written, _ = self.files.write_all(file_values, self.fixed_paths)
+            values.update(written)
         return values
+
+    def check_paths(self) -> None:
+        """``ManifestError`` (78, naming the binding) when a ``path:`` is in a directory that does not exist."""
+        for binding in self.manifest.env:
+            if binding.path is not None and not os.path.isdir(os.path.dirname(binding.path)):
+                raise ManifestError(f"{os.path.dirname(binding.path)} does not exist: create the directory first",
+                                    where=binding.where, field=f"env.{binding.name}.path")
+
+    @property
+    def fixed_paths(self) -> dict[str, tuple[str, int]]:
+        """name -> (path, mode) of the bindings written at a path of their own (``path:``)."""
+        return {b.name: (b.path, b.mode) for b in self.manifest.env if b.path is not None}
 
     def build(self, resolution: Resolution) -> dict[str, str]:
         """The whole environment for a child started with ``resolution``."""
@@ -68,5 +82,7 @@ class ChildEnvironment:
         secret file and nothing written (``check`` measures it against execve's limits)."""
         base, _ = private_base_dir(self.inherited, self.process.files_dir)
         directory = os.path.join(base, "launcher-xxxxxxxx")
-        values = {k: os.path.join(directory, k) if k in resolution.files else v for k, v in resolution.values.items()}
+        fixed = self.fixed_paths
+        values = {k: (fixed[k][0] if k in fixed else os.path.join(directory, k)) if k in resolution.files else v
+                  for k, v in resolution.values.items()}
         return child_environment(self.inherited, values, self.process)

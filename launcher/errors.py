@@ -1,19 +1,21 @@
 """The one exception tree of the launcher.
 
 Every error the launcher reports on purpose is a ``LauncherError``; each class
-carries the exit code of DESIGN section 5, and ``cli.py`` is the only place
-that turns one into an exit::
+carries its exit code (README "Exit codes"), the status word ``check`` shows,
+and its rank among errors that happen together. ``cli.py`` is the only place
+that turns one into an exit (docs/architecture.md, "Errors")::
 
     LauncherError (70, internal)
     +-- UsageError (2)
-    +-- ManifestError (78)            invalid manifest or reference; names file:line
-    +-- AuthError (77)                authentication or permission denied
-    +-- UnavailableError (69)         a source stayed unavailable after retries
-    |   +-- TransientError (69)       one failed attempt that is worth retrying
-    +-- NotFoundError (66)            a required secret or key does not exist
+    +-- ManifestError (78, invalid)      invalid manifest or reference; names file:line
+    +-- AuthError (77, denied)           authentication or permission denied
+    +-- UnavailableError (69, unavailable)  a source stayed unavailable after retries
+    |   +-- TransientError (69)          one failed attempt that is worth retrying
+    +-- NotFoundError (66, missing)      a required secret or key does not exist
     +-- WouldOverwriteError (73)         ``init`` would overwrite a file
-    +-- RotationExitError (75)             exited on rotation (``on_change: exit``)
-    +-- CommandError (126 / 127)      the command cannot be run
+    +-- RotationExitError (75)           exited on rotation (``on_change: exit``)
+    +-- CommandError (126 / 127)         the command cannot be run
+    +-- CompoundError (the most fundamental one's)  several at once, each reported
 
 Foreign exceptions (hvac, requests, azure-core, OSError) are mapped to this
 tree once, at the boundary where they are raised, with ``raise X from exc``.
@@ -26,6 +28,7 @@ A ``ManifestError`` may carry further problems of the same manifest
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Sequence
 from typing import overload
@@ -59,9 +62,16 @@ def _escape_char(match: re.Match[str]) -> str:
 
 
 class LauncherError(Exception):
-    """Base class: an error the launcher reports with a one-line message."""
+    """Base class: an error the launcher reports with a one-line message.
+
+    ``exit_code`` is what the launcher exits with; ``status`` the word ``check``
+    shows for a binding that failed with it; ``rank`` orders errors when several
+    happen at once (lowest wins: the most fundamental, 78 > 77 > 69 > 66).
+    """
 
     exit_code = 70
+    status = "invalid"
+    rank = -1  # a bug outranks everything
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -69,6 +79,21 @@ class LauncherError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def with_context(self, context: str) -> LauncherError:
+        """The same error with ``context`` (where, which variable) in front of its message.
+
+        A ``ManifestError`` that already names its file:line is returned as it is.
+        The copy keeps the class, the exit code and the attributes, and has this
+        error as its cause.
+        """
+        if isinstance(self, ManifestError) and self.where:
+            return self
+        clone = copy.copy(self)
+        clone.message = f"{context}: {self.message}"
+        clone.args = (clone.message,)
+        clone.__cause__ = self
+        return clone
 
 
 class UsageError(LauncherError):
@@ -92,6 +117,8 @@ class ManifestError(LauncherError):
     """
 
     exit_code = 78
+    status = "invalid"
+    rank = 0
 
     def __init__(
         self, message: str, where: str | None = None, field: str | None = None, *, more: Sequence[ManifestError] = ()
@@ -108,12 +135,16 @@ class AuthError(LauncherError):
     """Authentication failed or permission was denied; never retried."""
 
     exit_code = 77
+    status = "denied"
+    rank = 1
 
 
 class UnavailableError(LauncherError):
     """A source could not be reached (after retries, when raised to the user)."""
 
     exit_code = 69
+    status = "unavailable"
+    rank = 2
 
 
 class TransientError(UnavailableError):
@@ -131,6 +162,8 @@ class NotFoundError(LauncherError):
     """A required secret, version or key does not exist."""
 
     exit_code = 66
+    status = "missing"
+    rank = 3
 
 
 class WouldOverwriteError(LauncherError):
@@ -172,13 +205,15 @@ def errors_of(exc: LauncherError) -> list[LauncherError] | list[ManifestError]:
     return [exc]
 
 
-# Several failures at once: the most fundamental wins (DESIGN 7).
-_PRIORITY = {78: 0, 77: 1, 69: 2, 66: 3}
+def most_fundamental(errors: Sequence[LauncherError]) -> LauncherError:
+    """The error that decides the exit code when several happen at once: 78 > 77 > 69 > 66
+    (by each class's ``rank``; the first of equals)."""
+    return min(errors, key=lambda e: e.rank)
 
 
-def most_fundamental(errors: list[LauncherError]) -> LauncherError:
-    """Return the error that should decide the exit code: 78 > 77 > 69 > 66."""
-    return min(errors, key=lambda e: _PRIORITY.get(e.exit_code, -1))
+def status_of(error: LauncherError) -> str:
+    """The word ``check`` shows for a binding that failed with ``error``."""
+    return error.status
 
 
 class CompoundError(LauncherError):
@@ -193,3 +228,5 @@ class CompoundError(LauncherError):
         super().__init__(final.message)
         self.errors = tuple(errors)
         self.exit_code = final.exit_code
+        self.status = final.status
+        self.rank = final.rank

@@ -5,7 +5,7 @@ bytes (no added newline) and the variable holds the path. Writes go to a
 temporary name and are renamed into place, so a child re-reading on SIGHUP
 never sees a half-written key.
 
-Where the private directory goes (DESIGN 7): ``process.files_dir`` when set,
+Where the private directory goes (README, "Secret files"): ``process.files_dir`` when set,
 else ``$XDG_RUNTIME_DIR`` (per user, tmpfs, cleaned at logout), else
 ``/dev/shm``, else the temp directory with a warning (it may be on disk).
 ``run`` makes a new directory and removes it on exit. ``launcher env`` cannot
@@ -76,8 +76,10 @@ def _own_directory(path: str) -> str:
 class SecretFiles:
     """The secret files of one launcher process; ``remove`` deletes them all.
 
-    ``directory``: an existing private directory to write into (``launcher env``);
-    by default a new one is made on first write, under ``private_base_dir``.
+    A file goes to ``<private dir>/<VAR>`` (0600), or to the exact ``path`` a
+    binding names (``path:``, with its ``mode``). ``directory``: an existing
+    private directory to write into (``launcher env``); by default a new one is
+    made on first write, under ``private_base_dir``.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None, files_dir: str | None = None,
@@ -86,7 +88,8 @@ class SecretFiles:
         self._files_dir = files_dir
         self.directory: str | None = directory
         self._owned = directory is None  # only a directory we made is ours to remove
-        self._contents: dict[str, bytes] = {}
+        self._contents: dict[str, bytes] = {}  # path written -> its content
+        self._fixed: set[str] = set()  # files written at a path a binding named
 
     def _ensure_dir(self) -> str:
         if self.directory is None:
@@ -99,39 +102,64 @@ class SecretFiles:
     def path_of(self, name: str) -> str:
         return os.path.join(self._ensure_dir(), name)
 
-    def write(self, name: str, content: str) -> bool:
-        """Write ``content`` for variable ``name`` atomically; True when it changed."""
+    def write(self, name: str, content: str, path: str | None = None, mode: int = 0o600) -> bool:
+        """Write ``content`` for variable ``name`` (at ``path`` when given) atomically; True when it changed.
+
+        The content goes to a new file beside the target, which is then renamed
+        over it: a reader never sees half a file, and a symlink at the target is
+        replaced, never followed.
+        """
         data = content.encode("utf-8", "surrogateescape")
-        if self._contents.get(name) == data and os.path.exists(self.path_of(name)):
+        target = path or self.path_of(name)
+        if self._contents.get(target) == data and os.path.exists(target):
             return False
-        directory = self._ensure_dir()
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)  # mode 0600
+        directory = os.path.dirname(target)
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", dir=directory)  # mode 0600
+        except OSError as exc:
+            raise ManifestError(f"cannot write {target} ({(exc.strerror or 'error').lower()})") from None
         try:
             with os.fdopen(fd, "wb") as fh:
+                if mode != 0o600:
+                    os.fchmod(fh.fileno(), mode)
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, os.path.join(directory, name))
+            os.replace(tmp, target)
         except BaseException:
             _unlink(tmp)
             raise
-        self._contents[name] = data
+        self._contents[target] = data
+        if path is not None:
+            self._fixed.add(target)
         return True
 
-    def write_all(self, values: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-        """Write every file binding; return (name -> path, names whose content changed)."""
-        changed = [name for name, content in values.items() if self.write(name, content)]
-        for stale in set(self._contents) - set(values):
-            _unlink(self.path_of(stale))
+    def write_all(self, values: Mapping[str, str], paths: Mapping[str, tuple[str, int]] | None = None) -> tuple[dict[str, str], list[str]]:
+        """Write every file binding (``paths``: name -> (fixed path, mode) for ``path:`` bindings);
+        return (name -> path, names whose content changed). Files no binding holds any more go."""
+        paths = paths or {}
+        written: dict[str, str] = {}
+        changed = []
+        for name, content in values.items():
+            path, mode = paths.get(name, (None, 0o600))
+            if self.write(name, content, path, mode):
+                changed.append(name)
+            written[name] = path or self.path_of(name)
+        for stale in set(self._contents) - set(written.values()):
+            _unlink(stale)
             del self._contents[stale]
-        return {name: self.path_of(name) for name in values}, changed
+            self._fixed.discard(stale)
+        return written, changed
 
     def remove(self) -> None:
-        """Delete the directory (one we made) and everything in it; safe to call twice."""
+        """Delete every file written (a fixed path too) and the directory we made; safe to call twice."""
+        for path in list(self._fixed):
+            _unlink(path)
+        self._fixed.clear()
         if self.directory is not None and self._owned:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
-            self._contents.clear()
+        self._contents.clear()
 
 
 def _unlink(path: str) -> None:

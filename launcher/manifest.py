@@ -29,24 +29,38 @@ import yaml
 from launcher import sources as registry
 from launcher.config import (
     ON_CHANGE_ACTIONS,
+    AuditConfig,
     Binding,
     CacheConfig,
     EnvFrom,
     Manifest,
+    MetricsConfig,
     ProcessConfig,
     RetryConfig,
     SourceConfig,
     WatchConfig,
 )
 from launcher.errors import ManifestError
+from launcher.failover import fallback_problem
 from launcher.reader import MAX_PROBLEMS, Entries, FatalError, Reader, TooManyError, quoted, sub
 from launcher.refs import ENV_NAME_RE, SOURCE_NAME_RE, WELL_KNOWN_SCHEMES, RefSyntaxError, parse_reference, parse_value
 from launcher.yamltext import NULL, InvalidYamlError, compose_yaml, decode_text, is_null, kind_of, line_of, read_capped
 
-__all__ = ["MAX_MANIFEST_BYTES", "MAX_PROBLEMS", "Manifest", "load_manifest", "parse_manifest"]
+__all__ = ["DEFAULT_MANIFEST", "MAX_MANIFEST_BYTES", "MAX_PROBLEMS", "Manifest", "find", "load_manifest", "parse_manifest"]
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-_TOP_KEYS = ("version", "sources", "env", "env_from", "cache", "retry", "watch", "process")
+DEFAULT_MANIFEST = "launcher.yaml"
+_TOP_KEYS = ("version", "sources", "env", "env_from", "cache", "retry", "watch", "process", "audit", "metrics")
+
+
+def find(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Manifest:
+    """The manifest at ``path`` (78 when missing), else ``./launcher.yaml`` when it exists, else
+    none (the built-in sources only). The CLI and the Python API find it the same way."""
+    if path is not None:
+        return load_manifest(path, environ)
+    if os.path.exists(DEFAULT_MANIFEST):
+        return load_manifest(DEFAULT_MANIFEST, environ)
+    return Manifest()
 
 
 def load_manifest(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Manifest:
@@ -119,6 +133,7 @@ class ManifestReader(Reader):
         self.version(root)
         top = self.mapping(root, "", _TOP_KEYS)
         sources = self.sources(top)
+        self.check_fallbacks(sources, top)
         known = frozenset(self.declared) | registry.builtins()
         manifest = Manifest(
             path=self.filename,
@@ -129,6 +144,8 @@ class ManifestReader(Reader):
             retry=self.section(top, "retry", RetryConfig),
             watch=self.section(top, "watch", WatchConfig),
             process=self.section(top, "process", ProcessConfig),
+            audit=self.section(top, "audit", AuditConfig),
+            metrics=self.section(top, "metrics", MetricsConfig),
         )
         self.check_references(manifest)
         return manifest
@@ -156,6 +173,14 @@ class ManifestReader(Reader):
             problem = manifest.reference_problem(ref)
             if problem is not None:
                 self.record(ManifestError(f"{ref}: {problem}", where=where, field=field))
+
+    def check_fallbacks(self, sources: dict[str, SourceConfig], top: Entries) -> None:
+        """Each ``fallback`` names a declared source of the same type, and no chain loops (README "Failover")."""
+        for name in sources:
+            problem = fallback_problem(sources, name, self.declared)
+            if problem is not None:
+                node = _value_of(_value_of(top["sources"][1], name), "fallback")
+                self.record(ManifestError(problem, where=self.where(node), field=f"{sub('sources', name)}.fallback"))
 
     def sources(self, top: Entries) -> dict[str, SourceConfig]:
         out: dict[str, SourceConfig] = {}
@@ -199,25 +224,72 @@ class ManifestReader(Reader):
         where = self.where(node)
         if isinstance(node, yaml.ScalarNode):
             return Binding(name, self.parts(node, field, known), where=where)
-        f = self.mapping(node, field, ("ref", "value", "file", "default", "optional", "on_change"))
-        if ("ref" in f) == ("value" in f):
-            raise self.fail(node, field, "needs exactly one of `ref` or `value`")
+        f = self.mapping(node, field, ("ref", "value", "template", "file", "path", "mode", "default", "optional", "on_change"))
+        if sum(key in f for key in ("ref", "value", "template")) != 1:
+            raise self.fail(node, field, "needs exactly one of `ref`, `value` or `template`")
         kw = self.fields(f, field, {
             "default": self.text,
             "optional": self.boolean,
             "on_change": lambda node, sub: self.choice(node, sub, ON_CHANGE_ACTIONS),
             "file": self.boolean,
+            "path": self.fixed_path,
+            "mode": self.mode,
         })
+        template = None
         if "ref" in f:
             parts = self.parts(f["ref"][1], f"{field}.ref", known)
             if len(parts) == 1 and isinstance(parts[0], str):
                 raise self.fail(f["ref"][1], f"{field}.ref", "holds a literal, not a reference (use `value:` for literals)")
+        elif "template" in f:
+            template = self.path(f["template"][1], f"{field}.template")
+            parts = self.template(template, f["template"][1], f"{field}.template", known)
         else:
             parts = (self.text(f["value"][1], f"{field}.value"),)
+        if "mode" in f and "path" not in f:
+            raise self.fail(f["mode"][1], f"{field}.mode", "goes with `path:` (a file in the private directory is always 0600)")
         default = kw.get("default")
         optional = bool(kw.get("optional", False)) or default is not None
-        file = bool(kw.get("file", False))
-        return Binding(name, parts, file=file, default=default, optional=optional, on_change=kw.get("on_change"), where=where)
+        path = kw.get("path")
+        file = bool(kw.get("file", False)) or path is not None
+        return Binding(name, parts, file=file, default=default, optional=optional, on_change=kw.get("on_change"), where=where,
+                       template=template, path=path, mode=kw.get("mode", 0o600))
+
+    def template(self, path: str, node: yaml.Node, field: str, known: frozenset[str]) -> tuple[Any, ...]:
+        """The parts of a template file: ``{{ REF }}`` placeholders as in inline templates,
+        one per line at most; a problem names the template file and line (and is 78)."""
+        try:
+            text = decode_text(read_capped(path, MAX_MANIFEST_BYTES))
+        except FileNotFoundError:
+            raise self.fail(node, field, f"template {path} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise self.fail(node, field, f"template {path}: cannot be read ({str(exc) or 'not a file'})") from None
+        parts: list[Any] = []
+        for number, line in enumerate(text.splitlines(keepends=True), start=1):
+            try:
+                found = parse_value(line, known) if "{{" in line or "}}" in line else (line,)
+            except RefSyntaxError as exc:
+                raise ManifestError(str(exc), where=f"{path}:{number}", field=field) from None
+            for part in found:
+                if isinstance(part, str) and parts and isinstance(parts[-1], str):
+                    parts[-1] += part
+                else:
+                    parts.append(part)
+        return tuple(parts) if parts else ("",)
+
+    def fixed_path(self, node: yaml.Node, field: str) -> str:
+        """``path:``: an absolute or manifest-relative file (its directory is checked when it is
+        written, by ``run``, ``exec``, ``env`` and ``check``: a manifest may be checked elsewhere)."""
+        return self.path(node, field)
+
+    def mode(self, node: yaml.Node, field: str) -> int:
+        text = self.text(node, field)
+        try:
+            mode = int(text, 8)
+        except ValueError:
+            raise self.fail(node, field, f"{quoted(text)} is not a file mode (octal, such as \"0640\")") from None
+        if not 0 <= mode <= 0o777:
+            raise self.fail(node, field, f"{quoted(text)} is not a file mode (0000 to 0777)")
+        return mode
 
     def parts(self, node: yaml.Node, field: str, known: frozenset[str]) -> tuple[Any, ...]:
         text = self.text(node, field)
@@ -258,3 +330,12 @@ class ManifestReader(Reader):
         if ref.key is not None:
             raise self.fail(ref_node, f"{field}.ref", "takes a whole secret: drop the #key")
         return EnvFrom(ref, prefix, self.where(item))
+
+
+def _value_of(node: yaml.Node, key: str) -> yaml.Node:
+    """The value node of ``key`` in mapping ``node`` (the first: the one read), else ``node`` itself."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key and isinstance(v, yaml.Node):
+                return v
+    return node

@@ -22,6 +22,34 @@ def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | Non
     return "\n".join(lines)
 
 
+_NOTES = {"default": "missing: its default is used", "optional": "missing: optional, left unset"}
+
+
+def check_json(results: Iterable[BindingResult], extra: Mapping[str, str] | None = None, *, manifest: str | None,
+               exit_code: int, problems: Iterable[str] = (), offline: int | None = None) -> str:
+    """``check --format json``: one object per binding and a summary (docs/check-format.schema.json).
+
+    ``next_check`` is there when watching (``extra``); ``message`` is the failure (or what
+    was done about a missing optional secret), null when all is well; ``problems``
+    are failures that belong to no binding (a manifest that cannot be read). ``offline``: the
+    number of bindings ``check --offline`` validated (none is listed: nothing was fetched). Never a value.
+    """
+    bindings = []
+    for r in results:
+        item: dict[str, object] = {"name": r.name, "ref": r.ref, "version": r.version, "status": r.status,
+                                   "message": str(r.error) if r.error is not None else _NOTES.get(r.status)}
+        if extra is not None:
+            item["next_check"] = extra.get(r.name, "-")
+        bindings.append(item)
+    counts: dict[str, int] = {}
+    for item in bindings:
+        counts[str(item["status"])] = counts.get(str(item["status"]), 0) + 1
+    summary = {"manifest": manifest, "status": "ok" if exit_code == 0 else "failed", "exit_code": exit_code,
+               "offline": offline is not None, "bindings": len(bindings) if offline is None else offline, "counts": counts,
+               "problems": list(problems)}
+    return json.dumps({"bindings": bindings, "summary": summary}, indent=2)
+
+
 def format_env(values: Mapping[str, str], fmt: str) -> str:
     """The bindings as dotenv, JSON or shell, each safe to consume as its users do.
 

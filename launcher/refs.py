@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 # A NAME:// prefix with one of these schemes is an ordinary URL, hence a literal,
-# and no source may take one of these names (DESIGN 2, "Literals and typos").
+# and no source may take one of these names (README, "References").
 WELL_KNOWN_SCHEMES = frozenset(
     """http https postgres postgresql mysql redis rediss amqp amqps mongodb
     mongodb+srv s3 gs ftp sftp ssh ws wss file tcp udp unix smtp ldap ldaps

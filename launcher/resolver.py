@@ -22,6 +22,8 @@ from launcher.cache import TTLCache
 from launcher.clock import SYSTEM, Clock
 from launcher.config import Binding, EnvFrom, Manifest, SourceConfig
 from launcher.errors import LauncherError, ManifestError, NotFoundError, most_fundamental
+from launcher.events import NOTHING, Event, EventSink
+from launcher.failover import with_fallback
 from launcher.refs import (
     WELL_KNOWN_SCHEMES,
     FetchKey,
@@ -29,7 +31,6 @@ from launcher.refs import (
     RefSyntaxError,
     is_reference_text,
     parse_reference,
-    render,
     scheme_of,
 )
 from launcher.retry import call_with_retry
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 SourceFactory = Callable[[SourceConfig], Source]
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_STATUS_BY_CODE = {66: "missing", 77: "denied", 69: "unavailable", 78: "invalid"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,15 @@ class Resolution:
         if self.errors:
             raise most_fundamental(self.errors)
 
+    def secret_values(self) -> set[str]:
+        """Every value read from a backend (each field of each secret): what output masking hides."""
+        out: set[str] = set()
+        for secret in self.secrets.values():
+            if secret.value is not None:
+                out.add(secret.value)
+            out.update((secret.fields or {}).values())
+        return out
+
     def where_of(self) -> dict[str, str]:
         """Variable name -> file:line of its binding, for messages about the environment as a whole."""
         return {r.name: r.where for r in self.results}
@@ -82,7 +91,8 @@ class Resolution:
         """Every failure, in manifest order (inline references, from the environment, last)."""
         failed = [r for r in self.results if r.error is not None]
         failed.sort(key=lambda r: _position(r.where))
-        return [r.error for r in failed if r.error is not None]
+        shown = [r.error for r in failed if r.error is not None]
+        return shown + [e for e in self.errors if not any(e is s for s in shown)]
 
 
 def _position(where: str) -> tuple[int, str, int]:
@@ -183,6 +193,24 @@ def secret_fields(secret: Secret, ref: Reference, for_key: bool = True) -> Mappi
     return {str(k): to_text(v) for k, v in data.items()}
 
 
+class _Flight:
+    """One read under way: later callers of the same key wait on ``done`` and share its outcome."""
+
+    __slots__ = ("done", "error", "secret")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.secret: Secret | None = None
+        self.error: BaseException | None = None
+
+    def outcome(self) -> Secret:
+        self.done.wait()
+        if self.error is not None:
+            raise self.error
+        assert self.secret is not None
+        return self.secret
+
+
 class Resolver:
     """Resolves a manifest's bindings; sources are opened lazily and kept for reuse."""
 
@@ -194,15 +222,20 @@ class Resolver:
         cache: TTLCache[FetchKey, Secret] | None = None,
         clock: Clock | None = None,
         max_workers: int = 32,
+        events: EventSink = NOTHING,
     ) -> None:
         self.manifest = manifest
-        self._factory = source_factory
+        self.events = events  # told of every read (fetch events), and handed to the sources it opens
+        # The default factory gets the sink too: sources report their logins and lease revocations.
+        self._factory = source_factory if source_factory is not open_source else (lambda config: open_source(config, events))
         self.clock = clock or SYSTEM
         self.cache = cache if cache is not None else TTLCache(manifest.cache.ttl, manifest.cache.max_entries, self.clock)
         self.max_workers = max_workers
         self._sources: dict[str, Source] = {}
         self._source_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._flights: dict[FetchKey, _Flight] = {}  # reads under way (``fetch``'s single flight)
+        self.fetches = 0  # reads started at a backend (each with its retries), for ``Client.stats``
         # Set when the launcher is leaving: a fetch waiting to retry gives up at once.
         self.stopping = threading.Event()
 
@@ -212,7 +245,10 @@ class Resolver:
             lock = self._source_locks.setdefault(name, threading.Lock())
         with lock:
             if name not in self._sources:
-                self._sources[name] = self._factory(self.manifest.source_config(name))
+                config = self.manifest.source_config(name)
+                # With a ``fallback``, the source is NAME's wrapped with OTHER's (README "Failover").
+                self._sources[name] = with_fallback(self._factory(config), config, self.manifest, self.source,
+                                                    clock=self.clock, events=self.events, stop=self.stopping)
             return self._sources[name]
 
     def close(self) -> None:
@@ -223,24 +259,72 @@ class Resolver:
             except Exception:  # closing must never mask the real outcome
                 log.debug("closing source %s failed", src.name, exc_info=True)
 
-    def fetch(self, key: FetchKey, use_cache: bool = True) -> Secret:
-        """One secret, from the cache or the backend (with retry)."""
+    def fetch(self, key: FetchKey, use_cache: bool = True, bindings: tuple[str, ...] = ()) -> Secret:
+        """One secret, from the cache or the backend (with retry); a read from the backend is
+        told to ``events`` (a fetch event naming ``bindings``, the variables that use it).
+
+        Single flight: while one thread reads ``key``, other callers of it (threads
+        sharing a Python API client) wait for that read and share its outcome, secret
+        or error, so N concurrent misses make one read (and one lease). A read under
+        way is joined even with ``use_cache=False``: it began moments ago, and a
+        version it missed is seen by the next check.
+        """
         if use_cache:
             cached = self.cache.get(key)
             if cached is not None:
                 return cached
-        src = self.source(key.source)
-        secret = call_with_retry(lambda: src.fetch(key.path, key.version), self.manifest.retry, self.clock, stop=self.stopping)
+        with self._lock:
+            flight = self._flights.get(key)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leading:
+            return flight.outcome()
+        try:
+            # A read that ended between this caller's miss and its taking the lead has just
+            # stored the secret: use it (``age`` peeks without counting a miss).
+            age = self.cache.age(key) if use_cache else None
+            secret = self.cache.get(key) if age is not None and age < self.cache.ttl else None
+            if secret is None:
+                with self._lock:
+                    self.fetches += 1
+                secret = self._read(key, bindings)
+            flight.secret = secret
+            return secret
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _read(self, key: FetchKey, bindings: tuple[str, ...]) -> Secret:
+        """Read ``key`` from its backend (with retry), cache it, and tell ``events``."""
+        try:
+            src = self.source(key.source)
+            secret = call_with_retry(lambda: src.fetch(key.path, key.version), self.manifest.retry, self.clock, stop=self.stopping)
+        except LauncherError as exc:
+            self.events.emit(Event("fetch", source=key.source, ref=str(key), bindings=bindings, outcome=exc.status))
+            raise
         self.cache.put(key, secret)
+        expires = self.clock.wall() + secret.lease.duration if secret.lease is not None else None
+        self.events.emit(Event("fetch", source=key.source, ref=str(key), version=secret.version, bindings=bindings,
+                               expires_at=expires))
         return secret
 
-    def fetch_all(self, keys: Iterable[FetchKey], use_cache: bool = True) -> dict[FetchKey, Secret | LauncherError]:
-        """Fetch distinct keys concurrently; every outcome is returned, none raised."""
+    def fetch_all(self, keys: Iterable[FetchKey], use_cache: bool = True,
+                  uses: Mapping[FetchKey, tuple[str, ...]] | None = None) -> dict[FetchKey, Secret | LauncherError]:
+        """Fetch distinct keys concurrently; every outcome is returned, none raised.
+
+        ``uses``: the variables each key is read for (named in fetch events).
+        """
         unique = list(dict.fromkeys(keys))
+        uses = uses or {}
 
         def one(key: FetchKey) -> Secret | LauncherError:
             try:
-                return self.fetch(key, use_cache=False)  # the cache is asked below, once per key
+                return self.fetch(key, use_cache=False, bindings=uses.get(key, ()))  # the cache is asked below, once per key
             except LauncherError as exc:
                 return exc
             except Exception as exc:  # a bug in a backend: report it without its text
@@ -290,8 +374,13 @@ class Resolver:
         bindings = list(self.manifest.env)
         if inline:
             bindings += inline_bindings(environ, self.manifest)
-        keys = [r.fetch_key for b in bindings for r in b.refs] + [e.ref.fetch_key for e in self.manifest.env_from]
-        outcomes = self.fetch_all(keys, use_cache)
+        uses: dict[FetchKey, list[str]] = {}
+        for binding in bindings:
+            for ref in binding.refs:
+                uses.setdefault(ref.fetch_key, []).append(binding.name)
+        for entry in self.manifest.env_from:
+            uses.setdefault(entry.ref.fetch_key, []).append(f"{entry.prefix}*")
+        outcomes = self.fetch_all(uses, use_cache, {key: tuple(dict.fromkeys(names)) for key, names in uses.items()})
         results: list[BindingResult] = []
         values: dict[str, str] = {}
         errors: list[LauncherError] = []
@@ -318,7 +407,7 @@ class Resolver:
 
 
 def _evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherError]) -> BindingResult:
-    ref_text = render(binding.parts) if binding.refs else "-"
+    ref_text = binding.shown
     pieces: list[str] = []
     versions: list[str] = []
     try:
@@ -338,25 +427,12 @@ def _evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErr
             return BindingResult(binding.name, ref_text, "default", None, binding.default, binding.file, keys=keys, where=binding.where)
         if binding.optional:
             return BindingResult(binding.name, ref_text, "optional", None, None, binding.file, keys=keys, where=binding.where)
-        return BindingResult(binding.name, ref_text, "missing", error=_in_context(exc, _binding_context(binding)), where=binding.where)
+        return BindingResult(binding.name, ref_text, "missing", error=exc.with_context(_binding_context(binding)), where=binding.where)
     except LauncherError as exc:
-        status = _STATUS_BY_CODE.get(exc.exit_code, "invalid")
-        return BindingResult(binding.name, ref_text, status, error=_in_context(exc, _binding_context(binding)), where=binding.where)
+        return BindingResult(binding.name, ref_text, exc.status, error=exc.with_context(_binding_context(binding)), where=binding.where)
     keys = tuple(r.fetch_key for r in binding.refs)
     value = "".join(pieces)
     return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where)
-
-
-def _in_context(exc: LauncherError, context: str) -> LauncherError:
-    """The same error with ``context`` (where, which variable) in front of its message."""
-    if isinstance(exc, ManifestError) and exc.where:
-        return exc
-    clone = type(exc).__new__(type(exc))
-    clone.__dict__.update(exc.__dict__)
-    clone.message = f"{context}: {exc.message}"
-    clone.args = (clone.message,)
-    clone.__cause__ = exc
-    return clone
 
 
 def _binding_context(binding: Binding) -> str:
@@ -369,9 +445,8 @@ def _expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[B
     label = f"{entry.prefix}*"
     ref_text = str(entry.ref)
     if isinstance(outcome, LauncherError):
-        status = _STATUS_BY_CODE.get(outcome.exit_code, "invalid")
-        error = _in_context(outcome, f"{entry.where}: env_from")
-        return BindingResult(label, ref_text, status, error=error, where=entry.where), {}
+        error = outcome.with_context(f"{entry.where}: env_from")
+        return BindingResult(label, ref_text, outcome.status, error=error, where=entry.where), {}
     try:
         fields = secret_fields(outcome, entry.ref)
     except NotFoundError:

@@ -20,7 +20,7 @@ import queue
 import signal
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher import policy
 from launcher.child import ChildProcess, InheritedSignals, check_exec_limits
@@ -28,9 +28,13 @@ from launcher.clock import SYSTEM, Clock
 from launcher.config import Manifest
 from launcher.environment import ChildEnvironment
 from launcher.errors import LauncherError, RotationExitError
+from launcher.events import NOTHING, Event, EventSink
 from launcher.reaper import become_subreaper, reap_all
 from launcher.resolver import Resolution, Resolver
 from launcher.watcher import Outage, Rotation, Watcher
+
+if TYPE_CHECKING:
+    from launcher.pump import Masking
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +42,7 @@ TICK = 1.0
 # Not forwarded: SIGCHLD is ours (and wakes the loop for watcher events);
 # SIGTTIN/SIGTTOU are the launcher's own job control (ignored: it hands the
 # terminal over and takes it back). Fault signals and SIGPIPE are forwarded
-# when another process sent them (DESIGN 4): one the launcher raised itself
+# when another process sent them (docs/architecture.md, "Contract notes"): one the launcher raised itself
 # (its own broken stderr) carries its own pid and is dropped; a real fault of
 # its own is never queued, the kernel ends the launcher at once.
 _NOT_FORWARDED = {signal.SIGCHLD, signal.SIGKILL, signal.SIGSTOP, signal.SIGTTIN, signal.SIGTTOU}
@@ -74,8 +78,10 @@ def rules_for(manifest: Manifest) -> policy.Rules:
 class Supervisor:
     """Owns the child, the signals and ``waitpid(-1)``; see the module docstring."""
 
-    def __init__(self, manifest: Manifest, argv: Sequence[str], environment: ChildEnvironment, clock: Clock = SYSTEM) -> None:
+    def __init__(self, manifest: Manifest, argv: Sequence[str], environment: ChildEnvironment, clock: Clock = SYSTEM,
+                 events: EventSink = NOTHING) -> None:
         self.manifest = manifest
+        self.events = events
         self.argv = list(argv)
         self.environment = environment
         self.clock = clock
@@ -97,6 +103,7 @@ class Supervisor:
         self._pid = os.getpid()
         self._own_pgrp = os.getpgrp()
         self._is_pid1 = self._pid == 1
+        self.masking: Masking | None = None  # the child's output through masking pumps (process.mask)
 
     # -- the watcher's way in ------------------------------------------------
 
@@ -142,6 +149,12 @@ class Supervisor:
         """
         self._loop_thread = threading.get_ident()
         self.block_signals()
+        if self.manifest.process.mask:
+            from launcher.pump import Masking  # only a masking run pays for the matcher
+
+            self.masking = Masking()  # its pump threads start with every signal blocked
+            self.masking.update(resolution.secret_values())
+            self.masking.start()
         if ready is not None:
             ready()
         if not self._is_pid1:
@@ -152,13 +165,18 @@ class Supervisor:
             return self._loop()
         finally:
             self._restore_terminal()
+            if self.masking is not None:
+                self.masking.finish(limit=self.manifest.process.stop_timeout)
 
     def _start(self, resolution: Resolution) -> None:
         env = self.environment.build(resolution)
         check_exec_limits(self.argv, env, resolution.where_of())
-        child = ChildProcess(self.argv, env, self.manifest.process, tty_fd=self._tty_fd, inherited=self.inherited, clock=self.clock)
+        outputs = self.masking.outputs() if self.masking is not None else None
+        child = ChildProcess(self.argv, env, self.manifest.process, tty_fd=self._tty_fd, inherited=self.inherited, clock=self.clock,
+                             outputs=outputs)
         child.start()
         self.child, self.current = child, resolution
+        self.events.emit(Event("child_started", child_pid=child.pid))
 
     def _loop(self) -> int:
         while self.final is None:
@@ -209,6 +227,7 @@ class Supervisor:
                 continue
             gone, self.child = self.child, None
             gone.exited(status)
+            self.events.emit(Event("child_exited", child_pid=gone.pid, reason=str(gone.exit_code)))
             self._after_exit(gone)
 
     def _after_exit(self, gone: ChildProcess) -> None:
@@ -273,6 +292,7 @@ class Supervisor:
         if isinstance(event, Outage):
             if self.manifest.watch.on_error == "exit" and self.leave_with is None:
                 log.error("stopping: %s (watch.on_error is exit)", event.error)
+                self.events.emit(Event("error", outcome=event.error.status, reason=str(event.error.exit_code)))
                 self._stop_and_leave(event.error.exit_code)
             return
         old = self.state.payload or self.current
@@ -282,6 +302,10 @@ class Supervisor:
         if not changed:
             log.debug("checked %s: new version, same environment: nothing to do", ", ".join(map(str, event.keys)))
             return
+        for key in event.keys:
+            secret = new.secrets.get(key)
+            self.events.emit(Event("rotation", source=key.source, ref=str(key), version=secret.version if secret else None,
+                                   bindings=tuple(sorted(changed)), child_pid=self.child.pid if self.child else None))
         self._decide(policy.Changed(changed, new, event.urgent))
 
     def _decide(self, event: policy.Changed[Resolution] | policy.Tick | policy.Restarted) -> None:
@@ -296,6 +320,8 @@ class Supervisor:
                 self._carry_out(self._act, action)
 
     def _act(self, act: policy.Act[Resolution]) -> None:
+        if self.masking is not None:  # before the child can see (and print) a new value
+            self.masking.update(act.payload.secret_values())
         names = ", ".join(act.names)
         fields = {"fields": {"action": act.action, "variables": list(act.names)}}
         for name in act.fell_back:
@@ -308,6 +334,7 @@ class Supervisor:
             sig = self.manifest.watch.signal
             log.info("secrets changed: %s: sending %s", names, sig.name, extra=fields)
             if self.child is not None:
+                self.events.emit(Event("signal", bindings=act.names, child_pid=self.child.pid, reason=sig.name))
                 self.child.signal(sig)
             self.current = act.payload
             self._decide(policy.Restarted())
@@ -319,6 +346,7 @@ class Supervisor:
             log.info("secrets changed: %s: restarting %s", names, self.argv[0], extra=fields)
             self.restart_with = act.payload
             if self.child is not None:
+                self.events.emit(Event("restart", bindings=act.names, child_pid=self.child.pid, reason="rotation"))
                 self.child.stop()  # the new child starts once this one is reaped (_after_exit)
 
     def _carry_out(self, action: Callable[..., None], *args: Any) -> None:
@@ -331,6 +359,7 @@ class Supervisor:
             action(*args)
         except LauncherError as exc:
             log.error("%s", exc)
+            self.events.emit(Event("error", outcome=exc.status, reason=str(exc.exit_code)))
             self._stop_and_leave(exc.exit_code)
         except Exception:
             log.error("internal error while acting on a rotation (a bug: please report it; --log-level debug shows the traceback)")
@@ -338,7 +367,8 @@ class Supervisor:
             self._stop_and_leave(70)
 
 
-def supervise(manifest: Manifest, argv: Sequence[str], resolver: Resolver, resolution: Resolution, inline: bool = True) -> int:
+def supervise(manifest: Manifest, argv: Sequence[str], resolver: Resolver, resolution: Resolution, inline: bool = True,
+              events: EventSink = NOTHING) -> int:
     """``launcher run``: start and supervise the child with ``resolution``, return its code.
 
     Takes ownership of ``resolver`` (its sources, cache and stop flag): the watcher
@@ -347,15 +377,19 @@ def supervise(manifest: Manifest, argv: Sequence[str], resolver: Resolver, resol
     """
     environment = ChildEnvironment(manifest, os.environ)
     watcher: Watcher | None = None
+    code: int | None = None
     try:
-        supervisor = Supervisor(manifest, argv, environment)
+        supervisor = Supervisor(manifest, argv, environment, events=events)
         if manifest.watch.enabled:
-            watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline)
+            watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline, events=events)
             watcher.track(resolution)
-        return supervisor.run(resolution, ready=watcher.start if watcher is not None else None)
+        code = supervisor.run(resolution, ready=watcher.start if watcher is not None else None)
+        return code
     finally:
         resolver.stopping.set()
         if watcher is not None:
             watcher.stop()
         environment.files.remove()
-        resolver.close()
+        resolver.close()  # may revoke leases (revoke_on_exit): their events come before the exit's
+        if code is not None:
+            events.emit(Event("exit", reason=str(code)))

@@ -23,7 +23,8 @@ from launcher import deadline
 from launcher.clock import SYSTEM, Clock
 from launcher.config import Manifest, WatchConfig
 from launcher.durations import format_duration
-from launcher.errors import LauncherError, NotFoundError, most_fundamental
+from launcher.errors import LauncherError, NotFoundError, most_fundamental, status_of
+from launcher.events import NOTHING, Event, EventSink
 from launcher.refs import FetchKey
 from launcher.resolver import Resolution, Resolver
 from launcher.sources import Lease, Leasing, Secret, TokenHolding, Versioned
@@ -44,7 +45,7 @@ class Tracked:
     read_at: float
     next_check: float
     # Checks fall on phase + k * interval: the phase is drawn once, uniformly over one
-    # interval, and kept across rotations. Why not fresh jitter on every check (DESIGN's
+    # interval, and kept across rotations. Why not fresh jitter on every check (the old
     # +-10 %): that re-draws a fleet's load every period, and its busiest second ends up
     # 1.65-1.75x the mean; fixed phases keep the spread the fleet had at start (1.35x,
     # benchmarks/bench_fleet.py), and no drift can bunch watchers up again.
@@ -84,8 +85,10 @@ class Watcher:
         post: Callable[[Rotation | Outage], None],
         inline: bool = True,
         clock: Clock | None = None,
+        events: EventSink = NOTHING,
     ) -> None:
         self.manifest = manifest
+        self.events = events
         self.watch = manifest.watch
         self.resolver = resolver
         self.environ = dict(environ)
@@ -213,15 +216,21 @@ class Watcher:
                 if not t.missing:
                     raise
                 self._recovered(t)
+                self._checked(t.key, None, "missing")
                 log.debug("checked %s: still missing", t.key)
                 return False
             self._recovered(t)
+            self._checked(t.key, version, "ok")
             changed = t.missing or (version is not None and version != t.version)
             log.debug("checked %s: %s", t.key, "new version" if changed else "unchanged")
             return changed
         except LauncherError as exc:
+            self._checked(t.key, None, status_of(exc))
             self._failed(t, exc, now)
             return False
+
+    def _checked(self, key: FetchKey, version: str | None, outcome: str) -> None:
+        self.events.emit(Event("check", source=key.source, ref=str(key), version=version, outcome=outcome))
 
     def _current_version(self, key: FetchKey) -> str | None:
         source = self.resolver.source(key.source)
@@ -243,6 +252,7 @@ class Watcher:
             return False
         log.debug("renewed the lease of %s for %.0fs", t.key, lease.duration)
         t.lease, t.lease_at = lease, now
+        self.events.emit(Event("lease_renew", source=t.key.source, ref=str(t.key), expires_at=self.clock.wall() + lease.duration))
         return True
 
     def _maintain_tokens(self, now: float) -> None:
@@ -256,8 +266,12 @@ class Watcher:
             try:
                 with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
                     source.maintain_token()
+                    ttl = source.token_ttl()
             except LauncherError as exc:
                 log.warning("source %s: keeping its token alive failed: %s", name, exc)
+                continue
+            if ttl is not None:
+                self.events.emit(Event("token", source=name, expires_at=self.clock.wall() + ttl))
 
     def _failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
         t.failures += 1
@@ -265,6 +279,7 @@ class Watcher:
         if self._outage is None:
             self._outage = t.key.source
             log.warning("source %s is failing (%s); the child keeps its last good values", t.key.source, exc)
+            self.events.emit(Event("outage", source=t.key.source, ref=str(t.key), outcome=status_of(exc)))
         self.post(Outage(exc))
 
     def _recovered(self, t: Tracked) -> None:
@@ -273,6 +288,7 @@ class Watcher:
         if self._outage == t.key.source:
             self._outage = None
             log.info("source %s is answering again", t.key.source)
+            self.events.emit(Event("recovered", source=t.key.source))
 
     def _reresolve(self, keys: list[FetchKey], urgent: bool = False) -> None:
         """Fetch the changed keys again (others from the cache) and post the result."""

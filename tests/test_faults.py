@@ -1,4 +1,4 @@
-"""The real ``launcher`` against a real OpenBao behind a fault-injecting proxy (DESIGN section 8).
+"""The real ``launcher`` against a real OpenBao behind a fault-injecting proxy (README, "Failures, retries and the deadline").
 
 What a user sees when the network or the server misbehaves: a bounded wait
 (``retry.deadline`` + 1 s at most, whatever the server does), one plain WARNING

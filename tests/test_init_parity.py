@@ -1,4 +1,4 @@
-"""What tini and dumb-init guarantee, checked on `launcher run` (DESIGN 4, "Signals").
+"""What tini and dumb-init guarantee, checked on `launcher run` (README, "Supervision").
 
 Written from the behaviours their own test suites check: a signal the parent left
 blocked is still received, the child starts with the launcher's inherited signal

@@ -1,4 +1,4 @@
-"""The manifest: malformed files exit 78 through the real CLI; valid ones parse as DESIGN says."""
+"""The manifest: malformed files exit 78 through the real CLI; valid ones parse as README says."""
 
 from __future__ import annotations
 
@@ -40,9 +40,9 @@ MALFORMED = [
     ("unknown-binding-key", "version: 1\nenv:\n  A: {value: x, reff: y}\n", 3, ["env.A.reff", "unknown key"]),
     ("unknown-env-from-key", "version: 1\nenv_from:\n  - {ref: vault://x, prefx: A}\n", 3, ["env_from[0].prefx", "unknown key"]),
     ("typo-source", "version: 1\nsources:\n  prod: {type: vault}\nenv:\n  A: prd://secret/x#y\n", 5,
-     ["env.A", "unknown source 'prd' (did you mean 'prod'?) (declared: prod; built-in: azure, vault)"]),
+     ["env.A", "unknown source 'prd' (did you mean 'prod'?) (declared: prod; built-in: aws, azure, vault)"]),
     ("typo-source-in-template", "version: 1\nenv:\n  A: 'x{{ valt://s#k }}'\n", 3,
-     ["env.A", "unknown source 'valt'", "built-in: azure, vault"]),
+     ["env.A", "unknown source 'valt'", "built-in: aws, azure, vault"]),
     ("typo-source-inline-ref", "version: 1\nenv:\n  A: {ref: 'prd://x'}\n", 3, ["env.A.ref", "unknown source 'prd'"]),
     ("scheme-as-source-name", "version: 1\nsources:\n  https: {type: file, path: x}\n", 3, ["sources.https", "well-known URL scheme"]),
     ("scheme-as-source-name-redis", "version: 1\nsources:\n  redis: {type: vault}\n", 3, ["sources.redis", "well-known URL scheme"]),
@@ -55,7 +55,8 @@ MALFORMED = [
     ("file-without-path", "version: 1\nsources:\n  dev:\n    type: file\n", 4, ["sources.dev.path", "missing"]),
     ("vault-bad-auth-method", "version: 1\nsources:\n  v: {type: vault, auth: {method: ldap}}\n", 3, ["sources.v.auth.method", "ldap"]),
     ("approle-without-role-id", "version: 1\nsources:\n  v: {type: vault, auth: {method: approle}}\n", 3, ["sources.v.auth.role_id"]),
-    ("ref-and-value", "version: 1\nenv:\n  A:\n    ref: vault://x#y\n    value: z\n", 4, ["env.A", "exactly one of `ref` or `value`"]),
+    ("ref-and-value", "version: 1\nenv:\n  A:\n    ref: vault://x#y\n    value: z\n", 4,
+     ["env.A", "exactly one of `ref`, `value` or `template`"]),
     ("neither-ref-nor-value", "version: 1\nenv:\n  A: {file: true}\n", 3, ["env.A", "exactly one of"]),
     ("ref-holds-literal", "version: 1\nenv:\n  A: {ref: hello}\n", 3, ["env.A.ref", "literal"]),
     ("ref-holds-url", "version: 1\nenv:\n  A: {ref: 'https://example.com'}\n", 3, ["env.A.ref", "literal"]),
@@ -250,7 +251,7 @@ def test_scrub_extends_the_default_list() -> None:
     assert m.process.passthrough == ("VAULT_TOKEN",)
 
 
-DESIGN_EXAMPLE = """\
+README_EXAMPLE = """\
 version: 1
 
 sources:                        # optional; named backends (multi-vault)
@@ -310,7 +311,7 @@ process:
 
 
 def test_the_design_example_parses() -> None:
-    m = parse(DESIGN_EXAMPLE, {"ROLE_ID": "r-1"})
+    m = parse(README_EXAMPLE, {"ROLE_ID": "r-1"})
     prod, corp = m.sources["prod"], m.sources["corp"]
     assert isinstance(prod, VaultSourceConfig) and prod.auth.method == "approle" and prod.auth.role_id == "r-1"
     assert prod.tls.skip_verify is False and prod.tls.ca_cert == "/etc/ssl/vault-ca.pem"
@@ -570,7 +571,7 @@ def test_every_independent_problem_is_reported_in_file_order() -> None:
         ("/etc/app/launcher.yaml:12", "bogus"),
     ]
     assert str(err) == str(problems[0]) == "/etc/app/launcher.yaml:3: env.A: unknown source 'prd' (did you mean 'prod'?) " \
-        "(declared: prod, v2; built-in: azure, vault)"
+        "(declared: prod, v2; built-in: aws, azure, vault)"
     assert all(e.exit_code == 78 and "\n" not in str(e) for e in problems)
 
 
@@ -604,7 +605,7 @@ def test_aliases_cannot_multiply_the_work() -> None:
     text = f"version: 1\nx: &s '{'a' * 200_000}'\nenv:\n" + "".join(f"  A{i}: *s\n" for i in range(4_000))
     problems = [str(e) for e in errors_of(manifest_error(text))]
     assert problems == [
-        "/etc/app/launcher.yaml:2: x: unknown key (allowed: version, sources, env, env_from, cache, retry, watch, process)",
+        "/etc/app/launcher.yaml:2: x: unknown key (allowed: version, sources, env, env_from, cache, retry, watch, process, audit, metrics)",
         "/etc/app/launcher.yaml:2: aliases repeat more than 4 MiB of the manifest; use fewer or smaller aliases",
     ]
 

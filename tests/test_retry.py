@@ -154,7 +154,7 @@ def test_single_attempt_policy() -> None:
     assert fn.calls == 1
 
 
-# -- failure feedback and bounds (DESIGN 8) -------------------------------------------------------
+# -- failure feedback and bounds (README, "Failures, retries and the deadline") -------------------------------------------------------
 
 
 def test_backoff_never_overflows() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from launcher.errors import ManifestError
-from launcher.sources.vault import TlsConfig, VaultSourceConfig, connection_settings
+from launcher.sources.vault import TlsConfig, VaultSourceConfig
+from launcher.sources.vault_http import connection_settings
 
 ADDR = {"VAULT_ADDR": "https://vault.example:8200/"}
 CERTS = {"VAULT_CLIENT_CERT": "/c.pem", "VAULT_CLIENT_KEY": "/k.pem"}
@@ -28,7 +29,7 @@ CASES = [
 ]
 
 
-# OpenBao's own names: honoured like Vault's, and a VAULT_* name wins when both are set (DESIGN 8).
+# OpenBao's own names: honoured like Vault's, and a VAULT_* name wins when both are set (README, "Connection").
 BAO_CASES = [
     ({}, {"BAO_ADDR": "http://bao:8200"}, ("http://bao:8200", None, True, None)),
     ({}, {"BAO_ADDR": "http://bao:8200", "VAULT_ADDR": "http://vault:8200"}, ("http://vault:8200", None, True, None)),
@@ -100,8 +101,7 @@ def test_file_only_run_does_not_import_hvac() -> None:
 def test_reads_and_logins_trust_the_same_roots(monkeypatch: pytest.MonkeyPatch, verify: bool | str, expected: object) -> None:
     import certifi
 
-    from launcher.sources.vault import open_client
-    from launcher.sources.vault_http import Connection, trusted_roots
+    from launcher.sources.vault_http import Connection, open_client, trusted_roots
 
     # requests would swap this in for verify=True; an explicit path keeps hvac on our roots.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/somewhere/else.pem")

@@ -23,6 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from launcher.errors import ManifestError
+from launcher.events import NOTHING, EventSink
 
 if TYPE_CHECKING:
     from launcher.config import Manifest, SourceConfig
@@ -113,7 +114,7 @@ class Backend:
 
     type: str  # `type:` in the manifest, and the built-in source's name when ``builtin``
     config: _builtins.type[SourceConfig]  # a frozen dataclass whose fields the manifest reader reads
-    open: Callable[[Any], Source]  # builds a source from its config (and imports the SDK)
+    open: Callable[[Any, EventSink], Source]  # builds a source from its config (and imports the SDK)
     builtin: bool = False  # `TYPE://...` works without a declaration, configured from the environment
     reference_problem: Callable[[Any, Reference], str | None] = _no_problem  # checked before any request
     scrub: tuple[str, ...] = ()  # the launcher's own credentials: never passed to the child
@@ -176,15 +177,16 @@ def reference_problem(manifest: Manifest, ref: Reference) -> str | None:
     return backend(config.type).reference_problem(config, ref)
 
 
-def open_source(config: SourceConfig) -> Source:
-    """Build the backend for ``config``, importing its SDK only now.
+def open_source(config: SourceConfig, events: EventSink = NOTHING) -> Source:
+    """Build the backend for ``config``, importing its SDK only now; it tells ``events``
+    what it does on its own (logins, lease revocations).
 
     Raises ``ManifestError`` (78) when the backend's extra is not installed.
     """
     problem = missing_requirement(config.type)
     if problem is not None:
         raise ManifestError(f"source {config.name!r}: {problem}")
-    return backend(config.type).open(config)
+    return backend(config.type).open(config, events)
 
 
 def to_text(value: Any) -> str:

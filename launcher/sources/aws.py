@@ -280,23 +280,37 @@ def _map_client_error(exc: Any, where: str, in_region: str) -> LauncherError:
     meta = exc.response.get("ResponseMetadata") or {}
     code, status = str(error.get("Code") or ""), int(meta.get("HTTPStatusCode") or 0)
     message = _detail(exc, str(error.get("Message") or ""))
-    if code == "ResourceNotFoundException" or status == 404:
-        what = "version not found" if "?version=" in where else "secret not found"
-        return NotFoundError(f"{where}: {what} {in_region}")
-    if code == "InvalidRequestException" and _DELETED.search(message):
-        return NotFoundError(f"{where}: the secret is scheduled for deletion {in_region}")
+    says = f"; AWS says: {message}" if message else ""
+    missing = _missing(code, status, message, where, in_region)
+    if missing is not None:
+        return missing
     if code in _AUTH or status in (401, 403):
-        words, hint = _AUTH.get(code, (f"permission denied (HTTP {status})", ""))
-        if words == "access denied" and exc.operation_name in _ACTIONS:
-            hint = f"needs {_ACTIONS[exc.operation_name]}"
-        return AuthError(f"{where}: {words} {in_region}" + (f" ({hint})" if hint else "") + (f"; AWS says: {message}" if message else ""))
+        return _denied(exc.operation_name, code, status, where, in_region, says)
     if code in _THROTTLED or status == 429:
         return TransientError(f"{where}: throttled {in_region}", retry_after=_retry_after(meta))
     if code in _SERVER or status >= 500:
         return TransientError(f"{where}: HTTP {status} {in_region}", retry_after=_retry_after(meta))
     if code in _INVALID:
-        return ManifestError(f"{where}: rejected as invalid {in_region}" + (f"; AWS says: {message}" if message else ""))
+        return ManifestError(f"{where}: rejected as invalid {in_region}{says}")
     return UnavailableError(f"{where}: unexpected answer HTTP {status} {in_region}" + (f" ({code})" if code else ""))
+
+
+def _missing(code: str, status: int, message: str, where: str, in_region: str) -> NotFoundError | None:
+    """Not found, or scheduled for deletion (which Secrets Manager calls an invalid request)."""
+    if code == "ResourceNotFoundException" or status == 404:
+        what = "version not found" if "?version=" in where else "secret not found"
+        return NotFoundError(f"{where}: {what} {in_region}")
+    if code == "InvalidRequestException" and _DELETED.search(message):
+        return NotFoundError(f"{where}: the secret is scheduled for deletion {in_region}")
+    return None
+
+
+def _denied(operation: str, code: str, status: int, where: str, in_region: str, says: str) -> AuthError:
+    """Access denied (with the action the role needs) or credentials refused, in plain words."""
+    words, hint = _AUTH.get(code, (f"permission denied (HTTP {status})", ""))
+    if words == "access denied" and operation in _ACTIONS:
+        hint = f"needs {_ACTIONS[operation]}"
+    return AuthError(f"{where}: {words} {in_region}" + (f" ({hint})" if hint else "") + says)
 
 
 def _retry_after(meta: Mapping[str, Any]) -> float | None:
@@ -317,7 +331,7 @@ def _detail(exc: Exception, text: str | None = None) -> str:
 BACKEND = Backend(
     type="aws",
     config=AwsSourceConfig,
-    open=AwsSource,
+    open=lambda config, events: AwsSource(config),
     builtin=True,  # `aws://NAME` works without a declaration, configured from the AWS_* variables
     reference_problem=reference_problem,
     scrub=(),  # the application usually runs as the same identity: list AWS_* in `scrub` if not

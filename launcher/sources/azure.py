@@ -323,7 +323,7 @@ def _detail(exc: BaseException, redact: str | None) -> str:
 BACKEND = Backend(
     type="azure",
     config=AzureSourceConfig,
-    open=AzureSource,
+    open=lambda config, events: AzureSource(config),
     builtin=True,  # `azure://VAULT-NAME/SECRET` means https://VAULT-NAME.vault.azure.net
     reference_problem=reference_problem,
     scrub=("AZURE_CLIENT_SECRET",),

@@ -3,7 +3,7 @@
 ``build_credential`` turns an ``AzureSourceConfig`` into an azure-identity
 credential; ``transport_options`` are the pipeline settings shared by the
 credential and every ``SecretClient`` of a source. Both exist so that *our*
-retry policy and deadline govern (DESIGN 2, "Resolution rules"): the SDK
+retry policy and deadline govern (README, "Failures, retries and the deadline"): the SDK
 would otherwise retry up to 10 times, honour any Retry-After without a cap,
 and wait up to 300 s for a socket, so a startup could hang for many minutes.
 
@@ -52,7 +52,7 @@ def transport_options(
     honour the attempt's bound (``launcher.deadline``), so a stalled or
     dripping endpoint cannot outlive ``retry.deadline``; when the source names
     a ``ca_cert``, that session trusts the system's roots plus that CA
-    (DESIGN: "trust an extra CA"), held in memory: no bundle file is written,
+    (README, Azure "TLS": an extra CA), held in memory: no bundle file is written,
     so nothing is left behind by ``exec``.
     """
     from azure.core.pipeline.transport import RequestsTransport
@@ -139,7 +139,7 @@ def build_credential(
         # client_id picks a user-assigned identity; without one the system-assigned identity is used.
         return ManagedIdentityCredential(client_id=config.client_id, **pipeline)
     if kind == "cli":
-        # Runs `az` as a subprocess: for local use only (DESIGN 7, the reaper owns waitpid).
+        # Runs `az` as a subprocess: for local use only (README: under `run` the reaper owns waitpid).
         return AzureCliCredential(tenant_id=config.tenant_id or "", process_timeout=CLI_PROCESS_TIMEOUT)
     # default: the SDK's chain (environment, workload identity, managed identity,
     # developer tools) with nothing that opens a browser or waits for a user.

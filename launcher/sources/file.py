@@ -181,4 +181,5 @@ def _unpassable(root: yaml.Node) -> str | None:
     return None
 
 
-BACKEND = Backend(type="file", config=FileSourceConfig, open=FileSource, reference_problem=reference_problem)
+BACKEND = Backend(type="file", config=FileSourceConfig, open=lambda config, events: FileSource(config),
+                  reference_problem=reference_problem)

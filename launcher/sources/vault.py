@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from launcher.clock import SYSTEM, Clock
 from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
+from launcher.events import NOTHING, Event, EventSink
 from launcher.refs import FetchKey
 from launcher.sources import Backend, Lease, Secret, to_text
 
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KV2, KV1, OTHER, UNKNOWN = "kv2", "kv1", "other", "unknown"
-_TRUE = {"1", "t", "true"}  # what Go's strconv.ParseBool accepts, as the Vault CLI does
-_FALSE = {"0", "f", "false"}
 # Each login method's own settings (``method`` aside), in the order messages list them.
 AUTH_KEYS = {
     "token": ("token_file",),
@@ -113,16 +112,6 @@ class VaultSourceConfig(SourceConfig):
     type: str = "vault"
 
 
-@dataclass(frozen=True)
-class Connection:
-    """Where and how to reach Vault; built once per source by ``connection_settings``."""
-
-    address: str
-    namespace: str | None
-    verify: bool | str
-    cert: str | tuple[str, str] | None
-
-
 class VaultSource:
     """One Vault server (address, namespace, TLS, auth); shared by the resolver's threads.
 
@@ -130,21 +119,23 @@ class VaultSource:
     address. The first request logs in (or reads the token), under a lock.
     """
 
-    def __init__(self, config: VaultSourceConfig, *, environ: Mapping[str, str] | None = None, clock: Clock = SYSTEM) -> None:
+    def __init__(self, config: VaultSourceConfig, *, environ: Mapping[str, str] | None = None, clock: Clock = SYSTEM,
+                 events: EventSink = NOTHING) -> None:
         from launcher.sources.vault_auth import TokenKeeper, vault_errors  # urllib3: only once a source is opened
-        from launcher.sources.vault_http import VaultHTTP
+        from launcher.sources.vault_http import VaultHTTP, connection_settings, open_client
 
         env = os.environ if environ is None else environ
         self.name = config.name
         self.revoke_on_exit = config.revoke_on_exit
         self.connection = connection_settings(config, env)
         self._http = VaultHTTP(self.connection)
-        self._token = TokenKeeper(config.name, config.auth, self._http, lambda: open_client(self.connection), env, clock)
+        self._token = TokenKeeper(config.name, config.auth, self._http, lambda: open_client(self.connection), env, clock, events)
+        self._events = events
         self._errors = vault_errors
         self._mounts: dict[str, str] = {}  # "secret/" -> KV2 | KV1 | OTHER | UNKNOWN
         self._mount_lock = threading.Lock()
         self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies (under _mount_lock)
-        self._leases: set[str] = set()
+        self._leases: dict[str, str] = {}  # lease id -> the reference it was read for (for events; ids are never shown)
         self._lease_lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -222,7 +213,8 @@ class VaultSource:
         with self._errors(f"source {self.name!r}: lease revocation", self.connection.address):
             self._token.client().sys.revoke_lease(lease_id=lease_id)
         with self._lease_lock:
-            self._leases.discard(lease_id)
+            ref = self._leases.pop(lease_id, None)
+        self._events.emit(Event("lease_revoke", source=self.name, ref=ref))
 
     def maintain_token(self) -> None:
         """Renew the token at 2/3 of its TTL, or log in again; see ``TokenKeeper.maintain``."""
@@ -299,7 +291,7 @@ class VaultSource:
         if body.get("lease_id"):
             lease = Lease(body["lease_id"], float(body.get("lease_duration") or 0), bool(body.get("renewable")))
             with self._lease_lock:
-                self._leases.add(lease.lease_id)
+                self._leases[lease.lease_id] = ref
             return Secret(fields=fields, lease=lease)
         if kind == OTHER:
             return Secret(fields=fields)
@@ -325,93 +317,6 @@ class VaultSource:
         return self._http.get(path, self._token.token, ref, params)
 
 
-def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -> Connection:
-    """The manifest's address, namespace and TLS, else the VAULT_* variables, else OpenBao's BAO_*.
-
-    A manifest that sets ``ca_cert`` or ``ca_path`` ignores both CA variables.
-    Raises ``ManifestError`` (78), before any request, for what cannot work: no
-    address, an address without http(s)://, a CA or client certificate file
-    that does not exist, a bad VAULT_SKIP_VERIFY, a namespace with control characters.
-    """
-    from launcher.sources.transport import check_url
-
-    what = f"source {config.name!r}"
-    address, origin = config.address, f"sources.{config.name}.address"
-    if not address:
-        origin, address = _variable(environ, "ADDR")
-    if not address:
-        raise ManifestError(f"{what}: no Vault address (set VAULT_ADDR or sources.{config.name}.address)")
-    address = check_url(address, f"{what}: {origin}")
-    tls = config.tls
-    skip = tls.skip_verify
-    if skip is None:
-        name, text = _variable(environ, "SKIP_VERIFY")
-        text = text.strip().lower()
-        if text and text not in _TRUE | _FALSE:
-            raise ManifestError(f"{what}: {name} must be true or false")
-        skip = text in _TRUE
-    verify: bool | str = True
-    if skip:
-        verify = False
-        log.warning("source %s: TLS verification is off (skip_verify): anyone on the path can read the secrets", config.name)
-    elif tls.ca_cert or tls.ca_path:
-        verify = _existing(tls.ca_cert or tls.ca_path or "", f"{what}: tls.{'ca_cert' if tls.ca_cert else 'ca_path'}")
-    else:
-        # CACERT wins over CAPATH, as in the CLI; VAULT_* over BAO_*.
-        for suffix in ("CACERT", "CAPATH"):
-            name, value = _variable(environ, suffix)
-            if value:
-                verify = _existing(value, f"{what}: {name}")
-                break
-    cert_name, cert_file = ("tls.client_cert", tls.client_cert) if tls.client_cert else _variable(environ, "CLIENT_CERT")
-    key_name, key_file = ("tls.client_key", tls.client_key) if tls.client_key else _variable(environ, "CLIENT_KEY")
-    if cert_file:
-        cert_file = _existing(cert_file, f"{what}: {cert_name}")
-    if key_file:
-        key_file = _existing(key_file, f"{what}: {key_name}")
-    cert: str | tuple[str, str] | None = (cert_file, key_file) if cert_file and key_file else cert_file or None
-    namespace = config.namespace or _variable(environ, "NAMESPACE")[1] or None
-    if namespace is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in namespace):
-        raise ManifestError(f"{what}: the namespace holds a control character")
-    return Connection(address, namespace, verify, cert)
-
-
-def _variable(environ: Mapping[str, str], suffix: str) -> tuple[str, str]:
-    """(name, value) of VAULT_<suffix>, else OpenBao's BAO_<suffix>; ("VAULT_<suffix>", "") when neither is set."""
-    for prefix in ("VAULT_", "BAO_"):
-        value = environ.get(prefix + suffix, "")
-        if value:
-            return prefix + suffix, value
-    return "VAULT_" + suffix, ""
-
-
-def _existing(path: str, what: str) -> str:
-    """``path`` when it names an existing file or directory; ``ManifestError`` (78) otherwise."""
-    if "\0" in path:
-        raise ManifestError(f"{what}: the file name holds a NUL byte")
-    if not os.path.exists(path):
-        raise ManifestError(f"{what}: {path} does not exist")
-    return path
-
-
-def open_client(conn: Connection) -> Any:
-    """An ``hvac.Client`` on a pooled session; it holds no token yet."""
-    import hvac  # here, not at the top: a run that only reads never needs it (about 30 ms)
-
-    from launcher.sources.transport import session as bounded_session
-    from launcher.sources.vault_auth import note_response
-    from launcher.sources.vault_http import POOL_SIZE, TIMEOUT, trusted_roots
-
-    session = bounded_session(pool_maxsize=POOL_SIZE)
-    # hvac prefers the session's verify/cert over its own arguments: set both.
-    session.verify = roots = trusted_roots(conn)
-    session.cert = conn.cert
-    session.hooks["response"].append(note_response)
-    # token="" (not None): hvac would otherwise read VAULT_TOKEN / ~/.vault-token itself.
-    return hvac.Client(url=conn.address, token="", verify=roots, cert=conn.cert,
-                       timeout=TIMEOUT, session=session, namespace=conn.namespace)
-
-
 def _ref(source: str, path: str, version: str | None) -> str:
     return str(FetchKey(source, path, version))
 
@@ -430,7 +335,7 @@ def _explain_missing(exc: NotFoundError, ref: str) -> NotFoundError:
 BACKEND = Backend(
     type="vault",
     config=VaultSourceConfig,
-    open=VaultSource,
+    open=lambda config, events: VaultSource(config, events=events),
     builtin=True,  # `vault://` from the VAULT_* (or BAO_*) variables, as the CLI reads them
     scrub=("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID"),
     loggers=("hvac", "urllib3", "requests"),

@@ -24,6 +24,7 @@ from typing import Any
 
 from launcher.clock import SYSTEM, Clock
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
+from launcher.events import NOTHING, Event, EventSink
 from launcher.sources.transport import retry_after
 from launcher.sources.vault import VaultAuth
 from launcher.sources.vault_http import VaultHTTP, from_status, from_transport
@@ -133,8 +134,10 @@ class TokenKeeper:
     """
 
     def __init__(self, source: str, auth: VaultAuth, http: VaultHTTP, open_client: Callable[[], Any],
-                 environ: Mapping[str, str], clock: Clock = SYSTEM) -> None:
+                 environ: Mapping[str, str], clock: Clock = SYSTEM, events: EventSink = NOTHING) -> None:
         self._what = f"source {source!r}: {auth.method} login"
+        self._source = source
+        self._events = events
         self._auth = auth
         self._http = http
         self.address = http.address
@@ -241,6 +244,14 @@ class TokenKeeper:
         raise AuthError(f"{self._what}: no token (set VAULT_TOKEN, auth.token_file or ~/.vault-token)")
 
     def _login(self) -> None:
+        try:
+            self._log_in()
+        except LauncherError as exc:
+            self._events.emit(Event("login", source=self._source, outcome=exc.status))
+            raise
+        self._events.emit(Event("login", source=self._source))
+
+    def _log_in(self) -> None:
         auth, what = self._auth, self._what
         mount = auth.mount or DEFAULT_MOUNTS[auth.method]
         with vault_errors(what, self.address, login=True):

@@ -44,5 +44,5 @@ def reference_problem(config: MemoryConfig, ref: Reference) -> str | None:
     return "memory paths are single words" if "/" in ref.path else None
 
 
-BACKEND = Backend(type="memory", config=MemoryConfig, open=MemorySource, reference_problem=reference_problem,
+BACKEND = Backend(type="memory", config=MemoryConfig, open=lambda config, events: MemorySource(config), reference_problem=reference_problem,
                   scrub=("MEMORY_TOKEN",), loggers=("memory.lib",), requires=(), extra=None)
