@@ -2,11 +2,15 @@
 
 The child is ``bash -c 'echo "$EPOCHREALTIME $S0 $S<N-1>" >> MARK'``; the time
 is the child's stamp minus ``time.time()`` taken just before the harness forks.
-Contenders, for N = 1, 10, 100 KV v2 secrets (one path each) on a local
-OpenBao dev server:
+Contenders, for N = 1, 10, 100 secrets (one path each), from a local YAML file or
+KV v2 on a local OpenBao dev server:
 
 - bare child: bash itself, no secrets (the lower bound)
-- import floor: ``python -c "import click, yaml, hvac"`` that then ``os.execvp``s the child
+- interpreter: ``python -c`` that only ``os.execvp``s the child
+- import launcher: ``python -c "import launcher"`` (the Python API's import), then the child
+- floor file: ``python -c "import click, yaml"`` (what the ``file`` path cannot avoid), then the child
+- floor vault: ``python -c "import click, yaml, urllib3"`` (what the Vault path cannot avoid), then the child
+- exec file: ``launcher exec`` with N ``file`` bindings
 - launcher exec, launcher run: ``-m manifest.yaml`` with N ``vault://`` bindings
 - bao agent: process-supervisor mode, N ``env_template`` blocks and an ``exec`` block
 
@@ -33,7 +37,6 @@ from benchlib import (
     clean_env,
     load_line,
     median,
-    ratio,
     stop_cleanly_on_signals,
     table,
     time_to_child,
@@ -42,8 +45,16 @@ from benchlib import (
     write_manifest,
 )
 
-CONTENDERS = ("bare child", "import floor", "launcher exec", "launcher run", "bao agent")
-FLOOR = "import click, yaml, hvac, os, sys; os.execvp('bash', ['bash', '-c', sys.argv[1]])"
+CONTENDERS = ("bare child", "interpreter", "import launcher", "floor file", "floor vault", "exec file", "launcher exec",
+              "launcher run", "bao agent")
+# Each floor imports what its path cannot avoid, then execs the child as the launcher would.
+FLOORS = {
+    "interpreter": "import os, sys; os.execvp('bash', ['bash', '-c', sys.argv[1]])",
+    "import launcher": "import launcher, os, sys; os.execvp('bash', ['bash', '-c', sys.argv[1]])",
+    "floor file": "import click, yaml, os, sys; os.execvp('bash', ['bash', '-c', sys.argv[1]])",
+    "floor vault": "import click, yaml, urllib3, os, sys; os.execvp('bash', ['bash', '-c', sys.argv[1]])",
+}
+WITH_SECRETS = ("exec file", "launcher exec", "launcher run", "bao agent")
 _counter = itertools.count()
 
 
@@ -63,14 +74,16 @@ def start_once(kind: str, n: int, server: OpenBao, base: Path, token_file: Path)
     """One launch of ``kind`` with ``n`` secrets; seconds to the child's first instruction."""
     run_id = next(_counter)
     mark = base / f"mark-{run_id}"
-    secrets = kind not in ("bare child", "import floor")
+    secrets = kind in WITH_SECRETS
     cmd = child_command(mark, check_names(n) if secrets else ())
     env = clean_env(server.env())
     manifest = base / f"launcher-{n}.yaml"
     if kind == "bare child":
         argv = ["bash", "-c", cmd]
-    elif kind == "import floor":
-        argv = [PYTHON, "-c", FLOOR, cmd]
+    elif kind in FLOORS:
+        argv = [PYTHON, "-c", FLOORS[kind], cmd]
+    elif kind == "exec file":
+        argv = [LAUNCHER, "exec", "-m", str(base / f"file-{n}.yaml"), "--", "bash", "-c", cmd]
     elif kind in ("launcher exec", "launcher run"):
         argv = [LAUNCHER, kind.split()[1], "-m", str(manifest), "--", "bash", "-c", cmd]
     else:
@@ -81,6 +94,15 @@ def start_once(kind: str, n: int, server: OpenBao, base: Path, token_file: Path)
     if secrets and values != expected(n):
         raise RuntimeError(f"{kind} N={n}: the child did not get the secrets (got {len(values)} fields)")
     return elapsed
+
+
+def write_file_manifest(base: Path, n: int) -> None:
+    """``file-N.yaml``: N bindings ``S<i>`` from a local YAML file holding the same values as OpenBao."""
+    values = "".join(f"p{i}: v{i}-{n}\n" for i in range(n))
+    (base / f"secrets-{n}.yaml").write_text(values)
+    lines = ["version: 1", "sources:", f"  dev: {{type: file, path: ./secrets-{n}.yaml}}", "env:"]
+    lines += [f"  S{i}: dev://p{i}" for i in range(n)]
+    (base / f"file-{n}.yaml").write_text("\n".join(lines) + "\n")
 
 
 def prefixed(n: int) -> list[str]:
@@ -103,6 +125,7 @@ def main(argv: list[str] | None = None) -> Report:
             for i, name in enumerate(names):
                 server.write(name, f"v{i}-{n}")
             write_manifest(base / f"launcher-{n}.yaml", names)
+            write_file_manifest(base, n)
             for kind in CONTENDERS:  # warm-up: page cache, .pyc files, the server's first reads
                 start_once(kind, n, server, base, token_file)
             for _ in range(opts.runs):
@@ -119,18 +142,20 @@ def report(sizes: list[int], results: dict[tuple[int, str], list[float]], runs: 
         """The median over rounds of a/b within each round: robust to load drifting between rounds."""
         return median([x / y for x, y in zip(results[(n, a)], results[(n, b)], strict=True)])
 
-    ratios = [[n, paired(n, "launcher exec", "import floor"), paired(n, "launcher exec", "bao agent"),
-               paired(n, "launcher run", "import floor"), paired(n, "launcher run", "bao agent"),
-               ratio(med[(n, "launcher exec")], med[(n, "import floor")])]
+    ratios = [[n, paired(n, "exec file", "floor file"), paired(n, "launcher exec", "floor vault"),
+               paired(n, "launcher exec", "bao agent"), paired(n, "launcher run", "floor vault"),
+               paired(n, "import launcher", "interpreter")]
               for n in sizes]
     rep = Report("Startup: launch to the child's first instruction (median ms)")
     rep.tables.append(table(["N secrets", *(f"{k} ms" for k in CONTENDERS)], rows))
-    rep.tables.append(table(["N secrets", "exec / floor", "exec / agent", "run / floor", "run / agent", "exec / floor (of medians)"],
-                            ratios))
+    rep.tables.append(table(["N secrets", "exec file / floor file", "exec vault / floor vault", "exec vault / agent",
+                             "run vault / floor vault", "import launcher / interpreter"], ratios))
     if 10 in sizes:
+        row = ratios[sizes.index(10)]
         rep.targets += [
-            Target("startup: launcher exec N=10 / import floor", ratios[sizes.index(10)][1], 1.25, "bench_startup"),
-            Target("startup: launcher exec N=10 / bao agent", ratios[sizes.index(10)][2], 0.12, "bench_startup"),
+            Target("startup: launcher exec N=10 file / floor (click, yaml)", row[1], 1.15, "bench_startup"),
+            Target("startup: launcher exec N=10 vault / floor (click, yaml, urllib3)", row[2], 1.15, "bench_startup"),
+            Target("startup: import launcher / python -c pass", row[5], 2.0, "bench_startup"),
         ]
     rep.notes.append(f"median of {runs} runs after one warm-up run each, interleaved; ratios are medians of the per-round "
                      f"ratios (each round runs every contender once); {load_line()} at the end")

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import bench_concurrency
 import bench_fleet
 import bench_footprint
+import bench_mask
 import bench_observability
 import bench_rotation
 import bench_startup
@@ -30,6 +31,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], Report], list[str], lis
     "footprint": (bench_footprint.main, [], ["--runs", "1", "--window", "10", "--settle", "3"]),
     "fleet": (bench_fleet.main, [], ["--duration", "60"]),
     "observability": (bench_observability.main, [], ["--runs", "1", "--window", "10", "--settle", "3"]),
+    "mask": (bench_mask.main, [], ["--size-mb", "50"]),
 }
 
 

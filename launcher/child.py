@@ -22,7 +22,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import shutil
 import signal
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -209,6 +208,8 @@ def spawn(
         os.waitpid(pid, 0)  # ours, failed before exec: reap it here
         code = int(data.decode())
         if code in (errno.ENOENT, errno.ENOTDIR):
+            import shutil  # the error path only
+
             program = shutil.which(argv[0], path=env.get("PATH", os.defpath)) if "/" not in argv[0] else argv[0]
             raise CommandError(not_found_message(argv[0], program) if program else f"{argv[0]}: command not found", 127)
         raise CommandError(f"{argv[0]}: cannot execute: {os.strerror(code).lower()}", 126)

@@ -9,11 +9,17 @@ with real time and fake time alike.
 
 from __future__ import annotations
 
-import random as _random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+
+def _uniform() -> float:
+    """``random.random()``, imported when first drawn (most runs never draw)."""
+    import random
+
+    return random.random()
 
 
 @dataclass(frozen=True)
@@ -21,7 +27,7 @@ class Clock:
     """Monotonic time, a uniform draw in [0, 1), sleeping, and wall-clock time (for audit lines)."""
 
     monotonic: Callable[[], float] = time.monotonic
-    random: Callable[[], float] = _random.random
+    random: Callable[[], float] = _uniform
     sleep: Callable[[float], None] = time.sleep
     wall: Callable[[], float] = time.time
 

@@ -21,11 +21,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import socket
+
+# socket.SHUT_RDWR, without importing socket on a start-up that opens no connection.
+_SHUT_RDWR = 2
 
 
 class _Guard:
@@ -45,7 +51,7 @@ class _Guard:
             sockets, self.sockets = self.sockets, []
         for sock in sockets:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(_SHUT_RDWR)
             except OSError:
                 pass  # already closed: nothing left to interrupt
 
@@ -146,7 +152,7 @@ def watch(sock: socket.socket | None) -> None:
             guard.sockets.append(sock)
     if fire_now:
         try:
-            sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(_SHUT_RDWR)
         except OSError:
             pass
         return

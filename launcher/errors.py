@@ -36,7 +36,7 @@ from typing import overload
 # Everything that could end or visually rewrite a line: C0 and C1 controls, DEL,
 # the characters ``str.splitlines`` also breaks on (U+2028, U+2029), and the
 # bidirectional overrides that reorder what a terminal shows.
-_UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE = r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]"  # compiled (and cached) by re on first use
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
@@ -47,9 +47,9 @@ def one_line(text: str) -> str:
     so that no input can end a log line early or forge one. Backslashes are
     left alone: the result is for people to read, not to be parsed back.
     """
-    if _UNPRINTABLE_RE.search(text) is None:
+    if re.search(_UNPRINTABLE, text) is None:
         return text
-    return _UNPRINTABLE_RE.sub(_escape_char, text)
+    return re.sub(_UNPRINTABLE, _escape_char, text)
 
 
 def _escape_char(match: re.Match[str]) -> str:

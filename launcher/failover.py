@@ -119,6 +119,7 @@ class FailoverSource:
                  events: EventSink = NOTHING, stop: threading.Event | None = None) -> None:
         self.name = primary.name
         self.primary, self.fallback = primary, fallback
+        self.local = getattr(primary, "local", False) and getattr(fallback, "local", False)
         self.hold, self.retry, self.clock, self.events, self.stop = hold, retry, clock, events, stop
         self._lock = threading.Lock()
         self._held_until: float | None = None  # set while failed over: NAME is skipped until then, then probed

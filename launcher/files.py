@@ -15,12 +15,9 @@ manifest instead of leaving a new one behind on every call.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import shutil
 import stat
-import tempfile
 from collections.abc import Mapping
 
 from launcher.errors import ManifestError
@@ -41,6 +38,8 @@ def private_base_dir(environ: Mapping[str, str], files_dir: str | None = None) -
     for candidate in (environ.get("XDG_RUNTIME_DIR", ""), "/dev/shm"):
         if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
             return candidate, True
+    import tempfile
+
     return tempfile.gettempdir(), False
 
 
@@ -57,6 +56,8 @@ def stable_env_dir(environ: Mapping[str, str], files_dir: str | None, manifest_p
         log.warning("no tmpfs found (/dev/shm, $XDG_RUNTIME_DIR): secret files go to %s, which may be on disk", base)
     top = _own_directory(os.path.join(base, f"launcher-env-{os.getuid()}"))
     key = os.path.abspath(manifest_path) if manifest_path else "<no manifest>"
+    import hashlib
+
     return _own_directory(os.path.join(top, hashlib.sha256(key.encode()).hexdigest()[:12]))
 
 
@@ -96,6 +97,8 @@ class SecretFiles:
             base, private = private_base_dir(self._environ, self._files_dir)
             if not private:
                 log.warning("no tmpfs found (/dev/shm, $XDG_RUNTIME_DIR): secret files go to %s, which may be on disk", base)
+            import tempfile  # only a run with secret files pays for it
+
             self.directory = tempfile.mkdtemp(prefix="launcher-", dir=base)  # mode 0700
         return self.directory
 
@@ -115,6 +118,8 @@ class SecretFiles:
             return False
         directory = os.path.dirname(target)
         try:
+            import tempfile
+
             fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", dir=directory)  # mode 0600
         except OSError as exc:
             raise ManifestError(f"cannot write {target} ({(exc.strerror or 'error').lower()})") from None
@@ -157,6 +162,8 @@ class SecretFiles:
             _unlink(path)
         self._fixed.clear()
         if self.directory is not None and self._owned:
+            import shutil  # with its archive modules: only a run that wrote files pays for it
+
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
         self._contents.clear()

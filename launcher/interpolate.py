@@ -9,10 +9,10 @@ At most ``MAX_DEPTH`` levels may nest, so that no input can exhaust the stack.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
-_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+from launcher.refs import ENV_NAME_RE
+
 MAX_DEPTH = 32
 
 
@@ -65,7 +65,7 @@ def _closing_brace(text: str, start: int) -> int:
 
 def _expand(inner: str, environ: Mapping[str, str]) -> str:
     name, sep, default = inner.partition(":-")
-    if not _NAME_RE.match(name):
+    if not ENV_NAME_RE.match(name):
         # The text is not echoed: it may be part of a literal value (a password with ``${``).
         raise ValueError("invalid variable reference ${...} (expected ${NAME} or ${NAME:-default}; $$ is a literal $)")
     value = environ.get(name)

@@ -14,7 +14,6 @@ debug) spans several lines.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -57,6 +56,8 @@ class JsonFormatter(logging.Formatter):
             out.update(fields)
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
+        import json  # only JSON logs pay for it
+
         return _JSON_RAW_RE.sub(_json_escape, json.dumps(out, ensure_ascii=False, default=str))
 
 

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 from launcher.config import listen_address
 from launcher.errors import ManifestError
@@ -54,39 +54,61 @@ class Metrics:
         self.failovers: Counter[tuple[str, str]] = Counter()  # (the source that failed, its fallback that answered)
 
     def emit(self, event: Event) -> None:
-        now = self._wall()
-        kind, source, ref = event.kind, event.source or "", event.ref or ""
-        with self._lock:
-            if kind == "child_started":
-                self.child_pid = event.child_pid
-            elif kind == "child_exited":
-                if self.child_pid == event.child_pid:
-                    self.child_pid = None
-            elif kind == "restart":
-                self.restarts[event.reason or "rotation"] += 1
-            elif kind == "rotation":
-                self.rotations += 1
-            elif kind in ("fetch", "check"):
-                (self.fetches if kind == "fetch" else self.checks)[(source, event.outcome)] += 1
-                if event.outcome in _ANSWERED:
-                    self.last_success = now
-                if kind == "fetch" and event.outcome == "ok":
-                    self.read_at[ref] = now
-                    if event.expires_at is not None:
-                        self.lease_expiry[ref] = event.expires_at
-            elif kind == "lease_renew" and event.expires_at is not None:
-                self.lease_expiry[ref] = event.expires_at
-                self.last_success = now
-            elif kind == "lease_revoke":
-                self.lease_expiry.pop(ref, None)
-            elif kind == "token" and event.expires_at is not None:
-                self.token_expiry[source] = event.expires_at
-            elif kind == "outage":
-                self.failing.add(source)
-            elif kind == "recovered":
-                self.failing.discard(source)
-            elif kind == "failover":
-                self.failovers[(event.reason or "", source)] += 1
+        handler = self._handlers.get(event.kind)
+        if handler is not None:
+            now = self._wall()
+            with self._lock:
+                handler(self, event, now)
+
+    def _child_started(self, event: Event, now: float) -> None:
+        self.child_pid = event.child_pid
+
+    def _child_exited(self, event: Event, now: float) -> None:
+        if self.child_pid == event.child_pid:
+            self.child_pid = None
+
+    def _restart(self, event: Event, now: float) -> None:
+        self.restarts[event.reason or "rotation"] += 1
+
+    def _rotation(self, event: Event, now: float) -> None:
+        self.rotations += 1
+
+    def _read(self, event: Event, now: float) -> None:
+        """A fetch or a check: counted by source and outcome; an answer is a success of the watch."""
+        (self.fetches if event.kind == "fetch" else self.checks)[(event.source or "", event.outcome)] += 1
+        if event.outcome in _ANSWERED:
+            self.last_success = now
+        if event.kind == "fetch" and event.outcome == "ok":
+            self.read_at[event.ref or ""] = now
+            if event.expires_at is not None:
+                self.lease_expiry[event.ref or ""] = event.expires_at
+
+    def _lease_renew(self, event: Event, now: float) -> None:
+        if event.expires_at is not None:
+            self.lease_expiry[event.ref or ""] = event.expires_at
+            self.last_success = now
+
+    def _lease_revoke(self, event: Event, now: float) -> None:
+        self.lease_expiry.pop(event.ref or "", None)
+
+    def _token(self, event: Event, now: float) -> None:
+        if event.expires_at is not None:
+            self.token_expiry[event.source or ""] = event.expires_at
+
+    def _outage(self, event: Event, now: float) -> None:
+        self.failing.add(event.source or "")
+
+    def _recovered(self, event: Event, now: float) -> None:
+        self.failing.discard(event.source or "")
+
+    def _failover(self, event: Event, now: float) -> None:
+        self.failovers[(event.reason or "", event.source or "")] += 1
+
+    _handlers: ClassVar[dict[str, Callable[[Metrics, Event, float], None]]] = {
+        "child_started": _child_started, "child_exited": _child_exited, "restart": _restart, "rotation": _rotation,
+        "fetch": _read, "check": _read, "lease_renew": _lease_renew, "lease_revoke": _lease_revoke, "token": _token,
+        "outage": _outage, "recovered": _recovered, "failover": _failover,
+    }
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """``/healthz``: (HTTP status, JSON body)."""

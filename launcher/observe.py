@@ -72,7 +72,7 @@ class Observers:
     def __enter__(self) -> Observers:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: types.TracebackType | None) -> None:
         try:
             code = None if exc is None else exit_code_of(exc)
             if exc is None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 
 from launcher.resolver import BindingResult
@@ -47,6 +46,8 @@ def check_json(results: Iterable[BindingResult], extra: Mapping[str, str] | None
     summary = {"manifest": manifest, "status": "ok" if exit_code == 0 else "failed", "exit_code": exit_code,
                "offline": offline is not None, "bindings": len(bindings) if offline is None else offline, "counts": counts,
                "problems": list(problems)}
+    import json
+
     return json.dumps({"bindings": bindings, "summary": summary}, indent=2)
 
 
@@ -60,6 +61,8 @@ def format_env(values: Mapping[str, str], fmt: str) -> str:
     ``'\\''`` (close, escaped quote, reopen), which sh reads exactly.
     """
     if fmt == "json":
+        import json
+
         return json.dumps(dict(values), indent=2, ensure_ascii=False)
     if fmt == "shell":
         return "\n".join(f"export {name}={_single_quoted(value)}" for name, value in values.items())

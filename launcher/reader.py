@@ -13,7 +13,6 @@ bounded (``MAX_ALIAS_EXPANSION``), so an alias bomb ends at once.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -62,7 +61,7 @@ class _Collect:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> bool:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: types.TracebackType | None) -> bool:
         if isinstance(exc, ManifestError) and not isinstance(exc, FatalError):
             self.record(exc)
             return True
@@ -243,9 +242,6 @@ class Reader:
             raise self.fail(node, field, "must not be empty")
         return str(self.base / os.path.expanduser(value))
 
-    def optional_path(self, node: yaml.Node, field: str) -> str | None:
-        return None if is_null(node) else self.path(node, field)
-
     def names(self, node: yaml.Node, field: str) -> tuple[str, ...]:
         if is_null(node):
             return ()
@@ -384,5 +380,7 @@ def _to_float(text: str) -> float:
 def _did_you_mean(key: str, allowed: tuple[str, ...]) -> str:
     if len(key) > _SHOWN_KEY_LEN:  # difflib is quadratic; a long key is no typo
         return ""
+    import difflib
+
     close = difflib.get_close_matches(key, allowed, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

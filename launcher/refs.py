@@ -8,7 +8,6 @@ own file:line context.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass
 
@@ -152,6 +151,8 @@ def _did_you_mean(name: str, known: frozenset[str] | set[str]) -> str:
     if len(name) > _SUGGEST_MAX_LEN:
         return ""
     candidates = sorted(n for n in known if len(n) <= _SUGGEST_MAX_LEN)
+    import difflib  # only a message with a suggestion pays for it
+
     close = difflib.get_close_matches(name, candidates, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

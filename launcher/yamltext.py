@@ -23,7 +23,8 @@ NULL = "tag:yaml.org,2002:null"
 # 100 bindings), with the same nodes and line marks.
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 # What YAML refuses in a stream (PyYAML's reader): found again to name the line and character.
-_NON_PRINTABLE_RE = re.compile(r"[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# (Compiled when needed: at 3 ms, it would be the costliest line of a start-up that never uses it.)
+_NON_PRINTABLE = r"[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 def read_capped(path: str, limit: int) -> bytes:
@@ -104,7 +105,7 @@ def line_of(text: str, index: int) -> int:
 
 
 def _unprintable(text: str) -> InvalidYamlError:
-    m = _NON_PRINTABLE_RE.search(text)
+    m = re.search(_NON_PRINTABLE, text)
     if m is None:
         return InvalidYamlError("a character that YAML does not allow", None)
     code = ord(m.group())

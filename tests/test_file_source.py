@@ -167,3 +167,14 @@ def test_a_bomb_through_the_cli_is_78_within_a_second(tmp_path: Path) -> None:
     assert "launcher.yaml:5: env.BOMB: dev://app/bomb: the value in" in proc.stderr and "s.yaml" in proc.stderr
     assert CANARY not in proc.stderr and "Traceback" not in proc.stderr
     assert os.path.exists(tmp_path / "s.yaml")
+
+
+def test_a_version_counts_changes_and_is_never_a_hash_of_the_value(tmp_path: Path) -> None:
+    """`check` prints versions and the audit trail keeps them: a short hash of a weak
+    secret could be reversed by guessing, so a file's version is a counter."""
+    path = tmp_path / "s.yaml"
+    versions = []
+    for value in ("hunter2", "hunter3", "hunter3", "hunter2"):
+        path.write_text(f"pw: {value}\n", encoding="utf-8")
+        versions.append(source(path).fetch("pw", None).version)
+    assert versions == ["1", "2", "2", "3"]

@@ -21,7 +21,7 @@ SDKS = ("hvac", "requests", "urllib3", "azure", "msal", "boto3", "botocore")
 @pytest.fixture
 def memory_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register tests/backends/memory.py: the one line a new backend adds."""
-    monkeypatch.setitem(sources.REGISTRY, "memory", "tests.backends.memory")
+    monkeypatch.setitem(sources.REGISTRY, "memory", sources.Entry("tests.backends.memory", scrub=("MEMORY_TOKEN",)))
     backend.cache_clear()
     yield
     backend.cache_clear()

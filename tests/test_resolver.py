@@ -366,3 +366,27 @@ def test_file_source_keeps_scalars_as_written_and_types_inside_json(tmp_path: Pa
     assert fields is not None and fields["n"] == "" and fields["empty"] == ""
     with pytest.raises(NotFoundError):
         src.fetch("app/n", None)  # a null value at PATH is missing: `default:` applies
+
+
+class ThreadRecordingSource(ScriptedSource):
+    """Records which thread each fetch ran on."""
+
+    def __init__(self, name: str, script: Mapping[str, Outcome], local: bool) -> None:
+        super().__init__(name, script)
+        self.local = local
+        self.threads: set[str] = set()
+
+    def fetch(self, path: str, version: str | None) -> Secret:
+        self.threads.add(threading.current_thread().name)
+        return super().fetch(path, version)
+
+
+def test_a_local_source_is_read_on_the_calling_thread_and_a_remote_one_on_helpers() -> None:
+    body = "env:\n" + "".join(f"  L{i}: near://p{i}#k\n  R{i}: far://p{i}#k\n" for i in range(8))
+    script = {f"p{i}": fields(k=str(i)) for i in range(8)}
+    near = ThreadRecordingSource("near", script, local=True)
+    far = ThreadRecordingSource("far", script, local=False)
+    res = resolver_for(manifest(body, ("near", "far")), near, far).resolve({})
+    assert res.errors == [] and res.values["L7"] == "7" and res.values["R0"] == "0"
+    assert near.threads == {threading.current_thread().name}
+    assert any(name.startswith("fetch-") for name in far.threads)

@@ -324,8 +324,6 @@ BACKEND = Backend(
     type="azure",
     config=AzureSourceConfig,
     open=lambda config, events: AzureSource(config),
-    builtin=True,  # `azure://VAULT-NAME/SECRET` means https://VAULT-NAME.vault.azure.net
     reference_problem=reference_problem,
-    scrub=("AZURE_CLIENT_SECRET",),
     loggers=("azure", "msal", "msal_extensions"),
 )

@@ -16,8 +16,6 @@ name the source, the file and the path, never anything the file holds.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 import yaml
@@ -25,7 +23,7 @@ import yaml
 from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, ManifestError, NotFoundError
 from launcher.refs import FetchKey, Reference
-from launcher.sources import Backend, Secret
+from launcher.sources import Backend, ContentVersions, Secret
 from launcher.yamltext import InvalidYamlError, compose_yaml, decode_text, is_null, read_capped
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -48,8 +46,13 @@ def reference_problem(config: FileSourceConfig, ref: Reference) -> str | None:
     return None
 
 
+_VERSIONS = ContentVersions()  # a file has no versions: count the changes this process sees
+
+
 class FileSource:
     """Reads ``config.path`` on each fetch; cheap, so no caching of its own."""
+
+    local = True  # no network: the resolver reads it on the calling thread
 
     def __init__(self, config: FileSourceConfig) -> None:
         self.name = config.name
@@ -69,7 +72,7 @@ class FileSource:
         problem = _unpassable(node)
         if problem is not None:
             raise ManifestError(f"{self.name}://{path}: the value in {self.path} {problem}")
-        version_id = hashlib.sha256(yaml.serialize(node).encode()).hexdigest()[:12]
+        version_id = _VERSIONS.version((self.path, path), yaml.serialize(node))
         if isinstance(node, yaml.MappingNode):
             return Secret(fields={key: self._text(value, path) for key, value in _items(node)}, version=version_id)
         if is_null(node):
@@ -77,7 +80,7 @@ class FileSource:
         return Secret(value=self._text(node, path), version=version_id)
 
     def current_version(self, path: str) -> str | None:
-        """The hash a fetch would report now (the file is small: re-reading is the check)."""
+        """The version a fetch would report now (the file is small: re-reading is the check)."""
         return self.fetch(path, None).version
 
     def _load(self) -> yaml.Node:
@@ -115,6 +118,8 @@ class FileSource:
         if isinstance(node, yaml.ScalarNode):
             return "" if is_null(node) else str(node.value)
         try:
+            import json  # only a mapping or list value pays for it
+
             data = yaml.SafeLoader("").construct_document(node)
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError):

@@ -22,7 +22,6 @@ imports to read a manifest, so it imports nothing heavy at the top.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -36,7 +35,7 @@ from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
 from launcher.events import NOTHING, Event, EventSink
 from launcher.refs import FetchKey
-from launcher.sources import Backend, Lease, Secret, to_text
+from launcher.sources import Backend, ContentVersions, Lease, Secret, to_text
 
 if TYPE_CHECKING:
     import yaml
@@ -46,6 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KV2, KV1, OTHER, UNKNOWN = "kv2", "kv1", "other", "unknown"
+_KV1_VERSIONS = ContentVersions()  # KV v1 keeps no versions: count the changes this process sees
 # Each login method's own settings (``method`` aside), in the order messages list them.
 AUTH_KEYS = {
     "token": ("token_file",),
@@ -295,8 +295,8 @@ class VaultSource:
             return Secret(fields=fields, lease=lease)
         if kind == OTHER:
             return Secret(fields=fields)
-        digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:12]
-        return Secret(fields=fields, version=digest)
+        where = (self.connection.address, self.connection.namespace or "", path)
+        return Secret(fields=fields, version=_KV1_VERSIONS.version(where, json.dumps(data, sort_keys=True, default=str)))
 
     def _read_guessing(self, mount: str, path: str, version: str | None, ref: str) -> Secret:
         """The mount's kind is unknown: try KV v2, then the plain read; remember what worked."""
@@ -336,7 +336,5 @@ BACKEND = Backend(
     type="vault",
     config=VaultSourceConfig,
     open=lambda config, events: VaultSource(config, events=events),
-    builtin=True,  # `vault://` from the VAULT_* (or BAO_*) variables, as the CLI reads them
-    scrub=("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID"),
     loggers=("hvac", "urllib3", "requests"),
 )

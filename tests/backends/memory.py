@@ -45,4 +45,4 @@ def reference_problem(config: MemoryConfig, ref: Reference) -> str | None:
 
 
 BACKEND = Backend(type="memory", config=MemoryConfig, open=lambda config, events: MemorySource(config), reference_problem=reference_problem,
-                  scrub=("MEMORY_TOKEN",), loggers=("memory.lib",), requires=(), extra=None)
+                  loggers=("memory.lib",), requires=(), extra=None)
