@@ -178,3 +178,42 @@ def test_a_version_counts_changes_and_is_never_a_hash_of_the_value(tmp_path: Pat
         path.write_text(f"pw: {value}\n", encoding="utf-8")
         versions.append(source(path).fetch("pw", None).version)
     assert versions == ["1", "2", "2", "3"]
+
+
+def test_a_file_is_parsed_once_while_it_is_unchanged_and_again_when_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import launcher.sources.file as file_module
+
+    parses: list[str] = []
+    real_compose = file_module.compose_yaml
+
+    def counting_compose(text: str) -> object:
+        parses.append(text)
+        return real_compose(text)
+
+    monkeypatch.setattr(file_module, "compose_yaml", counting_compose)
+    path = tmp_path / "s.yaml"
+    path.write_text("".join(f"k{i}: value-{i}\n" for i in range(100)), encoding="utf-8")
+    src = source(path)
+    assert [src.fetch(f"k{i}", None).value for i in range(100)] == [f"value-{i}" for i in range(100)]
+    assert len(parses) == 1
+    # Same size, rewritten in place: the change of mtime/ctime is enough.
+    path.write_text("".join(f"k{i}: VALUE-{i}\n" for i in range(100)), encoding="utf-8")
+    assert src.fetch("k7", None).value == "VALUE-7"
+    # Replaced by a rename, as Kubernetes and editors do: a new inode.
+    (tmp_path / "next.yaml").write_text("k7: renamed\n", encoding="utf-8")
+    os.replace(tmp_path / "next.yaml", path)
+    assert src.fetch("k7", None).value == "renamed"
+    assert len(parses) == 3
+
+
+def test_a_merge_key_reads_the_same_before_and_after_a_json_value_was_built(tmp_path: Path) -> None:
+    """Building JSON resolves `<<` in place; the kept document must not change under later lookups."""
+    path = tmp_path / "s.yaml"
+    path.write_text("base: &b {user: u}\nouter:\n  app:\n    <<: *b\n    host: h\n", encoding="utf-8")
+    src = source(path)
+    before = sorted(src.fetch("outer/app", None).fields or {})
+    assert before == ["<<", "host"]
+    assert src.fetch("outer", None).fields == {"app": '{"user":"u","host":"h"}'}  # JSON merges, as YAML loaders do
+    assert sorted(src.fetch("outer/app", None).fields or {}) == before

@@ -1,9 +1,12 @@
-"""The ``file`` source: a local YAML or JSON file, re-read on every fetch.
+"""The ``file`` source: a local YAML or JSON file, checked on every fetch.
 
 ``PATH`` walks nested mappings (``app/db`` -> ``data["app"]["db"]``). A
 mapping found there becomes the secret's fields; a scalar is the value itself,
 exactly as written. Nested mappings and lists become compact JSON.
-The version is a hash of what was found, so rotation shows as a new version.
+The version counts the changes of what was found (``ContentVersions``), so
+rotation shows as a new version. Each fetch opens the file; it is parsed again
+only when it changed (device, inode, size, mtime or ctime), so 100 bindings
+into one file parse it once.
 
 Errors: a missing file is 66 (``NotFoundError``), an unreadable one 77
 (``AuthError``). A file that can never serve (a directory, larger than
@@ -16,6 +19,8 @@ name the source, the file and the path, never anything the file holds.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 
 import yaml
@@ -24,7 +29,7 @@ from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, ManifestError, NotFoundError
 from launcher.refs import FetchKey, Reference
 from launcher.sources import Backend, ContentVersions, Secret
-from launcher.yamltext import InvalidYamlError, compose_yaml, decode_text, is_null, read_capped
+from launcher.yamltext import InvalidYamlError, compose_yaml, decode_text, is_null
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_VALUE_CHARS = 4 * 1024 * 1024
@@ -46,6 +51,7 @@ def reference_problem(config: FileSourceConfig, ref: Reference) -> str | None:
     return None
 
 
+Signature = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
 _VERSIONS = ContentVersions()  # a file has no versions: count the changes this process sees
 
 
@@ -57,6 +63,7 @@ class FileSource:
     def __init__(self, config: FileSourceConfig) -> None:
         self.name = config.name
         self.path = config.path
+        self._parsed: tuple[Signature, yaml.Node] | None = None  # the last regular file parsed
 
     def fetch(self, path: str, version: str | None) -> Secret:
         if version is not None:
@@ -86,7 +93,7 @@ class FileSource:
     def _load(self) -> yaml.Node:
         where = f"source {self.name!r}: {self.path}"
         try:
-            data = read_capped(self.path, MAX_FILE_BYTES)
+            signature, data, unchanged = self._read_if_changed()
         except FileNotFoundError:
             raise NotFoundError(f"source {self.name!r}: file {self.path} does not exist") from None
         except PermissionError:
@@ -97,6 +104,30 @@ class FileSource:
             raise NotFoundError(f"source {self.name!r}: cannot read {self.path} ({exc.strerror})") from None
         except ValueError:
             raise ManifestError(f"source {self.name!r}: the file's path holds a NUL byte") from None
+        if unchanged is not None:
+            return unchanged
+        node = self._parse(data, where)
+        if signature is not None:
+            self._parsed = (signature, node)
+        return node
+
+    def _read_if_changed(self) -> tuple[Signature | None, bytes, yaml.Node | None]:
+        """The file's signature (None unless a regular file) and at most ``MAX_FILE_BYTES + 1``
+        bytes, or the document parsed last time when the file has not changed since.
+
+        The signature is taken from the open file, so it describes the bytes read.
+        """
+        with open(self.path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):  # a pipe or a device has no trustworthy size or times
+                return None, fh.read(MAX_FILE_BYTES + 1), None
+            signature = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            last = self._parsed
+            if last is not None and last[0] == signature:
+                return signature, b"", last[1]
+            return signature, fh.read(MAX_FILE_BYTES + 1), None
+
+    def _parse(self, data: bytes, where: str) -> yaml.Node:
         if len(data) > MAX_FILE_BYTES:
             raise ManifestError(f"{where} is larger than 4 MiB")
         try:
@@ -118,9 +149,11 @@ class FileSource:
         if isinstance(node, yaml.ScalarNode):
             return "" if is_null(node) else str(node.value)
         try:
-            import json  # only a mapping or list value pays for it
+            import copy  # only a mapping or list value pays for these
+            import json
 
-            data = yaml.SafeLoader("").construct_document(node)
+            # A copy: constructing resolves `<<` merges in place, and the parsed file is kept.
+            data = yaml.SafeLoader("").construct_document(copy.deepcopy(node))
             return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
         except (yaml.YAMLError, ValueError, TypeError, OverflowError):
             raise ManifestError(

@@ -24,7 +24,6 @@ import logging
 import os
 import ssl
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -164,7 +163,12 @@ def trusted_roots(conn: Connection) -> str | Literal[False]:
 
 
 def _proxy_for(scheme: str, host: str) -> str | None:
-    # The standard library's reading of the variables, which requests uses too.
+    # The standard library's reading of the variables, which requests uses too. On Linux it
+    # looks only at variables named *_proxy (any case): without one, skip importing it.
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None
+    import urllib.request
+
     proxies = urllib.request.getproxies()
     if not proxies or urllib.request.proxy_bypass(host):
         return None
