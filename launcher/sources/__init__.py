@@ -18,7 +18,7 @@ from __future__ import annotations
 import builtins as _builtins
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -149,6 +149,19 @@ class TokenHolding(Protocol):
 
     def token_ttl(self) -> float | None:
         """Seconds the token has left; None when it never expires or cannot be known."""
+
+
+@runtime_checkable
+class Batching(Protocol):
+    """A source that can read many secrets in one go (Vault: pipelined KV v2 reads).
+
+    Best effort, for a start-up with many secrets: each secret it returns is what
+    ``fetch`` would have returned; what it leaves out (an error, another engine, a
+    connection that failed) is read again by ``fetch``, with its retries and messages.
+    """
+
+    def read_many(self, items: Sequence[tuple[str, str | None]], within: float) -> dict[tuple[str, str | None], Secret]:
+        """Secrets for some of ``items`` (path, version), taking at most ``within`` seconds."""
 
 
 def _no_problem(config: Any, ref: Reference) -> str | None:

@@ -19,12 +19,15 @@ clients; ``open_client`` builds hvac's.
 
 from __future__ import annotations
 
+import contextlib
+import http.client  # loaded by urllib3 anyway
 import json
 import logging
 import os
 import ssl
+import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -46,6 +49,10 @@ POOL_SIZE = 32
 # (connect, read): a reachable Vault connects in milliseconds and answers reads
 # quickly, so fail fast and let the resolver's retry policy decide what next.
 TIMEOUT = (5.0, 10.0)
+# A batch of reads (``get_many``) is spread over this many connections, each carrying its
+# share of the GETs pipelined. Four keep every read on a connection of its own for small
+# batches' sake and still put 25 reads on each for 100 secrets.
+PIPELINE_CONNECTIONS = 4
 # Follow the redirect a standby node answers with (307 to the active node), but
 # never retry here: the resolver's retry policy owns every repeat.
 _RETRIES = urllib3.Retry(total=None, connect=0, read=0, status=0, other=0, redirect=3, raise_on_redirect=True)
@@ -92,10 +99,7 @@ class VaultHTTP:
         proxy or load balancer answering for Vault). Timeouts are cut to what
         is left of the attempt's bound (``launcher.deadline``).
         """
-        # Quoted: a key or path may hold '#', '?' or spaces (escaped as %23 / %3F in references).
-        url = f"{self.address}/v1/{urllib.parse.quote(path, safe='/')}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
+        url = self.address + self._target(path, params)
         headers = {"X-Vault-Token": token, "X-Vault-Request": "true"}
         if self._namespace:
             headers["X-Vault-Namespace"] = self._namespace
@@ -118,8 +122,109 @@ class VaultHTTP:
             raise TransientError(f"{what}: Vault at {self.address}: the answer is not Vault's (not a JSON object)")
         return body
 
+    def get_many(self, paths: Sequence[tuple[str, dict[str, str] | None]], token: str) -> list[dict[str, Any] | None]:
+        """Best effort: the JSON body of each ``GET /v1/<path>`` that answered 200, else None.
+
+        Why: 100 reads through the pool take 32 threads, four round trips and about
+        0.4 ms of CPU each (GIL hand-offs included); pipelined over a few connections
+        from one thread (HTTP/1.1, which Vault's Go server answers in order) they take
+        one round trip and a seventh of the CPU (benchmarks/RESULTS.md, "Concurrency").
+        What is left as None (any other status, a closed or failed connection, the
+        caller's ``deadline.bound`` passing) is read again with ``get``, which owns the
+        retries and the messages, so nothing here raises or logs above debug. Never
+        through a proxy: many do not pass pipelined requests on.
+        """
+        results: list[dict[str, Any] | None] = [None] * len(paths)
+        if not paths or isinstance(self._pool, urllib3.ProxyManager):
+            return results
+        pool = self._pool.connection_from_url(self.address)
+        address = urllib.parse.urlsplit(self.address)
+        prefix = address.path.rstrip("/")
+        head = f"Host: {address.netloc.rpartition('@')[2]}\r\nX-Vault-Token: {token}\r\nX-Vault-Request: true\r\n"
+        if self._namespace:
+            head += f"X-Vault-Namespace: {self._namespace}\r\n"
+        shares = [range(first, len(paths), PIPELINE_CONNECTIONS) for first in range(min(PIPELINE_CONNECTIONS, len(paths)))]
+        opened: list[tuple[Any, range]] = []
+        conn: Any = None
+        try:
+            for share in shares:
+                # A connection of the pool's own class: its TLS settings, and a socket the
+                # attempt's watchdog may shut down (launcher.deadline).
+                conn = pool._new_conn()
+                conn.timeout = deadline.cut(self._connect_timeout)
+                conn.connect()
+                conn.sock.settimeout(deadline.cut(self._read_timeout))
+                conn.sock.sendall("".join(f"GET {prefix}{self._target(*paths[i])} HTTP/1.1\r\n{head}\r\n" for i in share).encode())
+                opened.append((conn, share))
+        except _FAILURES as exc:
+            if conn is not None:
+                conn.close()  # the one that failed; those already sent are read below
+            log.debug("pipelined reads from %s: a connection failed (%s)", self.address, describe(exc))
+        sent = time.monotonic()
+        try:
+            for conn, share in opened:
+                self._answers(conn, share, results, sent)
+        finally:
+            for conn, _ in opened:
+                conn.close()
+        return results
+
+    def _answers(self, conn: Any, share: range, results: list[dict[str, Any] | None], sent: float) -> None:
+        """Read one connection's pipelined answers into ``results``, until one fails or the connection ends."""
+        answers = _Answers(conn.sock.makefile("rb"))
+        try:
+            for n, i in enumerate(share):
+                resp = http.client.HTTPResponse(answers, method="GET")  # type: ignore[arg-type]
+                resp.begin()
+                if n == 0:
+                    # The answers after the first come at once from a server that pipelines; a
+                    # load balancer that does not pass pipelined requests on never sends them:
+                    # stop waiting soon, and let ``get`` read those.
+                    conn.sock.settimeout(deadline.cut(max(0.25, 4 * (time.monotonic() - sent))))
+                data = resp.read()
+                if resp.status == 200:
+                    with contextlib.suppress(ValueError):
+                        body = json.loads(data)
+                        results[i] = body if isinstance(body, dict) else None
+                if resp.will_close:
+                    return
+        except _FAILURES as exc:
+            log.debug("pipelined reads from %s stopped (%s); the rest are read one by one", self.address, describe(exc))
+
+    @staticmethod
+    def _target(path: str, params: dict[str, str] | None) -> str:
+        """``/v1/<path>[?params]``, to follow the address (which may end in a path of its own)."""
+        # Quoted: a key or path may hold '#', '?' or spaces (escaped as %23 / %3F in references).
+        target = f"/v1/{urllib.parse.quote(path, safe='/')}"
+        return target + "?" + urllib.parse.urlencode(params) if params else target
+
     def close(self) -> None:
         self._pool.clear()
+
+
+# What ends a batch's reads early.
+_FAILURES = (OSError, urllib3.exceptions.HTTPError, http.client.HTTPException)
+
+
+class _Answers:
+    """One connection's pipelined answers, read in turn by ``http.client.HTTPResponse``.
+
+    An ``HTTPResponse`` reads through ``sock.makefile()`` and closes that file at
+    the end of its body. Answers that follow each other need one buffered reader
+    (bytes of the next answer may already sit in its buffer), kept open between them.
+    """
+
+    def __init__(self, reader: Any) -> None:
+        self._reader = reader
+
+    def makefile(self, mode: str) -> _Answers:
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reader, name)
+
+    def close(self) -> None:
+        pass  # the connection is closed by ``get_many``
 
 
 def _pool_manager(conn: Connection) -> urllib3.PoolManager:
