@@ -293,13 +293,13 @@ class VaultSource:
         with deadline.bound(within):
             try:
                 self._token.ensure()
-                for path, version in items:
-                    path = path.strip("/")
+                for asked, version in items:
+                    path = asked.strip("/")  # as ``fetch`` does; the answer is keyed by what was asked
                     ref = _ref(self.name, path, version)
                     mount, kind = self._mount_of(path, ref)
                     rest = path[len(mount):]
                     if kind == KV2 and rest and (version is None or (version.isdigit() and int(version) > 0)):
-                        plan.append(((path, version), f"{mount}data/{rest}", {"version": version} if version else None, ref))
+                        plan.append(((asked, version), f"{mount}data/{rest}", {"version": version} if version else None, ref))
                 token = self._token.token
             except LauncherError as exc:
                 log.debug("source %s: no batch read (%s)", self.name, exc)
