@@ -39,7 +39,8 @@ from benchlib import OpenBao, load_line, median, table, use_source_override, wor
 
 use_source_override()
 
-from launcher.sources.vault_http import Connection, VaultHTTP  # noqa: E402
+# _Answers: the launcher's shared reader for pipelined answers, so both pipelining rows parse alike.
+from launcher.sources.vault_http import Connection, VaultHTTP, _Answers  # noqa: E402
 
 Reader = Callable[[str, str, list[str]], dict[str, str]]
 
@@ -109,22 +110,6 @@ def by_selectors(connections: int) -> Reader:
         return out
 
     return read
-
-
-class _Answers:
-    """One buffered reader shared by the answers on a connection (``http.client`` closes its file after each)."""
-
-    def __init__(self, reader: Any) -> None:
-        self._reader = reader
-
-    def makefile(self, mode: str) -> _Answers:
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._reader, name)
-
-    def close(self) -> None:
-        pass
 
 
 def by_pipelining(connections: int) -> Reader:
