@@ -3,7 +3,7 @@
 Two ways to make a fleet (``--mode``):
 
 - ``threads`` (default): one worker process holds 200 independent
-  (Resolver, Watcher) pairs from ``launcher.resolver`` / ``launcher.watcher``,
+  (Resolver, Watcher) pairs from ``launcher.resolve.resolver`` / ``launcher.resolve.watcher``,
   each with its own source and connection pool, as 200 ``launcher run``
   processes would. All do their start-up work first (the initial reads and the
   token lookup), then every watcher starts at the same moment: a fleet
@@ -67,8 +67,8 @@ def worker(opts: argparse.Namespace) -> None:
     """The threads mode's worker process: build the fleet, start it at once, run ``duration`` seconds."""
     use_source_override()
     from launcher.manifest import load_manifest
-    from launcher.resolver import Resolver
-    from launcher.watcher import Outage, Rotation, Watcher
+    from launcher.resolve.resolver import Resolver
+    from launcher.resolve.watcher import Outage, Rotation, Watcher
 
     loaded = [load_manifest(p) for p in sorted(Path(opts.worker).glob("fleet-*.yaml"))]
     events: collections.Counter[str] = collections.Counter()
@@ -151,7 +151,7 @@ def simulate(count: int, interval: float, duration: float, jitter: bool, seed: i
 
     ``jitter``: each check +-10 % of the interval after the previous one (the
     launcher before its fixed schedule); else checks at phase + k x interval
-    (what ``launcher.watcher`` does now).
+    (what ``launcher.resolve.watcher`` does now).
     """
     rng = random.Random(seed)
     ratios = []

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from benchlib import Report, Target, load_line, median, ratio, stop_cleanly_on_signals, table, use_source_override, workdir
 
 if TYPE_CHECKING:
-    from launcher.masking import Masker  # imported late at run time: BENCH_LAUNCHER_SRC may choose the package
+    from launcher.run.masking import Masker  # imported late at run time: BENCH_LAUNCHER_SRC may choose the package
 
 MB = 1_000_000
 TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
@@ -113,8 +113,8 @@ def cat_pipeline(path: Path, pipe_size: int | None = None) -> float:
 
 def pump_pipeline(path: Path, values: list[str], chunk: int | None = None, pipe_size: int | None = None) -> tuple[float, Masker]:
     """Seconds for ``cat FILE`` through an ``OutputPump`` to /dev/null; and the masker it ended with."""
-    from launcher.masking import CHUNK, Masker
-    from launcher.pump import OutputPump, make_pipe
+    from launcher.run.masking import CHUNK, Masker
+    from launcher.run.pump import OutputPump, make_pipe
 
     masker = Masker(values)
     read_end, write_end = make_pipe(pipe_size or CHUNK)
@@ -158,7 +158,7 @@ def trie_regex(patterns: tuple[bytes, ...]) -> bytes:
 def matchers(values: list[str], sample: bytes) -> list[tuple[str, Callable[[bytes], bytes], bool]]:
     """Every approach measured: (name, a function masking one chunk, slow). The last two are the engine."""
     from launcher import masking
-    from launcher.masking import CONCEALED, Masker
+    from launcher.run.masking import CONCEALED, Masker
 
     class DenseOnly(Masker):  # the engine's path for chunks crowded with anchors, taken for every chunk
         def occurrences(self, buf: bytes | bytearray, end: int) -> list[tuple[int, int]]:
@@ -203,7 +203,7 @@ def matchers(values: list[str], sample: bytes) -> list[tuple[str, Callable[[byte
 
 
 def scan_table(values: list[str], data: bytes) -> str:
-    from launcher.masking import Masker, StreamMasker
+    from launcher.run.masking import Masker, StreamMasker
 
     chunks = [data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)]
     reference = Masker(values)

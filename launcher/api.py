@@ -20,15 +20,17 @@ from typing import Any
 
 from launcher import deadline
 from launcher.clock import Clock
-from launcher.config import Manifest
-from launcher.errors import CompoundError, LauncherError, ManifestError
+from launcher.errors import LauncherError, ManifestError
 from launcher.events import NOTHING, EventSink
 from launcher.manifest import find
-from launcher.observe import api_audit
-from launcher.refs import FetchKey, Reference, RefSyntaxError, parse_reference
-from launcher.resolver import Resolution, Resolver, SourceFactory, env_from_name, log_resolved, secret_fields, select
-from launcher.sources import Secret, Versioned
-from launcher.watcher import CHECK_BOUND, Outage, Rotation, Watcher
+from launcher.model.config import Manifest
+from launcher.model.refs import FetchKey, Reference, RefSyntaxError, parse_reference
+from launcher.observe.observers import api_audit
+from launcher.resolve.resolution import Resolution
+from launcher.resolve.resolver import Resolver, SourceFactory, env_from_name, log_resolved, secret_fields, select
+from launcher.resolve.watcher import CHECK_BOUND, Outage, Rotation, Watcher
+from launcher.sources.base import Secret, Versioned
+from launcher.sources.catalog import reference_problem
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +99,10 @@ def secrets_of(manifest: Manifest, resolution: Resolution) -> Secrets:
 
 
 def raise_for(resolution: Resolution) -> None:
-    """The CLI's verdict: one failure is raised as it is, several as ``CompoundError`` (manifest order)."""
-    errors = resolution.errors_in_order()
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        raise CompoundError(errors)
+    """All or nothing, with the verdict the CLI uses (``Resolution.failure``)."""
+    failure = resolution.failure()
+    if failure is not None:
+        raise failure
 
 
 class Client:
@@ -260,7 +260,7 @@ class Client:
             reference = parse_reference(text, self.manifest.known_sources)
         except RefSyntaxError as exc:
             raise ManifestError(str(exc)) from None
-        problem = self.manifest.reference_problem(reference)
+        problem = reference_problem(self.manifest, reference)
         if problem is not None:
             raise ManifestError(f"{reference}: {problem}")
         return reference

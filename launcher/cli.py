@@ -6,41 +6,42 @@ and its exit code; anything else is a bug (exit 70, traceback at debug only).
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+import types
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from launcher import logs
-from launcher.child import check_exec_limits, not_found_message
-from launcher.config import ON_CHANGE_ACTIONS, Manifest, listen_address
-from launcher.environment import ChildEnvironment
 from launcher.errors import (
-    CommandError,
-    CompoundError,
     LauncherError,
-    ManifestError,
-    UsageError,
-    WouldOverwriteError,
     errors_of,
 )
-from launcher.events import NOTHING, EventSink
-from launcher.files import SecretFiles, stable_env_dir
+from launcher.events import Broadcast, EventSink
 from launcher.manifest import DEFAULT_MANIFEST, find
-from launcher.observe import AUDIT_VARIABLE, Observers, binding_errors
-from launcher.output import STARTER_MANIFEST, STARTER_SECRETS, check_json, check_table, dotenv_differs, format_env
-from launcher.resolver import Resolution, Resolver, inline_bindings, log_resolved
+from launcher.manifest.starter import write_starter
+from launcher.model.config import Manifest, listen_address
+from launcher.model.vocabulary import ACTIONS
+from launcher.output import check_json, check_table, dotenv_differs, format_env
+from launcher.resolve.bindings import BindingResult
+from launcher.resolve.resolution import Resolution
+from launcher.resolve.resolver import Resolver, inline_bindings, log_resolved
+from launcher.run.command import check_exec_limits, exec_command, exec_refusals, find_command
+from launcher.run.environment import ChildEnvironment
+from launcher.run.files import SecretFiles, stable_env_dir
+
+if TYPE_CHECKING:
+    from launcher.observe.observers import Observers  # imported when something asks to observe
 
 log = logging.getLogger("launcher")
+
+AUDIT_VARIABLE = "LAUNCHER_AUDIT"  # names the audit trail; wins over the manifest's audit.path
 
 _COMMAND_SETTINGS: dict[str, Any] = {"allow_interspersed_args": False}
 
@@ -50,26 +51,27 @@ def load(manifest_path: str | None) -> Manifest:
     return find(manifest_path)
 
 
-def resolve(manifest: Manifest, no_inline: bool, strict: bool = True, events: EventSink = NOTHING) -> tuple[Resolver, Resolution]:
-    """Resolve everything once: the one place that turns failed bindings into an error.
+def resolve(manifest: Manifest, no_inline: bool, observers: Observing, strict: bool = True) -> tuple[Resolver, Resolution]:
+    """Resolve everything once; the verdict is ``Resolution.failure``.
 
-    With ``strict`` (run, exec, env) any failure raises ``CompoundError``: every
-    failing binding in manifest order, the exit code of the most fundamental.
-    ``check`` passes ``strict=False`` and reports them itself. ``events`` hears of every
-    read, and of each failing binding (``error``) when strict.
+    With ``strict`` (run, exec, env) a failure is raised: one failing binding's own
+    error, or every failing binding in manifest order with the exit code of the most
+    fundamental. ``check`` passes ``strict=False`` and reports them itself. The
+    observers hear of every read, and of each failing binding (``error``) when strict.
     """
     started = time.monotonic()
-    resolver = Resolver(manifest, events=events)
+    resolver = Resolver(manifest, events=observers.events)
     try:
         resolution = resolver.resolve(os.environ, inline=not no_inline)
     except BaseException:
         resolver.close()
         raise
-    if resolution.errors and strict:
+    failure = resolution.failure()
+    if failure is not None and strict:
         resolver.close()
-        binding_errors(events, resolution.results)
-        raise CompoundError(resolution.errors_in_order())
-    if not resolution.errors:
+        observers.binding_failure(resolution.results, failure)
+        raise failure
+    if failure is None:
         log_resolved(resolution, started)
     return resolver, resolution
 
@@ -83,14 +85,57 @@ def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return global_options(fn)
 
 
+class Observing:
+    """The observers of one command, made (``launcher.observe.observers.Observers``) only once
+    something asks to observe: ``--audit`` / ``$LAUNCHER_AUDIT`` at once (so even a manifest that
+    fails to load is audited), else the manifest's ``audit.path`` or metrics when ``open`` reads
+    them. A command nobody observes never loads ``launcher.observe``; its events go nowhere."""
+
+    def __init__(self, audit: str | None, reports_exit: bool) -> None:
+        self.events = Broadcast()  # what the resolver and the rest tell; the real observers listen to it
+        self._reports_exit = reports_exit
+        self._real: Observers | None = self._make(audit) if audit else None
+        self._reported: BaseException | None = None
+
+    def _make(self, audit: str | None = None) -> Observers:
+        from launcher.observe.observers import Observers
+
+        return Observers(audit, reports_exit=self._reports_exit, events=self.events)
+
+    @property
+    def reported(self) -> BaseException | None:
+        """A resolution failure already reported per binding (``binding_failure``)."""
+        return self._reported
+
+    def open(self, manifest: Manifest, metrics: str | None = None, *, serve: bool = False) -> EventSink:
+        """Open what ``manifest`` asks for (see ``Observers.open``); the sink to pass on."""
+        if self._real is None and (manifest.audit.path or (serve and (metrics or manifest.metrics.listen))):
+            self._real = self._make()
+        if self._real is not None:
+            self._real.open(manifest, metrics, serve=serve)
+        return self.events
+
+    def binding_failure(self, results: Iterable[BindingResult], failure: LauncherError) -> None:
+        self._reported = failure
+        if self._real is not None:
+            self._real.binding_failure(results, failure)
+
+    def __enter__(self) -> Observing:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> None:
+        if self._real is not None:
+            self._real.__exit__(kind, exc, tb)
+
+
 def audit_option(reports_exit: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--audit PATH`` (env ``LAUNCHER_AUDIT``; it wins over ``audit.path``). The command gets
-    ``observers`` (``launcher.observe``) in its place; leaving them writes the ``error`` and
-    ``exit`` events only the command knows about (``reports_exit=False``: it reports its own exit)."""
+    ``observers`` (``Observing``) in its place; leaving them writes the ``error`` and ``exit``
+    events only the command knows about (``reports_exit=False``: it reports its own exit)."""
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def command(*args: Any, audit: str | None, **kwargs: Any) -> Any:
-            with Observers(audit, reports_exit=reports_exit) as observers:
+            with Observing(audit, reports_exit) as observers:
                 return fn(*args, observers=observers, **kwargs)
 
         return click.option("--audit", envvar=AUDIT_VARIABLE, type=str, metavar="PATH",
@@ -144,26 +189,27 @@ def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
 @cli.command(context_settings=_COMMAND_SETTINGS)
 @manifest_options
 @click.option("--watch/--no-watch", default=None, help="Watch secrets for rotation (default: watch.enabled).")
-@click.option("--on-change", type=click.Choice(ON_CHANGE_ACTIONS), help="Action on rotation (overrides watch.on_change).")
+@click.option("--on-change", type=click.Choice(ACTIONS), help="Action on rotation (overrides watch.on_change).")
 @click.option("--mask/--no-mask", default=None, help="Conceal secret values in the child's output (default: process.mask).")
 @click.option("--metrics", metavar="ADDR", callback=_listen, help="Serve /metrics and /healthz on HOST:PORT (default: metrics.listen).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @audit_option(reports_exit=False)  # the supervisor writes the exit event
 def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_change: str | None, mask: bool | None,
-        metrics: str | None, command: tuple[str, ...], observers: Observers) -> int:
+        metrics: str | None, command: tuple[str, ...], observers: Observing) -> int:
     """Resolve, start COMMAND as a supervised child, exit with its code."""
-    from launcher.supervisor import supervise
+    from launcher.run.supervisor import supervise
 
     manifest = load(manifest_path)
     if watch is not None or on_change is not None:
         w = manifest.watch
-        manifest = replace(manifest, watch=replace(w, enabled=w.enabled if watch is None else watch, on_change=on_change or w.on_change))
+        action = ACTIONS[ACTIONS.index(on_change)] if on_change else w.on_change  # click's choice, as the vocabulary's word
+        manifest = replace(manifest, watch=replace(w, enabled=w.enabled if watch is None else watch, on_change=action))
     if mask is not None:
         manifest = replace(manifest, process=replace(manifest.process, mask=mask))
     events = observers.open(manifest, metrics, serve=True)  # a port in use is 78 before any secret is fetched
     argv = list(command)
     find_command(argv[0], ChildEnvironment(manifest, os.environ).preview())  # 126/127 before any secret is fetched
-    resolver, resolution = resolve(manifest, no_inline, events=events)
+    resolver, resolution = resolve(manifest, no_inline, observers)
     return supervise(manifest, argv, resolver, resolution, inline=not no_inline, events=events)
 
 
@@ -171,14 +217,14 @@ def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_chang
 @manifest_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @audit_option()
-def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], observers: Observers) -> int:
+def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], observers: Observing) -> int:
     """Resolve, then replace this process with COMMAND (no supervisor left)."""
     manifest = load(manifest_path)
-    events = observers.open(manifest)
+    observers.open(manifest)
     argv = list(command)
     environment = ChildEnvironment(manifest, os.environ)
     program = find_command(argv[0], environment.preview())  # 126/127 before any secret is fetched
-    resolver, resolution = resolve(manifest, no_inline, events=events)
+    resolver, resolution = resolve(manifest, no_inline, observers)
     resolver.close()
     try:
         env = environment.build(resolution)
@@ -191,65 +237,26 @@ def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], 
         raise
 
 
-def find_command(name: str, env: Mapping[str, str]) -> str:
-    """The path ``execvpe`` would run for ``name``, searched in ``env``'s PATH.
-
-    Raises ``CommandError``: 127 when nothing is found, 126 when only
-    something that cannot be executed (a directory, a file without +x) is.
-    """
-    if not name:
-        raise CommandError("'': command not found", 127)
-    candidates = [name] if "/" in name else [os.path.join(d, name) for d in os.get_exec_path(dict(env))]
-    denied = False
-    for path in candidates:
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-        denied = denied or os.path.exists(path)
-    if denied:
-        raise CommandError(f"{name}: permission denied (not an executable file)", 126)
-    raise CommandError(f"{name}: command not found", 127)
-
-
-def exec_command(program: str, argv: list[str], env: dict[str, str]) -> NoReturn:
-    """``os.execve``; 127 when the program (or its interpreter) is missing, 126 when it cannot run."""
-    for handler in logging.getLogger().handlers:
-        handler.flush()
-    # Python ignores SIGPIPE and SIGXFSZ for itself, and execve keeps what is ignored: the
-    # command must start with them at the default, as under `run` (and Popen's restore_signals).
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-        signal.signal(sig, signal.SIG_DFL)
-    try:
-        os.execve(program, argv, env)
-    except FileNotFoundError:
-        raise CommandError(not_found_message(argv[0], program), 127) from None
-    except PermissionError:
-        raise CommandError(f"{argv[0]}: permission denied (not executable)", 126) from None
-    except OSError as exc:
-        if exc.errno == errno.E2BIG:
-            raise ManifestError("the environment is too large for execve; use `file: true` for large values") from None
-        raise CommandError(f"{argv[0]}: cannot execute ({os.strerror(exc.errno or 0)})", 126) from None
-
-
 @cli.command()
 @manifest_options
 @click.option("--offline", is_flag=True, help="Validate only: no authentication, no network.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per binding and a summary, for programs (docs/check-format.schema.json).")
 @audit_option()
-def check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observers) -> int:
+def check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
     """Validate the manifest and fetch every secret; print NAME / REF / VERSION / STATUS."""
     try:
         return _check(manifest_path, no_inline, offline, fmt, observers)
     except LauncherError as exc:
-        if fmt == "json" and not isinstance(exc, CompoundError):  # a CompoundError's bindings are printed already
+        if fmt == "json" and exc is not observers.reported:  # a failure of the bindings is printed with them already
             click.echo(check_json([], manifest=manifest_path, exit_code=exc.exit_code, problems=[str(e) for e in errors_of(exc)]))
         raise
 
 
-def _check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observers) -> int:
+def _check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
     """``check`` proper; ``check`` prints a failure that belongs to no binding as JSON when asked."""
     manifest = load(manifest_path)
-    events = observers.open(manifest)
+    observers.open(manifest)
     if offline:
         inline = [] if no_inline else inline_bindings(os.environ, manifest)
         count = len(manifest.env) + len(inline) + len(manifest.env_from)
@@ -258,39 +265,24 @@ def _check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, 
         else:
             click.echo(f"{manifest.path or 'no manifest'}: valid ({_plural(count, 'binding')}, {_plural(len(manifest.sources), 'source')})")
         return 0
-    resolver, resolution = resolve(manifest, no_inline, strict=False, events=events)
+    resolver, resolution = resolve(manifest, no_inline, observers, strict=False)
     resolver.close()
     if not resolution.errors:
-        _check_exec_limits(resolution, manifest)
+        resolution = exec_refusals(resolution, manifest, os.environ)
     extra = None
     if manifest.watch.enabled:
-        from launcher.watcher import next_check
+        from launcher.resolve.watcher import next_check
 
         extra = {r.name: next_check(r.keys, resolution.secrets, manifest.watch) for r in resolution.results if r.status == "ok"}
-    failure = CompoundError(resolution.errors_in_order()) if resolution.errors else None
+    failure = resolution.failure()
     if fmt == "json":
         click.echo(check_json(resolution.results, extra, manifest=manifest.path, exit_code=failure.exit_code if failure else 0))
     else:
         click.echo(check_table(resolution.results, extra))
     if failure is not None:
-        binding_errors(events, resolution.results)
+        observers.binding_failure(resolution.results, failure)
         raise failure
     return 0
-
-
-def _check_exec_limits(resolution: Resolution, manifest: Manifest) -> None:
-    """`check` exits with the code `exec` would: `exec` refuses a ``path:`` in a directory that
-    does not exist and an oversized environment. The binding at fault becomes an ``invalid``
-    row with its file:line."""
-    try:
-        environment = ChildEnvironment(manifest, os.environ)
-        environment.check_paths()
-        check_exec_limits(["command"], environment.stand_in(resolution), resolution.where_of())
-    except ManifestError as exc:
-        resolution.errors.append(exc)
-        at_fault = (exc.field or "").split(".")[1:2]  # env.NAME or env.NAME.path
-        resolution.results[:] = [replace(r, status="invalid", version=None, error=exc) if [r.name] == at_fault else r
-                                 for r in resolution.results]
 
 
 def _plural(count: int, noun: str) -> str:
@@ -301,10 +293,11 @@ def _plural(count: int, noun: str) -> str:
 @manifest_options
 @click.option("--format", "fmt", type=click.Choice(["dotenv", "json", "shell"]), default="dotenv", show_default=True)
 @audit_option()
-def env(manifest_path: str | None, no_inline: bool, fmt: str, observers: Observers) -> int:
+def env(manifest_path: str | None, no_inline: bool, fmt: str, observers: Observing) -> int:
     """Print the resolved bindings (values included: the explicit "show me" command)."""
     manifest = load(manifest_path)
-    resolver, resolution = resolve(manifest, no_inline, events=observers.open(manifest))
+    observers.open(manifest)
+    resolver, resolution = resolve(manifest, no_inline, observers)
     resolver.close()
     values = dict(resolution.values)
     if resolution.files:
@@ -329,26 +322,7 @@ def env(manifest_path: str | None, no_inline: bool, fmt: str, observers: Observe
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: str, force: bool) -> int:
     """Write a commented starter manifest (and demo secrets for its file source)."""
-    target = Path(path)
-    try:
-        # "x" refuses an existing file without a check-then-write race.
-        with open(target, "w" if force else "x", encoding="utf-8") as fh:
-            fh.write(STARTER_MANIFEST)
-    except FileExistsError:
-        raise WouldOverwriteError(f"{path} already exists (use --force to overwrite)") from None
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    secrets = target.parent / "secrets.dev.yaml"
-    try:
-        # Demo secrets, but secrets-shaped: private from the first byte.
-        fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise UsageError(f"cannot write {secrets}: {exc.strerror}") from None
-    else:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(STARTER_SECRETS)
+    write_starter(path, force)
     click.echo(f"wrote {path}; try: launcher check -m {path}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from launcher.resolver import BindingResult
+from launcher.resolve.resolver import BindingResult
 
 
 def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | None = None) -> str:
@@ -78,51 +78,3 @@ def dotenv_differs(value: str) -> bool:
     treats ``\\'`` and ``\\\\`` inside single quotes as escapes, cannot read ``'\\''``, and
     expands ``${VAR}`` inside any quotes unless loaded with ``interpolate=False``."""
     return "'" in value or "\\\\" in value or value.endswith("\\") or "${" in value
-
-
-STARTER_MANIFEST = """\
-# launcher manifest: environment variable names -> secret references.
-# Reference: SOURCE://PATH[#KEY][?version=V]   (docs: README.md, "The manifest")
-version: 1
-
-sources:
-  # A local YAML/JSON file: the offline default for demos and tests.
-  dev:
-    type: file
-    path: ./secrets.dev.yaml
-  # HashiCorp Vault / OpenBao (address defaults to $VAULT_ADDR, token to $VAULT_TOKEN):
-  # prod:
-  #   type: vault
-  #   address: https://vault.example.com:8200
-  #   auth: {method: approle, role_id: "${ROLE_ID}", secret_id_file: /run/secrets/sid}
-  # Azure Key Vault:
-  # corp:
-  #   type: azure
-  #   vault_url: https://corp-kv.vault.azure.net/
-  #   credential: default
-
-env:
-  DB_PASSWORD: dev://app/db#password      # the `password` field of app/db
-  API_KEY: dev://app/api-key              # a single value
-  LOG_LEVEL: info                         # not a reference: a literal
-  # TLS_KEY: {ref: corp://tls-key, file: true}       # written to a 0600 file; the variable holds its path
-  # FEATURE_TOKEN: {ref: prod://secret/app/flags#token, default: ""}
-
-# env_from:
-#   - ref: prod://secret/app/config
-#     prefix: APP_
-
-watch:
-  enabled: false          # `launcher run --watch` turns it on
-  interval: 60s
-  on_change: restart      # restart | signal | exit | ignore
-"""
-
-STARTER_SECRETS = """\
-# Demo secrets for the `dev` file source. Never commit real secrets.
-app:
-  db:
-    user: app
-    password: change-me
-  api-key: dev-api-key
-"""

@@ -34,10 +34,11 @@ except ImportError as exc:  # the extra is not installed
     raise ImportError("launcher.pydantic needs pydantic-settings 2: pip install 'secret-launcher[pydantic]'") from exc
 
 from launcher.api import Client, ManifestArg, Secrets, find_manifest, load
-from launcher.config import Binding, Manifest
 from launcher.errors import LauncherError, ManifestError
-from launcher.refs import RefSyntaxError, parse_value, references
-from launcher.resolver import inline_bindings
+from launcher.model.config import Binding, Manifest
+from launcher.model.refs import RefSyntaxError, parse_value, references
+from launcher.resolve.resolver import inline_bindings
+from launcher.sources.catalog import reference_problem
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class LauncherSettingsSource(PydanticBaseEnvSettingsSource):
         if not refs:  # the text is not echoed: it may be a value pasted in the wrong place
             raise ManifestError("not a reference (expected SOURCE://PATH[#KEY][?version=V])", where=where, field=what)
         for ref in refs:
-            problem = manifest.reference_problem(ref)
+            problem = reference_problem(manifest, ref)
             if problem is not None:
                 raise ManifestError(f"{ref}: {problem}", where=where, field=what)
         # A name no manifest binding can have (a dot), so it never shadows one.

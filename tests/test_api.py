@@ -21,14 +21,14 @@ import yaml
 
 import launcher
 from launcher.api import Client, Secrets
-from launcher.config import SourceConfig
 from launcher.errors import CompoundError, LauncherError, ManifestError, NotFoundError, errors_of
-from launcher.sources import Secret
+from launcher.model.config import SourceConfig
+from launcher.sources.base import Secret
+from tests.fakes import ScriptedSource
 from tests.fault_proxy import fault_proxy
-from tests.helpers import launcher_env, run_launcher, wait_for
+from tests.helpers import FakeHTTP, launcher_env, run_launcher, wait_for
 from tests.keyvault_emulator import KeyVaultEmulator
 from tests.openbao import OpenBao, write_kv2
-from tests.test_vault_leases import FakeHTTP
 
 CANARY = "canary-3b9e-api"
 MANIFEST = """\
@@ -222,36 +222,14 @@ def test_has_rotated_is_the_watchers_cheap_check(dev: Path) -> None:
         assert client.has_rotated("dev://db#user") is False
 
 
-class GatedSource:
-    """Every fetch waits for ``release``; counts fetches; raises ``error`` when set."""
-
-    name = "dev"
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-        self.calls = 0
-        self.lock = threading.Lock()
-        self.error: LauncherError | None = None
-
-    def fetch(self, path: str, version: str | None) -> Secret:
-        with self.lock:
-            self.calls += 1
-        self.release.wait(10)
-        if self.error is not None:
-            raise self.error
-        return Secret(fields={"k": "v-" + CANARY}, version="3")
-
-    def close(self) -> None:
-        pass
-
-
 @pytest.mark.parametrize("fails", [False, True])
 def test_concurrent_gets_of_one_secret_share_one_read(dev: Path, fails: bool) -> None:
-    gated = GatedSource()
+    release = threading.Event()
+    gated = ScriptedSource("dev", {"p": Secret(fields={"k": "v-" + CANARY}, version="3")}, gate=release)
     if fails:
         gated.error = NotFoundError("dev://p: not found")
 
-    def factory(config: SourceConfig) -> GatedSource:
+    def factory(config: SourceConfig) -> ScriptedSource:
         return gated
 
     outcomes: list[object] = []
@@ -267,10 +245,10 @@ def test_concurrent_gets_of_one_secret_share_one_read(dev: Path, fails: bool) ->
         for thread in threads:
             thread.start()
         wait_for(lambda: client.stats()["misses"] == 20, what="20 gets to miss the cache")
-        gated.release.set()
+        release.set()
         for thread in threads:
             thread.join(10)
-        assert gated.calls == 1 and client.stats()["fetches"] == 1
+        assert len(gated.fetches) == 1 and client.stats()["fetches"] == 1
     if fails:
         assert len(outcomes) == 20 and all(isinstance(o, NotFoundError) for o in outcomes)
     else:

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from launcher.audit import AuditLog
 from launcher.errors import ManifestError
 from launcher.events import Event
+from launcher.observe.audit import AuditLog
 from tests.helpers import LAUNCHER, launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
 
@@ -79,7 +79,7 @@ def test_a_path_that_cannot_be_opened_is_78(tmp_path: Path, where: str) -> None:
 
 def test_a_failing_write_is_logged_once_and_never_raised(caplog: pytest.LogCaptureFixture) -> None:
     audit = AuditLog("/dev/full")  # every write fails with ENOSPC
-    with caplog.at_level(logging.WARNING, logger="launcher.audit"):
+    with caplog.at_level(logging.WARNING, logger="launcher.observe.audit"):
         for _ in range(3):
             audit.emit(Event("check", source="dev", ref="dev://x"))
     audit.close()
@@ -89,7 +89,7 @@ def test_a_failing_write_is_logged_once_and_never_raised(caplog: pytest.LogCaptu
 
 _WRITER = """
 import sys, threading
-from launcher.audit import AuditLog
+from launcher.observe.audit import AuditLog
 from launcher.events import Event
 audit = AuditLog(sys.argv[1])
 names = tuple(f"VARIABLE_NUMBER_{i:04d}" for i in range(250))  # a line of about 6 KB, more than PIPE_BUF

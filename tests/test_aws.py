@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 
-from launcher.config import Binding, Manifest, RetryConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.refs import Reference, parse_reference
-from launcher.resolver import Resolver
-from launcher.retry import call_with_retry
+from launcher.model.config import Binding, Manifest, RetryConfig
+from launcher.model.refs import Reference, parse_reference
+from launcher.resolve.resolver import Resolver
+from launcher.resolve.retry import call_with_retry
 from launcher.sources.aws import AwsSource, AwsSourceConfig, reference_problem
 from tests.helpers import HELPERS_DIR, LAUNCHER, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
@@ -387,7 +387,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 def test_importing_the_module_imports_no_sdk() -> None:
     result = _python(
         "import sys\n"
-        "from launcher.refs import Reference\n"
+        "from launcher.model.refs import Reference\n"
         "from launcher.sources import aws\n"
         "assert aws.reference_problem(aws.AwsSourceConfig(name='aws'), Reference('aws', 'a/b')) is None\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'botocore', 's3transfer'}))"

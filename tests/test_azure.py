@@ -21,8 +21,10 @@ from azure.identity import (
 )
 
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
-from launcher.sources.azure import AzureSource, AzureSourceConfig, AzureTls, locate
-from launcher.sources.azure_credentials import authority_options, build_credential, transport_options
+from launcher.sources.azure.config import AzureSourceConfig, AzureTls, locate
+from launcher.sources.azure.credentials import authority_options, build_credential
+from launcher.sources.azure.source import AzureSource
+from launcher.sources.azure.transport import transport_options
 from tests.keyvault_emulator import KeyVaultEmulator
 
 CANARY = "value-CANARY-7d1f"
@@ -312,12 +314,12 @@ def test_transport_options_turn_sdk_retries_off(tmp_path: Path, monkeypatch: pyt
     options = transport_options(AzureSourceConfig(name="corp", tls=AzureTls(ca_cert=str(ca))))
     assert options["retry_total"] == 0
     assert options["connection_timeout"] <= 10 and options["read_timeout"] <= 30
-    context = options["transport"].session.get_adapter("https://x")._ssl_context
+    context = options["transport"].ssl_context
     roots = ssl.create_default_context(cafile=certifi.where()).cert_store_stats()["x509_ca"]
     assert context.cert_store_stats()["x509_ca"] == roots + 1, "the extra CA, in addition to the usual roots"
     assert list(scratch.iterdir()) == [], "held in memory: nothing is left behind by exec"
-    assert options["transport"].session.get_adapter("https://x")._ssl_context is not None
-    assert transport_options(AzureSourceConfig(name="corp"))["transport"].session.get_adapter("https://x")._ssl_context is None
+    assert options["transport"].ssl_context is not None
+    assert transport_options(AzureSourceConfig(name="corp"))["transport"].ssl_context is None
 
 
 def test_an_unreadable_ca_cert_is_78(tmp_path: Path) -> None:

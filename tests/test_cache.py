@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.cache import CacheStats, TTLCache
 from launcher.clock import Clock
+from launcher.resolve.cache import CacheStats, TTLCache
 
 
 class Now:

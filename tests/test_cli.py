@@ -434,7 +434,7 @@ def test_usage_error_is_2() -> None:
 
 def test_check_table_columns_and_extra_column() -> None:
     from launcher.output import check_table
-    from launcher.resolver import BindingResult
+    from launcher.resolve.resolver import BindingResult
 
     results = [BindingResult("A", "dev://a#k", "ok", "v1", value=CANARY), BindingResult("LONG_NAME", "-", "default", value=CANARY)]
     table = check_table(r for r in results)

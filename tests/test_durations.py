@@ -6,7 +6,7 @@ import signal
 
 import pytest
 
-from launcher.durations import format_duration, parse_duration, parse_signal
+from launcher.model.durations import format_duration, parse_duration, parse_signal
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,79 +20,34 @@ import pytest
 import yaml
 
 from launcher import deadline
-from launcher.clock import Clock
-from launcher.config import Binding, Manifest, RetryConfig, WatchConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.events import Event
-from launcher.failover import FailoverSource
 from launcher.manifest import parse_manifest
-from launcher.refs import Reference
-from launcher.resolver import Resolver
-from launcher.sources import Lease, Leasing, Secret, TokenHolding, Versioned
+from launcher.model.config import Binding, Manifest, RetryConfig, WatchConfig
+from launcher.model.refs import Reference
+from launcher.resolve.failover import FailoverSource
+from launcher.resolve.resolver import Resolver
+from launcher.resolve.watcher import Rotation, Watcher
+from launcher.sources.base import Lease, Leasing, Secret, TokenHolding, Versioned
 from launcher.sources.file import FileSourceConfig
-from launcher.watcher import Rotation, Watcher
-from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, run_launcher
+from tests.fakes import ManualClock, ScriptedSource
+from tests.helpers import Running, launcher_env, raise_failure, run_launcher
 from tests.keyvault_emulator import KeyVaultEmulator
 from tests.openbao import OpenBao, running_openbao, write_kv2
 from tests.tcp_proxy import tcp_proxy
-from tests.test_rotation import Running
 
 # -- scripted sources -------------------------------------------------------------
 
 
-@dataclass
-class Now:
-    t: float = 1000.0
-
-    def monotonic(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-    def clock(self) -> Clock:
-        return Clock(self.monotonic, lambda: 0.0, self.sleep)
+def secret(version: int, lease: str | None = None) -> Secret:
+    """What a scripted backend answers for ``db``: the same value on both sides, its own version."""
+    return Secret(value="same-value", version=str(version), lease=Lease(lease, 30.0, True) if lease else None)
 
 
-@dataclass
-class Scripted:
-    """A backend: ``values`` per path at ``version``; ``down`` fails every call, ``error`` raises it."""
-
-    name: str
-    values: dict[str, str] = field(default_factory=lambda: {"db": "same-value"})
-    version: int = 1
-    down: bool = False
-    error: LauncherError | None = None
-    leased: bool = False
-    calls: list[str] = field(default_factory=list)
-    renewed: list[str] = field(default_factory=list)
-    seen_budget: list[float | None] = field(default_factory=list)
-    closed: int = 0
-
-    def _call(self, what: str) -> None:
-        self.calls.append(what)
-        self.seen_budget.append(deadline.remaining())
-        if self.down:
-            raise TransientError(f"{self.name}://db: connection refused")
-        if self.error is not None:
-            raise self.error
-
-    def fetch(self, path: str, version: str | None) -> Secret:
-        self._call(f"fetch {path}")
-        lease = Lease(f"{self.name}-lease-{len(self.calls)}", 30.0, True) if self.leased else None
-        return Secret(value=self.values[path], version=str(self.version), lease=lease)
-
-    def current_version(self, path: str) -> str | None:
-        self._call(f"check {path}")
-        return str(self.version)
-
-    def renew_lease(self, lease: Lease) -> Lease | None:
-        self._call("renew")
-        self.renewed.append(lease.lease_id)
-        return Lease(lease.lease_id, 30.0, True)
-
-    def close(self) -> None:
-        self.closed += 1
+def scripted(name: str, version: int = 1, down: bool = False) -> ScriptedSource:
+    source = ScriptedSource(name, {"db": secret(version)})
+    source.down = down
+    return source
 
 
 class Recorder:
@@ -110,14 +64,14 @@ class Recorder:
 RETRY = RetryConfig(attempts=3, initial_delay=1.0, deadline=10.0)
 
 
-def pair(hold: float = 30.0) -> tuple[FailoverSource, Scripted, Scripted, Now, Recorder]:
-    primary, fallback, now, events = Scripted("prod"), Scripted("dr", version=7), Now(), Recorder()
+def pair(hold: float = 30.0) -> tuple[FailoverSource, ScriptedSource, ScriptedSource, ManualClock, Recorder]:
+    primary, fallback, now, events = scripted("prod"), scripted("dr", version=7), ManualClock(draw=0.0), Recorder()
     source = FailoverSource(primary, fallback, hold=hold, retry=RETRY, clock=now.clock(), events=events)
     return source, primary, fallback, now, events
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "launcher.failover" and r.levelno == logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.name == "launcher.resolve.failover" and r.levelno == logging.WARNING]
 
 
 # -- the wrapper's decisions --------------------------------------------------------
@@ -129,7 +83,7 @@ def test_an_unavailable_primary_is_answered_by_the_fallback_and_held_off(caplog:
     assert source.fetch("db", None).value == "same-value"
     assert primary.calls == ["fetch db"] * 3  # its own retry policy, within its half of the budget
     assert fallback.calls == ["fetch db"]
-    now.t += 29.0
+    now.advance(29.0)
     assert source.fetch("db", None).version == "7"
     assert primary.calls == ["fetch db"] * 3  # held off: not asked again
     (line,) = warnings_of(caplog)
@@ -142,14 +96,14 @@ def test_after_the_hold_one_probe_decides(caplog: pytest.LogCaptureFixture) -> N
     source, primary, fallback, now, events = pair(hold=5.0)
     primary.down = True
     source.fetch("db", None)
-    now.t += 5.0
+    now.advance(5.0)
     source.fetch("db", None)  # the probe: one attempt, failed; held off again, quietly
     assert primary.calls == ["fetch db"] * 4
-    now.t += 4.0
+    now.advance(4.0)
     source.fetch("db", None)
     assert len(primary.calls) == 4
     primary.down = False
-    now.t += 1.0
+    now.advance(1.0)
     assert source.fetch("db", None).version == "1"  # the probe answers: the primary is in use again
     source.fetch("db", None)
     assert len(primary.calls) == 6 and len(fallback.calls) == 3
@@ -162,7 +116,7 @@ def test_only_one_caller_probes_while_the_others_are_answered_by_the_fallback() 
     source, primary, _fallback, now, _ = pair(hold=5.0)
     primary.down = True
     source.fetch("db", None)
-    now.t += 5.0
+    now.advance(5.0)
     primary.down = False
     entered, release = threading.Event(), threading.Event()
     real_fetch = primary.fetch
@@ -208,47 +162,48 @@ def test_both_unavailable_is_a_final_69_naming_both() -> None:
 
 
 def test_the_primary_gets_half_the_budget_and_the_fallback_the_rest() -> None:
-    primary, fallback = Scripted("prod", down=True), Scripted("dr")
+    primary, fallback = scripted("prod", down=True), scripted("dr")
     source = FailoverSource(primary, fallback, hold=30.0, retry=RetryConfig(attempts=1, deadline=10.0))
     with deadline.bound(8.0):
         source.fetch("db", None)
-    assert primary.seen_budget[0] is not None and 3.9 < primary.seen_budget[0] <= 4.0
-    assert fallback.seen_budget[0] is not None and 7.5 < fallback.seen_budget[0] <= 8.0
-    fallback.seen_budget.clear()
+    assert primary.budgets[0] is not None and 3.9 < primary.budgets[0] <= 4.0
+    assert fallback.budgets[0] is not None and 7.5 < fallback.budgets[0] <= 8.0
+    fallback.budgets.clear()
     source.fetch("db", None)  # outside any bound: retry.deadline; held off, so all of it
-    assert fallback.seen_budget[0] is not None and 9.5 < fallback.seen_budget[0] <= 10.0
+    assert fallback.budgets[0] is not None and 9.5 < fallback.budgets[0] <= 10.0
 
 
 def test_a_lease_is_renewed_where_it_was_issued() -> None:
     source, primary, fallback, now, _ = pair(hold=1.0)
-    primary.leased = fallback.leased = True
+    primary.script = {"db": secret(1, lease="prod-lease")}
+    fallback.script = {"db": secret(7, lease="dr-lease")}
     primary.down = True
     from_fallback = source.fetch("db", None).lease
     assert from_fallback is not None
     primary.down = False
-    now.t += 1.0
+    now.advance(1.0)
     from_primary = source.fetch("db", None).lease  # the probe: the primary is back
     assert from_primary is not None and not source.failed_over
     assert source.renew_lease(from_fallback) is not None
     assert source.renew_lease(from_primary) is not None
-    assert fallback.renewed == [from_fallback.lease_id] and primary.renewed == [from_primary.lease_id]
+    assert fallback.renewals == [from_fallback.lease_id] and primary.renewals == [from_primary.lease_id]
     fallback.down = True  # a lease is never renewed anywhere else
     with pytest.raises(TransientError):
         source.renew_lease(from_fallback)
-    assert primary.renewed == [from_primary.lease_id]
+    assert primary.renewals == [from_primary.lease_id]
 
 
 def test_a_check_answered_by_another_source_reports_a_version_never_seen() -> None:
     source, primary, _fallback, now, _ = pair(hold=1.0)
-    primary.version = 7  # the same number on both, for a different reason: still not comparable
+    primary.script = {"db": secret(7)}  # the same number on both, for a different reason: still not comparable
     assert source.fetch("db", None).version == "7"
     assert source.current_version("db") == "7"
     primary.down = True
     assert source.current_version("db") == "7@dr"  # re-read it: the supervisor compares the values
     assert source.fetch("db", None).version == "7"
     assert source.current_version("db") == "7"
-    primary.down, primary.version = False, 9
-    now.t += 1.0
+    primary.down, primary.script = False, {"db": secret(9)}
+    now.advance(1.0)
     assert source.current_version("db") == "9@prod"
     source.fetch("db", None)
     assert source.current_version("db") == "9"
@@ -270,13 +225,13 @@ def file_source(name: str, **settings: Any) -> FileSourceConfig:
 
 
 def test_the_resolver_wraps_a_source_that_has_a_fallback() -> None:
-    primary, fallback = Scripted("prod", down=True), Scripted("dr")
+    primary, fallback = scripted("prod", down=True), scripted("dr")
     manifest = Manifest(sources={"prod": file_source("prod", fallback="dr"), "dr": file_source("dr")},
                         env=(Binding("DB", (Reference("prod", "db"),)),), retry=RetryConfig(attempts=1))
     resolver = Resolver(manifest, source_factory=lambda cfg: {"prod": primary, "dr": fallback}[cfg.name])
     assert isinstance(resolver.source("prod"), FailoverSource) and resolver.source("dr") is fallback
     resolution = resolver.resolve({})
-    resolution.raise_for_errors()
+    raise_failure(resolution)
     assert resolution.values == {"DB": "same-value"}
     resolver.close()
     assert (primary.closed, fallback.closed) == (1, 1)
@@ -284,13 +239,13 @@ def test_the_resolver_wraps_a_source_that_has_a_fallback() -> None:
 
 def test_a_cycle_in_a_manifest_built_in_code_is_78_not_a_hang() -> None:
     manifest = Manifest(sources={"a": file_source("a", fallback="b"), "b": file_source("b", fallback="a")})
-    resolver = Resolver(manifest, source_factory=lambda cfg: Scripted(cfg.name))
+    resolver = Resolver(manifest, source_factory=lambda cfg: scripted(cfg.name))
     with pytest.raises(ManifestError, match=r"sources.a.fallback: fallback cycle: a -> b -> a"):
         resolver.source("a")
 
 
 def test_the_watcher_re_reads_once_per_change_of_source_and_never_loops() -> None:
-    primary, fallback, now = Scripted("prod", version=3), Scripted("dr", version=1), Now()
+    primary, fallback, now = scripted("prod", version=3), scripted("dr", version=1), ManualClock(draw=0.0)
     manifest = Manifest(sources={"prod": file_source("prod", fallback="dr", fallback_hold=5.0), "dr": file_source("dr")},
                         env=(Binding("DB", (Reference("prod", "db"),)),), retry=RetryConfig(attempts=1),
                         watch=WatchConfig(enabled=True, interval=1.0))
@@ -302,7 +257,7 @@ def test_the_watcher_re_reads_once_per_change_of_source_and_never_loops() -> Non
 
     def rounds(n: int) -> None:
         for _ in range(n):
-            now.t += 1.0
+            now.advance(1.0)
             watcher.poll()
 
     primary.down = True
@@ -487,19 +442,9 @@ def test_a_fallback_cycle_is_78(tmp_path: Path) -> None:
     assert "launcher.yaml:3: sources.prod.fallback: fallback cycle: prod -> dr -> prod" in proc.stderr
 
 
-class VaultRun(Running):
+def vault_run(tmp: Path, manifest: Path, names: list[str]) -> Running:
     """``launcher run --watch`` of record_env.py against the two servers."""
-
-    def __init__(self, tmp: Path, manifest: Path, names: list[str]) -> None:
-        import subprocess
-
-        self.tmp, self.out, self.err = tmp, tmp / "events.jsonl", tmp / "stderr.log"
-        with open(self.err, "w") as err:
-            self.proc = subprocess.Popen(
-                [LAUNCHER, "--log-level", "debug", "run", "-m", str(manifest), "--",
-                 sys.executable, str(HELPERS_DIR / "record_env.py"), str(self.out), *names],
-                env=launcher_env({"HOME": str(tmp)}), stdout=subprocess.DEVNULL, stderr=err,
-            )
+    return Running(tmp, manifest, names, env={"HOME": str(tmp)})
 
 
 WATCH = {"interval": "200ms", "debounce": "0s"}
@@ -514,18 +459,18 @@ def test_run_watch_rides_out_a_primary_outage(openbao: OpenBao, secondary: OpenB
     with tcp_proxy("127.0.0.1", port) as proxy:
         manifest = vault_manifest(tmp_path, proxy.addr, openbao, secondary, {"DB_PASSWORD": f"{ref}#password"},
                                   retry=RUN_RETRY, watch=WATCH)
-        with VaultRun(tmp_path, manifest, ["DB_PASSWORD"]) as run:
+        with vault_run(tmp_path, manifest, ["DB_PASSWORD"]) as run:
             assert run.wait_events("start", 1)[0]["env"] == {"DB_PASSWORD": "first-canary-5b1"}
             proxy.down()
-            run.wait_log("failing over to dr")
-            run.wait_log(f"checked {ref}: unchanged", count=run.log().count(f"checked {ref}: unchanged") + 5)
+            run.wait_audit("failover", source="dr")
+            run.wait_more_checks(ref, 5)
             assert len(run.events("start")) == 1  # the child keeps running
             write_kv2(secondary, path, {"password": "second-canary-77d"})  # a rotation on the secondary
             assert run.wait_events("start", 2)[1]["env"] == {"DB_PASSWORD": "second-canary-77d"}
             write_kv2(openbao, path, {"password": "second-canary-77d"})  # replicated while the primary was away
             proxy.back_up()
-            run.wait_log("source prod answers again; reads go back to it from dr")
-            run.wait_log(f"checked {ref}: unchanged", count=run.log().count(f"checked {ref}: unchanged") + 5)
+            run.wait_audit("recovery", source="prod")
+            run.wait_more_checks(ref, 5)
             log = run.log()
             assert len(run.events("start")) == 2
             assert log.count("failing over to dr") == 1 and log.count("answers again") == 1
@@ -543,17 +488,17 @@ def test_the_same_value_under_other_version_numbers_restarts_nothing(openbao: Op
     with tcp_proxy("127.0.0.1", port) as proxy:
         manifest = vault_manifest(tmp_path, proxy.addr, openbao, secondary, {"DB_PASSWORD": f"{ref}#password"},
                                   retry=RUN_RETRY, watch=WATCH)
-        with VaultRun(tmp_path, manifest, ["DB_PASSWORD"]) as run:
+        with vault_run(tmp_path, manifest, ["DB_PASSWORD"]) as run:
             run.wait_events("start", 1)
             proxy.down()
-            run.wait_log("failing over to dr")
-            run.wait_log(f"checked {ref}: unchanged", count=run.log().count(f"checked {ref}: unchanged") + 10)
+            run.wait_audit("failover", source="dr")
+            run.wait_more_checks(ref, 10)
             assert secondary.reads_of(f"secret/data/{path}") == 1  # one re-read, compared by value; no loop
             proxy.back_up()
-            run.wait_log("answers again")
-            run.wait_log(f"checked {ref}: unchanged", count=run.log().count(f"checked {ref}: unchanged") + 10)
+            run.wait_audit("recovery", source="prod")
+            run.wait_more_checks(ref, 10)
             log = run.log()
-            assert log.count(f"[launcher.watcher] checked {ref}: new version") == 2  # away and back: one re-read each
+            assert log.count(f"[launcher.resolve.watcher] checked {ref}: new version") == 2  # away and back: one re-read each
             assert log.count("new version, same environment: nothing to do") == 2
             assert len(run.events("start")) == 1
             assert "secrets changed" not in log and "canary" not in log

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from launcher.config import EnvFrom, Manifest
-from launcher.refs import Reference
-from launcher.resolver import Resolver
-from launcher.sources import Secret
+from launcher.model.config import EnvFrom, Manifest
+from launcher.model.refs import Reference
+from launcher.resolve.resolver import Resolver
+from launcher.sources.base import Secret
 from launcher.sources.file import FileSourceConfig
 from tests.helpers import HELPERS_DIR, launcher_env, run_launcher
 

@@ -11,8 +11,7 @@ import pytest
 
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
 from launcher.sources.file import FileSource, FileSourceConfig
-from tests.helpers import run_launcher
-from tests.test_manifest import in_unprivileged_process
+from tests.helpers import in_unprivileged_process, run_launcher
 
 EXCEPTION_NAME_RE = re.compile(r"\b[A-Z][A-Za-z]*(Error|Exception)\b|Traceback")
 CANARY = "hunter2-canary"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.interpolate import interpolate
+from launcher.manifest.interpolate import interpolate
 
 ENV = {"HOST": "db.internal", "EMPTY": "", "DOLLAR": "a$b${HOST}", "B": "bee"}
 

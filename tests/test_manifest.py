@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from launcher.config import CacheConfig, Manifest, ProcessConfig, RetryConfig, WatchConfig
 from launcher.errors import ManifestError, errors_of
 from launcher.manifest import load_manifest, parse_manifest
-from launcher.refs import Reference
-from launcher.sources import default_scrub
+from launcher.model.config import CacheConfig, Manifest, ProcessConfig, RetryConfig, WatchConfig
+from launcher.model.refs import Reference
 from launcher.sources.azure import AzureSourceConfig
 from launcher.sources.file import FileSourceConfig
+from launcher.sources.registry import default_scrub
 from launcher.sources.vault import VaultSourceConfig
-from tests.helpers import launcher_env, run_launcher
+from tests.helpers import in_unprivileged_process, launcher_env, run_launcher
 
 FILE_SRC = "sources:\n  dev: {type: file, path: secrets.yaml}\n"
 
@@ -470,27 +468,6 @@ def test_a_file_over_4_mib_is_78(tmp_path: Path) -> None:
     assert "larger than 4 MiB" in str(read_error(path))
 
 
-def in_unprivileged_process(fn: Callable[[], str]) -> str:
-    """``fn()`` as run by an unprivileged user: a forked child drops to nobody when we are root."""
-    if os.geteuid() != 0:
-        return fn()
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(read_end)
-            os.setgid(65534)
-            os.setuid(65534)
-            os.write(write_end, fn().encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    with os.fdopen(read_end, "rb") as fh:
-        out = fh.read().decode()
-    os.waitpid(pid, 0)
-    return out
-
-
 def test_permission_denied_is_78(tmp_path: Path) -> None:
     path = tmp_path / "launcher.yaml"
     path.write_text("version: 1\n", encoding="utf-8")
@@ -649,3 +626,11 @@ def test_process_files_dir_is_a_path_relative_to_the_manifest() -> None:
 def test_a_nul_character_in_a_value_is_78_at_parse_time(text: str, field: str) -> None:
     err = manifest_error(text)
     assert err.where == "/etc/app/launcher.yaml:3" and err.field == field and "NUL character" in str(err)
+
+
+def test_every_kind_of_setting_has_a_reader() -> None:
+    """``Kind`` is a closed vocabulary: a new kind of setting is read somewhere, or the reader refuses to exist."""
+    from launcher.manifest.settings import READERS
+    from launcher.model.settings import KINDS
+
+    assert sorted(READERS) == sorted(KINDS)

@@ -21,10 +21,10 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from launcher.config import Manifest
 from launcher.errors import LauncherError, ManifestError, errors_of
 from launcher.manifest import load_manifest
-from launcher.resolver import inline_bindings
+from launcher.model.config import Manifest
+from launcher.resolve.resolver import inline_bindings
 
 EXAMPLES = int(os.environ.get("LAUNCHER_FUZZ_EXAMPLES", "2000"))
 TIME_LIMIT = 1.0

@@ -20,8 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from launcher.masking import CONCEALED, LATENCY, PRIOR, Masker, StreamMasker, secret_patterns
-from launcher.pump import OutputPump, make_pipe
+from launcher.run.masking import CONCEALED, LATENCY, PRIOR, Masker, StreamMasker, secret_patterns
+from launcher.run.pump import OutputPump, make_pipe
 from tests.helpers import wait_for
 
 CANARY = "canary-Tq8ZvX3kLm9pWd7"
@@ -492,7 +492,7 @@ def test_a_masking_failure_drops_output_and_keeps_draining(tmp_path: Path, sink:
     read_end, write_end = make_pipe()
     pump = OutputPump(read_end, sink.fd, _Broken([CANARY]))
     pump.start()
-    with caplog.at_level(logging.ERROR, logger="launcher.pump"):
+    with caplog.at_level(logging.ERROR, logger="launcher.run.pump"):
         proc = writer(tmp_path / "w.py", write_end, f"import sys\nsys.stdout.buffer.write(b'{CANARY} ' * 200_000)\n")
         assert proc.wait(timeout=60) == 0
         pump.finish(5.0)

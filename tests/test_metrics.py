@@ -23,14 +23,13 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from launcher.config import listen_address
 from launcher.errors import ManifestError
 from launcher.events import Event
-from launcher.metrics import Metrics, MetricsServer
+from launcher.model.config import listen_address
+from launcher.observe.metrics import Metrics, MetricsServer
 from tests.fault_proxy import fault_proxy
-from tests.helpers import LAUNCHER, launcher_env, run_launcher, wait_for
+from tests.helpers import LAUNCHER, FakeHTTP, launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
-from tests.test_vault_leases import FakeHTTP
 
 CANARY = "canary-5b0e2c-never-a-label"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -362,7 +361,7 @@ def _unix(rfc3339: str) -> float:
 
 
 def test_the_metrics_extra_is_imported_only_when_on() -> None:
-    code = "import sys, launcher.cli; assert 'prometheus_client' not in sys.modules and 'launcher.metrics' not in sys.modules"
+    code = "import sys, launcher.cli; assert 'prometheus_client' not in sys.modules and 'launcher.observe.metrics' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

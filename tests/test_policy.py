@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from launcher.policy import Act, Changed, Hold, Restarted, Rules, State, Tick, decide, strongest_action
+from launcher.run.policy import Act, Changed, Hold, Restarted, Rules, State, Tick, decide, strongest_action
 
 RULES = Rules(debounce=2.0, splay=0.0, max_restarts=2, restart_window=60.0, default="restart",
               on_change={"QUIET": "ignore", "CERT": "signal", "FATAL": "exit"}, files=frozenset({"CERT"}))
@@ -30,7 +30,7 @@ def run(history: list[tuple[float, object]], rules: Rules = RULES) -> list[str]:
                 out.append(f"H@{now:g} until {action.until:g}")
             else:
                 assert isinstance(action, Act)
-                letter = {"restart": "R", "signal": "S", "exit": "X", "ignore": "I"}[action.action]
+                letter = {"restart": "R", "signal": "S", "exit": "X", "ignore": "I"}.get(action.action, action.action)
                 out.append(f"{letter}@{now:g} {','.join(action.names)}")
     return out
 
@@ -120,3 +120,23 @@ def test_next_timer_is_the_earliest_pending_deadline() -> None:
 def test_strongest_action(names: set[str], default: str, expected: str, fell_back: tuple[str, ...]) -> None:
     rules = Rules(default=default, on_change=RULES.on_change, files=RULES.files)
     assert strongest_action(names, rules) == (expected, fell_back)
+
+
+def test_a_new_action_reaches_the_policy_table() -> None:
+    """docs/architecture.md, "A new rotation action", steps 1 and 4, with a scratch word.
+
+    The policy ranks actions by its table (``Rules.order``, the vocabulary's own order by
+    default): a word added to it in its place is decided like the others, and nothing in
+    the supervisor's loop had to change for the policy to answer with it.
+    """
+    order = ("ignore", "log", "signal", "restart", "exit")  # "log": stronger than ignore, weaker than signal
+    rules = Rules(debounce=0.0, default="restart", on_change={"A": "log", "QUIET": "ignore"}, order=order)  # type: ignore[dict-item]
+    assert strongest_action({"A", "QUIET"}, rules) == ("log", ())
+    assert strongest_action({"A", "B"}, rules) == ("restart", ())  # B takes the default, which is stronger
+    assert run([(0, changed("A", "QUIET")), (0.5, Tick())], rules) == ["log@0.5 A,QUIET"]
+
+
+def test_a_word_missing_from_the_table_is_the_policys_error_not_a_crash_elsewhere() -> None:
+    rules = Rules(on_change={"A": "log"})  # type: ignore[dict-item]  # forgotten in the table (step 1)
+    with pytest.raises(ValueError, match="missing from the policy table: log"):
+        strongest_action({"A"}, rules)

@@ -11,8 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, wait_for
-from tests.test_run import gone
+from tests.helpers import HELPERS_DIR, LAUNCHER, gone, launcher_env, wait_for
 
 HONCHO = shutil.which("honcho", path=str(Path(sys.executable).parent))
 pytestmark = pytest.mark.skipif(HONCHO is None, reason="needs honcho (pip install honcho)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,14 @@ def test_fields_are_routed_by_secret_ref_or_binding_name(dev: Path, monkeypatch:
     assert CANARY not in repr(settings.db_password) + repr(settings.dsn) and "**" in str(settings.db_password)
 
 
-def test_unrouted_bindings_are_not_read(dev: Path) -> None:
+def test_unrouted_bindings_are_not_read(dev: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # UNRELATED does not exist: no field uses it, so it is neither read nor an error.
+    trail = dev.parent / "audit.jsonl"
+    monkeypatch.setenv("LAUNCHER_AUDIT", str(trail))  # every read the source makes is audited
     settings_for(dev)()
+    read = {json.loads(line)["ref"] for line in trail.read_text().splitlines() if json.loads(line)["event"] == "fetch"}
+    assert "dev://db" in read and "dev://app" in read  # what the fields use was read...
+    assert not any(ref.startswith("dev://missing") for ref in read)  # ...and the unrouted binding was not
 
 
 def test_a_missing_required_secret_raises_the_launchers_error(dev: Path) -> None:

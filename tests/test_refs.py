@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from launcher.refs import FetchKey, Reference, RefSyntaxError, is_reference_text, parse_reference, parse_value, render
+from launcher.model.refs import FetchKey, Reference, RefSyntaxError, is_reference_text, parse_reference, parse_value, render
 
 KNOWN = frozenset({"vault", "azure", "dev", "prod", "my-src", "s_2"})
 

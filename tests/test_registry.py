@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from launcher import sources
 from launcher.errors import ManifestError, errors_of
 from launcher.manifest import parse_manifest
-from launcher.resolver import Resolver
-from launcher.sources import Leasing, TokenHolding, Versioned, backend, builtins, default_scrub, types
+from launcher.resolve.resolver import Resolver
+from launcher.sources import catalog, registry
+from launcher.sources.base import Leasing, TokenHolding, Versioned
+from launcher.sources.catalog import backend
+from launcher.sources.registry import builtins, default_scrub, types
 
 SDKS = ("hvac", "requests", "urllib3", "azure", "msal", "boto3", "botocore")
 
@@ -21,7 +23,7 @@ SDKS = ("hvac", "requests", "urllib3", "azure", "msal", "boto3", "botocore")
 @pytest.fixture
 def memory_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     """Register tests/backends/memory.py: the one line a new backend adds."""
-    monkeypatch.setitem(sources.REGISTRY, "memory", sources.Entry("tests.backends.memory", scrub=("MEMORY_TOKEN",)))
+    monkeypatch.setitem(registry.REGISTRY, "memory", registry.Entry("tests.backends.memory", scrub=("MEMORY_TOKEN",)))
     backend.cache_clear()
     yield
     backend.cache_clear()
@@ -39,7 +41,7 @@ def test_parsing_a_manifest_imports_no_sdk(tmp_path: Path) -> None:
         "env:\n  A: v://secret/x#k\n  B: a://name\n  C: f://x\n  D: vault://secret/y#k\n  E: azure://kv/name\n"
     )
     code = (
-        "import sys; from launcher.manifest import load_manifest; from launcher.resolver import inline_bindings\n"
+        "import sys; from launcher.manifest import load_manifest; from launcher.resolve.resolver import inline_bindings\n"
         f"m = load_manifest({str(manifest)!r}); inline_bindings({{'X': 'vault://secret/z#k'}}, m)\n"
         f"print(sorted(n for n in sys.modules if n.split('.')[0] in {SDKS!r}))"
     )
@@ -57,7 +59,8 @@ def test_an_unknown_type_lists_the_known_ones() -> None:
 
 def test_capabilities_are_checked_protocols() -> None:
     from launcher.sources.file import FileSource, FileSourceConfig
-    from launcher.sources.vault import VaultSource, VaultSourceConfig
+    from launcher.sources.vault import VaultSourceConfig
+    from launcher.sources.vault.source import VaultSource
 
     vault = VaultSource(VaultSourceConfig(name="v", address="http://127.0.0.1:9"), environ={"VAULT_TOKEN": "t"})
     try:
@@ -98,7 +101,7 @@ def test_a_backend_whose_extra_is_missing_is_78_naming_it(memory_backend: None, 
     from dataclasses import replace
 
     needy = replace(backend("memory"), requires=("a_module_that_is_not_installed",), extra="memory")
-    monkeypatch.setattr(sources, "backend", lambda kind: needy if kind == "memory" else backend.__wrapped__(kind))
+    monkeypatch.setattr(catalog, "backend", lambda kind: needy if kind == "memory" else backend.__wrapped__(kind))
     with pytest.raises(ManifestError) as info:
         parse_manifest("version: 1\nsources:\n  mem: {type: memory, label: x}\n", "m.yaml", {})
     assert "pip install 'secret-launcher[memory]'" in str(info.value) and str(info.value).startswith("m.yaml:3: sources.mem.type:")

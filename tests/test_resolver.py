@@ -3,49 +3,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from launcher.cache import TTLCache
 from launcher.clock import Clock
-from launcher.config import Manifest, ProcessConfig, SourceConfig
-from launcher.environment import child_environment
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.manifest import parse_manifest
-from launcher.refs import FetchKey, Reference
-from launcher.resolver import Resolver, env_from_name, inline_bindings, select
-from launcher.sources import Secret
+from launcher.model.config import Manifest, ProcessConfig, SourceConfig
+from launcher.model.refs import FetchKey, Reference
+from launcher.resolve.cache import TTLCache
+from launcher.resolve.resolver import Resolver, env_from_name, inline_bindings, select
+from launcher.run.environment import child_environment
+from launcher.sources.base import Secret
 from launcher.sources.file import FileSource, FileSourceConfig
+from tests.fakes import ScriptedSource
+from tests.helpers import raise_failure
 
 CANARY = "canary-5f1d9e-do-not-log"
-Outcome = Secret | LauncherError
-
-
-class ScriptedSource:
-    """A source whose answers are a dict: path -> Secret or error. Records every fetch."""
-
-    def __init__(self, name: str, script: Mapping[str, Outcome], barrier: threading.Barrier | None = None) -> None:
-        self.name = name
-        self.script = dict(script)
-        self.barrier = barrier
-        self.calls: list[tuple[str, str | None]] = []
-        self.lock = threading.Lock()
-        self.closed = False
-
-    def fetch(self, path: str, version: str | None) -> Secret:
-        with self.lock:
-            self.calls.append((path, version))
-        if self.barrier is not None:
-            self.barrier.wait(timeout=10)  # breaks (and fails the test) unless all fetches overlap
-        outcome = self.script.get(path, NotFoundError(f"{self.name}://{path}: not found"))
-        if isinstance(outcome, LauncherError):
-            raise outcome
-        return outcome
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def manifest(body: str, sources: tuple[str, ...] = ("src",)) -> Manifest:
@@ -71,8 +46,8 @@ def test_dedupe_50_bindings_over_5_paths() -> None:
     body = "env:\n" + "".join(f"  V{i}: src://p{i % 5}#k{i // 5}\n" for i in range(50))
     fake = ScriptedSource("src", {f"p{p}": fields(**{f"k{k}": f"{p}-{k}" for k in range(10)}) for p in range(5)})
     res = resolver_for(manifest(body), fake).resolve({})
-    assert res.errors == []
-    assert sorted(fake.calls) == [(f"p{p}", None) for p in range(5)]
+    assert res.errors == ()
+    assert sorted(fake.fetches) == [(f"p{p}", None) for p in range(5)]
     assert res.values == {f"V{i}": f"{i % 5}-{i // 5}" for i in range(50)}
 
 
@@ -80,7 +55,7 @@ def test_versions_are_distinct_fetches() -> None:
     body = "env:\n  A: src://p#a\n  B: src://p?version=1#a\n  C: src://p#a?version=1\n  D: '{{ src://p#a }}-{{ src://p#b }}'\n"
     fake = ScriptedSource("src", {"p": fields(a="1", b="2")})
     res = resolver_for(manifest(body), fake).resolve({})
-    assert sorted(fake.calls, key=str) == [("p", "1"), ("p", None)]
+    assert sorted(fake.fetches, key=str) == [("p", "1"), ("p", None)]
     assert res.values == {"A": "1", "B": "1", "C": "1", "D": "1-2"}
 
 
@@ -89,7 +64,7 @@ def test_fetches_run_concurrently() -> None:
     body = "env:\n" + "".join(f"  V{i}: src://p{i}\n" for i in range(5))
     fake = ScriptedSource("src", {f"p{i}": Secret(value=str(i)) for i in range(5)}, barrier=barrier)
     res = resolver_for(manifest(body), fake).resolve({})
-    assert res.errors == []
+    assert res.errors == ()
     assert not barrier.broken
     assert res.values == {f"V{i}": str(i) for i in range(5)}
 
@@ -99,7 +74,7 @@ def test_all_or_nothing() -> None:
     fake = ScriptedSource("src", {"a": Secret(value="1"), "b": Secret(value="2")})
     res = resolver_for(manifest(body), fake).resolve({})
     with pytest.raises(NotFoundError) as info:
-        res.raise_for_errors()
+        raise_failure(res)
     assert info.value.exit_code == 66
     assert "launcher.yaml:" in str(info.value) and "env.C" in str(info.value)
     assert [r.status for r in res.results] == ["ok", "ok", "missing"]
@@ -197,22 +172,22 @@ def test_most_fundamental_error_wins(failures: dict[str, LauncherError], code: i
                                   "d": Secret(value="1"), "ok": Secret(value="1"), **failures})
     res = resolver_for(manifest(body), fake).resolve({})
     with pytest.raises(LauncherError) as info:
-        res.raise_for_errors()
+        raise_failure(res)
     assert info.value.exit_code == code
 
 
 def test_transient_errors_are_retried() -> None:
     class Flaky(ScriptedSource):
         def fetch(self, path: str, version: str | None) -> Secret:
-            if len(self.calls) < 2:
-                self.calls.append((path, version))
+            if len(self.fetches) < 2:
+                self.fetches.append((path, version))
                 raise TransientError("503", retry_after=0.0)
             return super().fetch(path, version)
 
     fake = Flaky("src", {"p": Secret(value="v")})
     res = resolver_for(manifest("env:\n  A: src://p\n"), fake).resolve({})
     assert res.values == {"A": "v"}
-    assert len(fake.calls) == 3
+    assert len(fake.fetches) == 3
 
 
 def test_cache_reuse_across_resolutions() -> None:
@@ -224,13 +199,13 @@ def test_cache_reuse_across_resolutions() -> None:
     first = resolver.resolve({})
     second = resolver.resolve({})
     assert first.values == second.values == {"A": "1", "B": "2"}
-    assert len(fake.calls) == 2
+    assert len(fake.fetches) == 2
     assert cache.stats.hits == 2
     resolver.resolve({}, use_cache=False)
-    assert len(fake.calls) == 4
+    assert len(fake.fetches) == 4
     now[0] += 61.0
     resolver.resolve({})
-    assert len(fake.calls) == 6
+    assert len(fake.fetches) == 6
 
 
 def test_sources_are_opened_once_and_closed() -> None:
@@ -278,7 +253,7 @@ def test_cached_keys_do_not_open_their_source_or_count_twice() -> None:
         return fake
 
     res = Resolver(m, source_factory=factory, cache=cache).resolve({})  # type: ignore[arg-type]
-    assert res.values == {"A": "cached"} and opened == [] and fake.calls == []
+    assert res.values == {"A": "cached"} and opened == [] and fake.fetches == []
     assert (cache.stats.hits, cache.stats.misses) == (1, 0)
 
 
@@ -368,25 +343,12 @@ def test_file_source_keeps_scalars_as_written_and_types_inside_json(tmp_path: Pa
         src.fetch("app/n", None)  # a null value at PATH is missing: `default:` applies
 
 
-class ThreadRecordingSource(ScriptedSource):
-    """Records which thread each fetch ran on."""
-
-    def __init__(self, name: str, script: Mapping[str, Outcome], local: bool) -> None:
-        super().__init__(name, script)
-        self.local = local
-        self.threads: set[str] = set()
-
-    def fetch(self, path: str, version: str | None) -> Secret:
-        self.threads.add(threading.current_thread().name)
-        return super().fetch(path, version)
-
-
 def test_a_local_source_is_read_on_the_calling_thread_and_a_remote_one_on_helpers() -> None:
     body = "env:\n" + "".join(f"  L{i}: near://p{i}#k\n  R{i}: far://p{i}#k\n" for i in range(8))
     script = {f"p{i}": fields(k=str(i)) for i in range(8)}
-    near = ThreadRecordingSource("near", script, local=True)
-    far = ThreadRecordingSource("far", script, local=False)
+    near = ScriptedSource("near", script, local=True)
+    far = ScriptedSource("far", script, local=False)
     res = resolver_for(manifest(body, ("near", "far")), near, far).resolve({})
-    assert res.errors == [] and res.values["L7"] == "7" and res.values["R0"] == "0"
+    assert res.errors == () and res.values["L7"] == "7" and res.values["R0"] == "0"
     assert near.threads == {threading.current_thread().name}
     assert any(name.startswith("fetch-") for name in far.threads)

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
-from launcher.clock import Clock
-from launcher.config import RetryConfig
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.retry import backoff, call_with_retry, next_delay
+from launcher.model.config import RetryConfig
+from launcher.resolve.retry import backoff, call_with_retry, next_delay
+from tests.fakes import ManualClock
 
 POLICY = RetryConfig(attempts=4, initial_delay=1.0, max_delay=32.0, multiplier=2.0, jitter="none", deadline=60.0)
 
@@ -53,28 +53,10 @@ def test_next_delay(attempt: int, elapsed: float, retry_after: float | None, del
     assert next_delay(POLICY, attempt, elapsed, 0.5, retry_after) == delay
 
 
-class FakeClock:
-    """Time that moves only when slept on (or when a test moves it)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self) -> Clock:
-        return Clock(monotonic=self.monotonic, sleep=self.sleep, random=lambda: 0.5)
-
-
 class Script:
     """A callable that raises the scripted errors in turn, then returns 'ok'."""
 
-    def __init__(self, *outcomes: LauncherError, cost: float = 0.0, clock: FakeClock | None = None) -> None:
+    def __init__(self, *outcomes: LauncherError, cost: float = 0.0, clock: ManualClock | None = None) -> None:
         self.outcomes = list(outcomes)
         self.calls = 0
         self.cost = cost
@@ -94,7 +76,7 @@ def always(exc_factory: Callable[[], LauncherError], n: int = 100) -> list[Launc
 
 
 def test_success_after_transient_failures() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     fn = Script(TransientError("503"), TransientError("timeout"))
     assert call_with_retry(fn, POLICY, clock.clock()) == "ok"
     assert fn.calls == 3
@@ -102,7 +84,7 @@ def test_success_after_transient_failures() -> None:
 
 
 def test_gives_up_after_attempts() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     fn = Script(*always(lambda: TransientError("connection refused")))
     with pytest.raises(UnavailableError) as info:
         call_with_retry(fn, POLICY, clock.clock())
@@ -114,7 +96,7 @@ def test_gives_up_after_attempts() -> None:
 
 
 def test_respects_deadline() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     policy = RetryConfig(attempts=100, initial_delay=1.0, max_delay=1.0, jitter="none", deadline=25.0)
     fn = Script(*always(lambda: TransientError("slow")), cost=10.0, clock=clock)
     with pytest.raises(UnavailableError):
@@ -125,7 +107,7 @@ def test_respects_deadline() -> None:
 
 
 def test_honours_retry_after() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     fn = Script(TransientError("429", retry_after=7.0), TransientError("429", retry_after=0.5))
     assert call_with_retry(fn, POLICY, clock.clock()) == "ok"
     assert clock.sleeps == [7.0, 2.0]
@@ -137,7 +119,7 @@ def test_honours_retry_after() -> None:
     ids=lambda e: type(e).__name__,
 )
 def test_never_retries_final_errors(error: LauncherError) -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     fn = Script(error)
     with pytest.raises(type(error)) as info:
         call_with_retry(fn, POLICY, clock.clock())
@@ -147,7 +129,7 @@ def test_never_retries_final_errors(error: LauncherError) -> None:
 
 
 def test_single_attempt_policy() -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     fn = Script(TransientError("503"))
     with pytest.raises(UnavailableError, match="after 1 attempt in "):
         call_with_retry(fn, RetryConfig(attempts=1), clock.clock())
@@ -166,7 +148,7 @@ def test_backoff_never_overflows() -> None:
 
 
 def test_each_retried_attempt_logs_one_warning_with_the_next_attempt(caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     fn = Script(TransientError("vault://a: Vault at http://v:1: connection refused"),
                 TransientError("vault://a: Vault at http://v:1: HTTP 503"))
     with caplog.at_level("WARNING", logger="launcher"):
@@ -179,7 +161,7 @@ def test_each_retried_attempt_logs_one_warning_with_the_next_attempt(caplog: pyt
 
 def test_the_final_error_keeps_the_cause_of_the_last_real_failure() -> None:
     """The last attempt, cut short by the deadline, only knows time ran out: the error says why it failed before."""
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
     policy = RetryConfig(attempts=10, initial_delay=1.0, max_delay=1.0, jitter="none", deadline=3.5)
     fn = Script(TransientError("x: connection reset"), TransientError("x: connection reset"),
                 TransientError("x: no answer within the time left"), cost=1.0, clock=clock)
@@ -204,7 +186,7 @@ def test_each_attempt_runs_under_the_remaining_deadline() -> None:
     from launcher import deadline
 
     seen: list[float | None] = []
-    clock = FakeClock()
+    clock = ManualClock(now=0.0)
 
     def attempt() -> str:
         seen.append(deadline.remaining())

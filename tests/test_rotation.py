@@ -9,62 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, wait_for
+from tests.helpers import LAUNCHER, Running, launcher_env
 
 WATCH = "watch: {enabled: true, interval: 100ms, debounce: 200ms, max_restarts: 5, restart_window: 1h}\n"
-
-
-class Running:
-    """One ``launcher run`` of record_env.py; stderr goes to a file we can poll."""
-
-    def __init__(self, tmp: Path, manifest_text: str, names: list[str], args: tuple[str, ...] = ()) -> None:
-        self.tmp = tmp
-        self.out = tmp / "events.jsonl"
-        self.err = tmp / "stderr.log"
-        (tmp / "launcher.yaml").write_text(manifest_text)
-        with open(self.err, "w") as err:
-            self.proc = subprocess.Popen(
-                [LAUNCHER, "--log-level", "debug", "run", "-m", str(tmp / "launcher.yaml"), *args, "--",
-                 sys.executable, str(HELPERS_DIR / "record_env.py"), str(self.out), *names],
-                env=launcher_env(), stdout=subprocess.DEVNULL, stderr=err,
-            )
-
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
-        if not self.out.exists():
-            return []
-        lines = [json.loads(line) for line in self.out.read_text().splitlines() if line.endswith("}")]
-        return [e for e in lines if kind is None or e["event"] == kind]
-
-    def log(self) -> str:
-        return self.err.read_text()
-
-    def wait_events(self, kind: str, count: int, timeout: float = 10) -> list[dict[str, Any]]:
-        return wait_for(lambda: len(self.events(kind)) >= count and self.events(kind), timeout=timeout,
-                        what=f"{count} {kind} event(s); log:\n{self.log()[-2000:]}")
-
-    def wait_log(self, text: str, count: int = 1, timeout: float = 10) -> None:
-        wait_for(lambda: self.log().count(text) >= count, timeout=timeout, what=f"{text!r} x{count} in the log")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=10)
-
-    def __enter__(self) -> Running:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 @pytest.fixture
@@ -106,10 +59,10 @@ def test_no_change_means_no_restart(tmp_path: Path, launched: list[Running]) -> 
     run = Running(tmp_path, manifest("  TOKEN: dev://token\n"), ["TOKEN"])
     launched.append(run)
     run.wait_events("start", 1)
-    run.wait_log("checked dev://token: unchanged", count=10)
+    run.wait_more_checks("dev://token", 10)
     # A change elsewhere in the file is a new file, but not a new value for TOKEN.
     write_secrets(tmp_path, token="v1", other="o2")
-    run.wait_log("checked dev://token: unchanged", count=20)
+    run.wait_more_checks("dev://token", 10)
     assert len(run.events("start")) == 1
     assert run.stop() == 0
 
@@ -145,7 +98,7 @@ def test_strongest_per_binding_action_wins(tmp_path: Path, launched: list[Runnin
     launched.append(run)
     run.wait_events("start", 1)
     write_secrets(tmp_path, a="a2", b="b1")  # ignore: logged, child untouched
-    run.wait_log("secrets changed: A (on_change: ignore)")
+    run.wait_audit("rotation", bindings=["A"])  # ignore: recorded, child untouched
     write_secrets(tmp_path, a="a2", b="b2")  # signal
     run.wait_events("SIGHUP", 1)
     write_secrets(tmp_path, a="a3", b="b3")  # ignore + signal: signal wins
@@ -172,10 +125,10 @@ def test_a_burst_within_the_debounce_gives_one_restart(tmp_path: Path, launched:
     run.wait_events("start", 1)
     for i in range(1, 6):  # each rotation is seen before the next, all inside the quiet period
         write_secrets(tmp_path, token=f"v{i}")
-        run.wait_log("checked dev://token: new version", count=i)
+        run.wait_audit("check", ref="dev://token", version=str(i + 1))  # a file's versions count its changes
     starts = run.wait_events("start", 2)
     assert starts[1]["env"] == {"TOKEN": "v5"}
-    run.wait_log("checked dev://token: unchanged", count=run.log().count("checked dev://token: unchanged") + 10)
+    run.wait_more_checks("dev://token", 10)
     assert len(run.events("start")) == 2
     assert run.stop() == 0
 
@@ -190,9 +143,9 @@ def test_storm_guard_holds_restarts_past_max_restarts(tmp_path: Path, launched: 
         write_secrets(tmp_path, token=f"v{i}")
         run.wait_events("start", i + 1)
     write_secrets(tmp_path, token="v3")
-    run.wait_log("restart held: 2 restarts")
+    run.wait_audit("rotation", 3)  # held: the storm guard allows 2 restarts
     write_secrets(tmp_path, token="v4")  # merged into the held change; logged once
-    run.wait_log("checked dev://token: new version", count=4)
+    run.wait_audit("rotation", 4)
     assert len(run.events("start")) == 3
     assert run.log().count("restart held") == 1
     assert run.stop() == 0
@@ -204,9 +157,10 @@ def test_outage_keeps_the_child_and_a_later_rotation_is_picked_up(tmp_path: Path
     launched.append(run)
     run.wait_events("start", 1)
     os.unlink(tmp_path / "secrets.json")  # the backend is gone
-    run.wait_log("is failing")
+    run.wait_audit("check", ref="dev://token", outcome="missing")
+    ok = len(run.audit("check", ref="dev://token", outcome="ok"))
     write_secrets(tmp_path, token="v1")  # back, unchanged
-    run.wait_log("is answering again")
+    run.wait_audit("check", ok + 1, ref="dev://token", outcome="ok")
     assert run.log().count("is failing") == 1
     assert len(run.events("start")) == 1 and run.proc.poll() is None
     write_secrets(tmp_path, token="v2")
@@ -251,7 +205,7 @@ def test_a_default_whose_secret_appears_later_is_replaced(tmp_path: Path, launch
     run = Running(tmp_path, manifest("  FLAG: {ref: dev://flag, default: 'off'}\n"), ["FLAG"])
     launched.append(run)
     assert run.wait_events("start", 1)[0]["env"] == {"FLAG": "off"}
-    run.wait_log("checked dev://flag: still missing")
+    run.wait_audit("check", ref="dev://flag", outcome="missing")
     write_secrets(tmp_path, token="v1", flag="on")
     assert run.wait_events("start", 2)[1]["env"] == {"FLAG": "on"}
     assert "is failing" not in run.log()

@@ -9,12 +9,11 @@ from typing import Any
 
 import yaml
 
-from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, wait_for
+from tests.helpers import HELPERS_DIR, Running, wait_for
 from tests.keyvault_emulator import KeyVaultEmulator
 from tests.openbao import OpenBao, write_kv2
 from tests.postgres import Postgres
 from tests.tcp_proxy import tcp_proxy
-from tests.test_rotation import Running
 
 
 def vault_manifest(tmp: Path, env: dict[str, Any], watch: dict[str, Any], sources: dict[str, Any] | None = None) -> str:
@@ -24,27 +23,16 @@ def vault_manifest(tmp: Path, env: dict[str, Any], watch: dict[str, Any], source
     return yaml.safe_dump(doc)
 
 
-class VaultRunning(Running):
+def vault_running(tmp: Path, text: str, names: list[str], env: dict[str, str], child: list[str] | None = None) -> Running:
     """``Running`` with Vault credentials in the launcher's environment."""
-
-    def __init__(self, tmp: Path, text: str, names: list[str], env: dict[str, str], child: list[str] | None = None) -> None:
-        import subprocess
-
-        self.tmp, self.out, self.err = tmp, tmp / "events.jsonl", tmp / "stderr.log"
-        (tmp / "launcher.yaml").write_text(text)
-        argv = child or [sys.executable, str(HELPERS_DIR / "record_env.py"), str(self.out), *names]
-        with open(self.err, "w") as err:
-            self.proc = subprocess.Popen(
-                [LAUNCHER, "--log-level", "debug", "run", "-m", str(tmp / "launcher.yaml"), "--", *argv],
-                env=launcher_env({**env, "HOME": str(tmp)}), stdout=subprocess.DEVNULL, stderr=err,
-            )
+    return Running(tmp, text, names, env={**env, "HOME": str(tmp)}, child=child)
 
 
 def test_kv2_rotation_restarts_within_interval_plus_debounce(openbao: OpenBao, tmp_path: Path) -> None:
     path = f"rot/{openbao.unique()}"
     write_kv2(openbao, path, {"password": "first-value"})
     text = vault_manifest(tmp_path, {"DB_PASSWORD": f"vault://secret/{path}#password"}, {"interval": "1s", "debounce": "200ms"})
-    with VaultRunning(tmp_path, text, ["DB_PASSWORD"], openbao.env()) as run:
+    with vault_running(tmp_path, text, ["DB_PASSWORD"], openbao.env()) as run:
         assert run.wait_events("start", 1)[0]["env"] == {"DB_PASSWORD": "first-value"}
         write_kv2(openbao, path, {"password": "second-value"})
         # interval (+10 % jitter) + debounce + 1 s for the restart itself
@@ -59,7 +47,7 @@ def test_kv2_without_rotation_reads_metadata_only(openbao: OpenBao, tmp_path: Pa
     write_kv2(openbao, path, {"password": "steady"})
     text = vault_manifest(tmp_path, {"A": f"vault://secret/{path}#password", "B": f"vault://secret/{path}#password"},
                           {"interval": "200ms", "debounce": "0s"})
-    with VaultRunning(tmp_path, text, ["A", "B"], openbao.env()) as run:
+    with vault_running(tmp_path, text, ["A", "B"], openbao.env()) as run:
         run.wait_events("start", 1)
         wait_for(lambda: openbao.reads_of(f"secret/metadata/{path}") >= 10, timeout=15, what="10 metadata checks")
         assert openbao.reads_of(f"secret/data/{path}") == 1  # the start-up read only: no value re-read
@@ -75,14 +63,15 @@ def test_backend_outage_keeps_the_child_and_a_later_rotation_is_picked_up(openba
         text = vault_manifest(tmp_path, {"TOKEN": f"vault://secret/{path}#token"},
                               {"interval": "200ms", "debounce": "0s"})
         text += "retry: {attempts: 1}\n"
-        with VaultRunning(tmp_path, text, ["TOKEN"], {**openbao.env(), "VAULT_ADDR": proxy.addr}) as run:
+        with vault_running(tmp_path, text, ["TOKEN"], {**openbao.env(), "VAULT_ADDR": proxy.addr}) as run:
             first = run.wait_events("start", 1)[0]
             proxy.down()
             wait_for(lambda: proxy.refused >= 4, timeout=15, what="several checks against the dead backend")
             assert run.log().count("is failing") == 1
             assert run.proc.poll() is None and len(run.events("start")) == 1
+            ok = len(run.audit("check", ref=f"vault://secret/{path}", outcome="ok"))
             proxy.back_up()
-            run.wait_log("is answering again")
+            run.wait_audit("check", ok + 1, ref=f"vault://secret/{path}", outcome="ok")
             write_kv2(openbao, path, {"token": "t2"})
             second = run.wait_events("start", 2)[1]
             assert second["env"] == {"TOKEN": "t2"} and second["pid"] != first["pid"]
@@ -93,7 +82,7 @@ def test_azure_rotation_restarts_the_child(keyvault: KeyVaultEmulator, tmp_path:
     keyvault.set_secret("api-key", "key-one")
     text = vault_manifest(tmp_path, {"API_KEY": "corp://api-key"}, {"interval": "200ms", "debounce": "0s"},
                           sources={"corp": keyvault.source()})
-    with VaultRunning(tmp_path, text, ["API_KEY"], {"AZURE_CLIENT_SECRET": keyvault.client_secret}) as run:
+    with vault_running(tmp_path, text, ["API_KEY"], {"AZURE_CLIENT_SECRET": keyvault.client_secret}) as run:
         assert run.wait_events("start", 1)[0]["env"] == {"API_KEY": "key-one"}
         keyvault.set_secret("api-key", "key-two")
         assert run.wait_events("start", 2)[1]["env"] == {"API_KEY": "key-two"}
@@ -115,9 +104,9 @@ def test_postgres_credentials_roll_over_before_they_expire_and_are_revoked(
     sources = {"bao": {"type": "vault", "revoke_on_exit": True}}
     env = {"PGUSER": f"bao://{mount}/creds/app#username", "PGPASSWORD": f"bao://{mount}/creds/app#password"}
     text = vault_manifest(tmp_path, env, {"interval": "1s", "debounce": "2s"}, sources=sources)
-    out = tmp_path / "events.jsonl"  # where VaultRunning reads events from
+    out = tmp_path / "events.jsonl"  # where Running reads events from
     child = [sys.executable, str(HELPERS_DIR / "pg_client.py"), str(out), str(postgres.bindir / "psql"), str(postgres.port)]
-    with VaultRunning(tmp_path, text, [], openbao.env(), child=child) as run:
+    with vault_running(tmp_path, text, [], openbao.env(), child=child) as run:
         first = run.wait_events("start", 1)[0]
         second = run.wait_events("start", 2, timeout=15)[1]  # a new lease before the first one's 8 s max TTL
         assert second["user"] != first["user"]
@@ -148,7 +137,7 @@ def test_a_run_of_several_token_ttls_keeps_working(openbao: OpenBao, tmp_path: P
                        "auth": {"method": "approle", "role_id": role_id, "secret_id_file": "./sid", "mount": mount}}}
     text = vault_manifest(tmp_path, {"DB_PASSWORD": f"bao://secret/{path}#password"}, {"interval": "300ms", "debounce": "0s"},
                           sources=sources)
-    with VaultRunning(tmp_path, text, ["DB_PASSWORD"], {}) as run:
+    with vault_running(tmp_path, text, ["DB_PASSWORD"], {}) as run:
         run.wait_events("start", 1)
         logins = f"auth/{mount}/login"
         wait_for(lambda: openbao.requests_to(logins) >= 3, timeout=20, what="two logins after the first (past two max TTLs)")

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, run_launcher, wait_for
+from tests.helpers import HELPERS_DIR, LAUNCHER, gone, launcher_env, run_launcher, wait_for
 
 PY = sys.executable
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIBVQIBADANBgkqhkiG9w0BAQEFAASC\nline two\n-----END PRIVATE KEY-----\n"
@@ -41,14 +41,6 @@ def start(manifest: Path, *argv: str, extra_env: dict[str, str] | None = None) -
         [LAUNCHER, "run", "-m", str(manifest), "--", *argv],
         env=launcher_env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-
-
-def gone(pid: int) -> bool:
-    """True when ``pid`` no longer runs (a zombie awaiting its new parent counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 FORWARDED = ["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGINT", "SIGQUIT", "SIGWINCH", "SIGCONT", "SIGALRM", "SIGURG", "SIGPWR"]

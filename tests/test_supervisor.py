@@ -19,12 +19,12 @@ PRINT_SIGNALS = str(HELPERS_DIR / "print_signals.py")
 
 DRIVER = r'''
 import os, sys, threading
-from launcher.config import Binding, Manifest, ProcessConfig, WatchConfig
-from launcher.environment import ChildEnvironment
-from launcher.refs import Reference
-from launcher.resolver import BindingResult, Resolution
-from launcher.supervisor import Supervisor
-from launcher.watcher import Rotation
+from launcher.model.config import Binding, Manifest, ProcessConfig, WatchConfig
+from launcher.run.environment import ChildEnvironment
+from launcher.model.refs import Reference
+from launcher.resolve.resolver import BindingResult, Resolution
+from launcher.run.supervisor import Supervisor
+from launcher.resolve.watcher import Rotation
 
 out, failure, action = sys.argv[1], sys.argv[2], sys.argv[3]
 binding = Binding("CERT", (Reference("dev", "cert"),), file=True)

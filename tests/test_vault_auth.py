@@ -25,7 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from launcher.clock import Clock
 from launcher.errors import AuthError
-from launcher.sources.vault import VaultAuth, VaultSource, VaultSourceConfig
+from launcher.sources.vault import VaultAuth, VaultSourceConfig
+from launcher.sources.vault.source import VaultSource
+from tests.fakes import ManualClock
 from tests.helpers import launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
 
@@ -123,16 +125,6 @@ def test_jwt_for_the_wrong_audience_is_77(openbao: OpenBao, auth: Auth, tmp_path
     assert token not in proc.stderr
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def source_for(openbao: OpenBao, clock: Any = time.monotonic, token: str | None = None, **auth: Any) -> VaultSource:
     environ = {"VAULT_ADDR": openbao.addr, "HOME": "/nonexistent"}
     if token:
@@ -142,7 +134,7 @@ def source_for(openbao: OpenBao, clock: Any = time.monotonic, token: str | None 
 
 def test_renewable_token_is_renewed_after_two_thirds_of_its_ttl(openbao: OpenBao, auth: Auth) -> None:
     token = openbao.child_token(["reader"], ttl="60s", renewable=True)
-    clock = FakeClock()
+    clock = ManualClock()
     source = source_for(openbao, clock, token=token)
     try:
         ttl = source.token_ttl()
@@ -160,7 +152,7 @@ def test_renewable_token_is_renewed_after_two_thirds_of_its_ttl(openbao: OpenBao
 
 def test_non_renewable_login_token_is_replaced_by_a_new_login(openbao: OpenBao, auth: Auth) -> None:
     role_id, secret_id = approle(openbao, auth.approle, token_type="batch", token_ttl="60s")  # batch: never renewable
-    clock = FakeClock()
+    clock = ManualClock()
     source = source_for(openbao, clock, method="approle", role_id=role_id, secret_id=secret_id, mount=auth.approle)
     logins = f"auth/{auth.approle}/login"
     try:

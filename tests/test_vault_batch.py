@@ -1,11 +1,11 @@
-"""Many Vault secrets at once: one pipelined batch, and the usual reads for whatever it leaves.
+"""Many Vault secrets at once: one batch, and the usual reads for whatever it leaves.
 
 From ``resolver.BATCH_MIN`` reads of one source, the resolver asks the source
-for a batch (``Batching.read_many``); the Vault source sends its KV v2 reads
-pipelined over a few connections (``VaultHTTP.get_many``). These tests pin that
-the batch is an optimisation only: the same values and versions, one read per
-secret at the server, and every error, fault or server that does not pipeline
-handled by the one-by-one reads with their retries and messages.
+for a batch (``Batching.read_many``); the Vault source sends its KV v2 reads at
+once, one connection each (``launcher.sources.vault.batch.get_many``). These tests
+pin that the batch is an optimisation only: the same values and versions, one read
+per secret at the server, and every error or fault handled by the one-by-one reads
+with their retries and messages; and that no intermediary can cross-wire answers.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 
 import launcher
-from launcher.resolver import BATCH_MIN
-from launcher.sources import vault_http
-from launcher.sources.vault_http import Connection, VaultHTTP
+from launcher.resolve.resolver import BATCH_MIN
+from launcher.sources.vault import batch
+from launcher.sources.vault.connection import Connection
+from launcher.sources.vault.http import VaultHTTP
 from tests.fault_proxy import fault_proxy
 from tests.helpers import launcher_env, run_launcher
 from tests.openbao import OpenBao, running_openbao, write_kv2
@@ -39,18 +40,18 @@ class Counted:
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.gets: list[str] = []
         self.batches: list[int] = []
-        get, get_many = VaultHTTP.get, VaultHTTP.get_many
+        get, get_many = VaultHTTP.get, batch.get_many
 
         def counting_get(http: VaultHTTP, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
             self.gets.append(path)
             return get(http, path, *args, **kwargs)
 
-        def counting_get_many(http: VaultHTTP, paths: Any, token: str) -> list[dict[str, Any] | None]:
+        def counting_get_many(conn: Connection, paths: Any, token: str) -> list[dict[str, Any] | None]:
             self.batches.append(len(paths))
-            return get_many(http, paths, token)
+            return get_many(conn, paths, token)
 
         monkeypatch.setattr(VaultHTTP, "get", counting_get)
-        monkeypatch.setattr(VaultHTTP, "get_many", counting_get_many)
+        monkeypatch.setattr(batch, "get_many", counting_get_many)
 
     def data_gets(self) -> list[str]:
         return [p for p in self.gets if not p.startswith("sys/")]
@@ -136,14 +137,14 @@ def test_the_cli_gets_every_value_through_a_batch(openbao: OpenBao, tmp_path: Pa
     assert proc.stderr == ""
 
 
-# -- servers and networks that do not pipeline -----------------------------------
+# -- servers and networks that keep one request per connection -----------------------------
 
 
 class OneAnswerPerConnection(http.server.ThreadingHTTPServer):
     """A minimal Vault read API over HTTP/1.0: one answer, then the connection closes.
 
-    Stands for a load balancer or proxy in front of Vault that does not pass
-    pipelined requests on: the batch gets one answer per connection.
+    Stands for a load balancer or proxy in front of Vault that serves one request
+    per connection: exactly what the batch asks of it.
     """
 
     daemon_threads = True
@@ -187,7 +188,7 @@ def one_answer() -> Iterator[OneAnswerPerConnection]:
     server.server_close()
 
 
-def test_a_server_that_answers_once_per_connection_gets_the_rest_one_by_one(
+def test_a_server_that_answers_once_per_connection_serves_the_whole_batch(
         one_answer: OneAnswerPerConnection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VAULT_ADDR", one_answer.url)
     monkeypatch.setenv("VAULT_TOKEN", "s.test")
@@ -196,9 +197,8 @@ def test_a_server_that_answers_once_per_connection_gets_the_rest_one_by_one(
         loaded = dict(client.load())
     assert loaded == {f"S{i}": f"value-{i}" for i in range(N)}
     assert counted.batches == [N]
-    # The batch got one answer per connection; the rest were read one by one, each once.
-    batched = vault_http.PIPELINE_CONNECTIONS
-    assert len(counted.data_gets()) == N - batched
+    # One request per connection is all the batch asks: nothing is left to read one by one.
+    assert counted.data_gets() == []
     data_paths = [p for p in one_answer.paths if p.startswith("/v1/secret/data/")]
     assert sorted(data_paths) == sorted(f"/v1/secret/data/app/p{i}" for i in range(N))
 
@@ -207,11 +207,11 @@ def test_no_batch_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    http = VaultHTTP(Connection("http://vault.example:8200", None, True, None))
-    started = time.monotonic()
-    assert http.get_many([("secret/data/a", None), ("secret/data/b", None)], "s.token") == [None, None]
-    assert time.monotonic() - started < 1.0  # no connection was even tried
-    http.close()
+    conn = Connection("http://vault.example:8200", None, True, None)
+    tried: list[object] = []
+    monkeypatch.setattr(batch.socket, "getaddrinfo", lambda *args, **kwargs: tried.append(args) or [])
+    assert batch.get_many(conn, [("secret/data/a", None), ("secret/data/b", None)], "s.token") == [None, None]
+    assert tried == []  # no connection was even tried
 
 
 @pytest.mark.slow

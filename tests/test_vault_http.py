@@ -24,8 +24,10 @@ import pytest
 import urllib3
 
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.sources.vault import VaultSource, VaultSourceConfig
-from launcher.sources.vault_http import Connection, VaultHTTP, from_transport
+from launcher.sources.vault import VaultSourceConfig
+from launcher.sources.vault.connection import Connection
+from launcher.sources.vault.http import VaultHTTP, from_transport
+from launcher.sources.vault.source import VaultSource
 from tests.openbao import OpenBao, write_kv2
 from tests.tcp_proxy import tcp_proxy
 
@@ -175,7 +177,7 @@ def run_python(code: str, env: dict[str, str], *args: str) -> list[str]:
 CHECK_IMPORTS = """
 import json, sys
 from launcher.sources.vault import VaultAuth, VaultSourceConfig
-from launcher.sources.vault import VaultSource
+from launcher.sources.vault.source import VaultSource
 auth = VaultAuth(**json.loads(sys.argv[1])) if len(sys.argv) > 1 else VaultAuth()
 src = VaultSource(VaultSourceConfig(name="vault", auth=auth))
 src.fetch("{path}", None)

@@ -8,60 +8,22 @@ OpenBao's own. A second fake answers like a sealed or rate-limited Vault.
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import hvac.exceptions
 import pytest
-import requests
+import urllib3
 
 from launcher.errors import AuthError, ManifestError, NotFoundError, TransientError
-from launcher.sources import Lease
-from launcher.sources.vault import VaultSource, VaultSourceConfig
-from launcher.sources.vault_auth import vault_errors
-from tests.helpers import launcher_env, run_launcher
+from launcher.sources.base import Lease
+from launcher.sources.vault import VaultSourceConfig
+from launcher.sources.vault.http import VaultAnswerError, VaultTransportError, vault_errors
+from launcher.sources.vault.source import VaultSource
+from tests.helpers import FakeHTTP, launcher_env, run_launcher
 from tests.openbao import OpenBao, write_kv2
 
 pytestmark = pytest.mark.vault
-
-
-class FakeHTTP(http.server.ThreadingHTTPServer):
-    """Answers every request with ``status`` (and ``headers``), recording ``(method, path)``."""
-
-    daemon_threads = True
-
-    def __init__(self, status: int = 204, headers: dict[str, str] | None = None) -> None:
-        self.status, self.headers = status, headers or {}
-        self.seen: list[tuple[str, str]] = []
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        self.thread.join()
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    server: FakeHTTP
-
-    def _answer(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.seen.append((self.command, self.path))
-        self.send_response(self.server.status)
-        for name, value in {"Content-Length": "0", **self.server.headers}.items():
-            self.send_header(name, value)
-        self.end_headers()
-
-    do_GET = do_PUT = do_POST = do_DELETE = _answer  # noqa: N815  (http.server calls do_<METHOD>)
-
-    def log_message(self, *args: Any) -> None:  # quiet
-        return None
 
 
 @pytest.fixture(scope="module")
@@ -169,33 +131,42 @@ def test_sealed_or_busy_vault_is_transient_with_retry_after(status: int, retry_a
         fake.stop()
 
 
+def _transport(cause: BaseException) -> VaultTransportError:
+    return VaultTransportError(cause, 10.0)
+
+
+_CONNECT_TIMEOUT = urllib3.exceptions.ConnectTimeoutError(None, "timed out")
+_READ_TIMEOUT = urllib3.exceptions.ReadTimeoutError(None, "/v1/x", "timed out")  # type: ignore[arg-type]
+# Every request of a Vault source (reads and hvac's logins, renewals and lease calls alike) fails as
+# one of the transport's two exceptions; ``vault_errors`` maps both, once.
 ERRORS = [
-    (hvac.exceptions.InvalidRequest(errors=["bad parameter"]), ManifestError),
-    (hvac.exceptions.Unauthorized(), AuthError),
-    (hvac.exceptions.Forbidden(), AuthError),
-    (hvac.exceptions.InvalidPath(), NotFoundError),
-    (hvac.exceptions.RateLimitExceeded(), TransientError),
-    (hvac.exceptions.VaultDown(), TransientError),
-    (hvac.exceptions.BadGateway(), TransientError),
-    (requests.exceptions.ConnectTimeout(), TransientError),
-    (requests.exceptions.ReadTimeout(), TransientError),
-    (requests.exceptions.ConnectionError(), TransientError),
-    (requests.exceptions.SSLError("EOF occurred in violation of protocol"), TransientError),
-    (requests.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed"), AuthError),
-    (requests.exceptions.MissingSchema(), ManifestError),
-    (requests.exceptions.JSONDecodeError("x", "doc", 0), TransientError),  # a proxy answering for Vault: retried
+    (VaultAnswerError(400, {"errors": ["bad parameter"]}), ManifestError),
+    (VaultAnswerError(401, {}), AuthError),
+    (VaultAnswerError(403, {}), AuthError),
+    (VaultAnswerError(404, {}), NotFoundError),
+    (VaultAnswerError(429, {}), TransientError),
+    (VaultAnswerError(503, {}), TransientError),
+    (VaultAnswerError(502, {}), TransientError),
+    (_transport(_CONNECT_TIMEOUT), TransientError),
+    (_transport(_READ_TIMEOUT), TransientError),
+    (_transport(urllib3.exceptions.NewConnectionError(None, "refused")), TransientError),  # type: ignore[arg-type]
+    (_transport(urllib3.exceptions.SSLError("EOF occurred in violation of protocol")), TransientError),
+    (_transport(urllib3.exceptions.SSLError("[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed")), AuthError),
+    (_transport(urllib3.exceptions.LocationValueError("no host")), ManifestError),
+    (VaultTransportError(None, detail="the answer is not Vault's (not a JSON object)"), TransientError),  # a proxy answering for Vault
 ]
 
 
-@pytest.mark.parametrize(("raised", "mapped"), ERRORS, ids=[type(e).__name__ for e, _ in ERRORS])
+@pytest.mark.parametrize(("raised", "mapped"), ERRORS, ids=[f"{type(e).__name__}-{i}" for i, (e, _) in enumerate(ERRORS)])
 def test_error_mapping_table(raised: Exception, mapped: type[Exception]) -> None:
     with pytest.raises(mapped) as info, vault_errors("vault://secret/app/db", "http://127.0.0.1:8200"):
         raise raised
-    assert type(info.value) is mapped and info.value.__cause__ is raised
+    cause = raised.cause if isinstance(raised, VaultTransportError) else raised
+    assert type(info.value) is mapped and (cause is None or info.value.__cause__ is cause)
     assert str(info.value).startswith("vault://secret/app/db: ")
 
 
 def test_login_rejected_is_auth_error() -> None:
     errors = vault_errors("source 'vault': approle login", "http://127.0.0.1:8200", login=True)
     with pytest.raises(AuthError, match="login rejected"), errors:
-        raise hvac.exceptions.InvalidRequest(errors=["invalid role or secret ID"])
+        raise VaultAnswerError(400, {"errors": ["invalid role or secret ID"]})

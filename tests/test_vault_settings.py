@@ -8,7 +8,7 @@ import pytest
 
 from launcher.errors import ManifestError
 from launcher.sources.vault import TlsConfig, VaultSourceConfig
-from launcher.sources.vault_http import connection_settings
+from launcher.sources.vault.connection import connection_settings
 
 ADDR = {"VAULT_ADDR": "https://vault.example:8200/"}
 CERTS = {"VAULT_CLIENT_CERT": "/c.pem", "VAULT_CLIENT_KEY": "/k.pem"}
@@ -92,22 +92,24 @@ def test_file_only_run_does_not_import_hvac() -> None:
     import subprocess
     import sys
 
-    code = "import sys, launcher.cli, launcher.resolver, launcher.sources.file; print('hvac' in sys.modules, 'requests' in sys.modules)"
+    code = ("import sys, launcher.cli, launcher.resolve.resolver, launcher.sources.file; "
+            "print('hvac' in sys.modules, 'requests' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split()[0] == "False"
 
 
-@pytest.mark.parametrize(("verify", "expected"), [(True, "certifi"), ("/etc/my-ca.pem", "/etc/my-ca.pem"), (False, False)])
-def test_reads_and_logins_trust_the_same_roots(monkeypatch: pytest.MonkeyPatch, verify: bool | str, expected: object) -> None:
-    import certifi
+@pytest.mark.parametrize(("verify", "expected"), [(True, None), ("/etc/my-ca.pem", "/etc/my-ca.pem"), (False, False)])
+def test_reads_and_logins_go_through_one_pool(monkeypatch: pytest.MonkeyPatch, verify: bool | str, expected: object) -> None:
+    from launcher.sources.vault.adapter import PoolAdapter, open_client
+    from launcher.sources.vault.connection import Connection
+    from launcher.sources.vault.http import VaultHTTP
 
-    from launcher.sources.vault_http import Connection, open_client, trusted_roots
-
-    # requests would swap this in for verify=True; an explicit path keeps hvac on our roots.
+    # requests would swap this in for verify=True; nothing of the source goes through requests.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/somewhere/else.pem")
-    conn = Connection("https://vault.example:8200", None, verify, None)
-    want = certifi.where() if expected == "certifi" else expected
-    assert trusted_roots(conn) == want
-    client = open_client(conn)
-    assert client.session.verify == want
-    client.adapter.close()
+    conn = Connection("http://vault.example:8200", None, verify, None)
+    assert conn.roots == expected  # None: certifi's roots, as every Python client's default
+    http = VaultHTTP(conn)
+    client = open_client(http)
+    # hvac's logins, renewals and lease calls are sent by the source's own VaultHTTP: one pool, one TLS setup.
+    assert isinstance(client.adapter, PoolAdapter) and client.adapter._http is http
+    http.close()

@@ -2,67 +2,44 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 import pytest
 
 from launcher.clock import Clock
-from launcher.config import Binding, Manifest, WatchConfig
-from launcher.errors import TransientError
-from launcher.refs import Reference
-from launcher.resolver import Resolver
-from launcher.sources import Lease, Secret
+from launcher.model.config import Binding, Manifest, WatchConfig
+from launcher.model.refs import Reference
+from launcher.resolve.resolver import Resolver
+from launcher.resolve.watcher import Outage, Rotation, Watcher
+from launcher.sources.base import Lease, Secret
 from launcher.sources.file import FileSourceConfig
-from launcher.watcher import Outage, Rotation, Watcher
+from tests.fakes import ManualClock, ScriptedSource
+from tests.helpers import raise_failure
 
 
 @dataclass
-class FakeClock:
-    now: float = 1000.0
+class Backend:
+    """What the scripted backend holds: a version per path (``creds`` is leased), and what a renewal grants."""
 
-    def monotonic(self) -> float:
-        return self.now
-
-
-@dataclass
-class FakeSource:
-    """A scripted backend: versions per path, a lease for ``creds``, counters."""
-
-    name: str = "fake"
     versions: dict[str, int] = field(default_factory=lambda: {"a": 1, "b": 1, "creds": 1})
-    fetches: list[str] = field(default_factory=list)
-    checks: list[str] = field(default_factory=list)
-    renewals: int = 0
     renew_to: float | None = 30.0
-    down: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fetch(self, path: str, version: str | None) -> Secret:
-        with self.lock:
-            self.fetches.append(path)
-        if self.down:
-            raise TransientError("fake: down")
+    def answer(self, path: str) -> Secret:
         v = self.versions[path]
         if path == "creds":
             return Secret(fields={"user": f"u{v}", "password": f"p{v}"}, lease=Lease(f"lease-{v}", 30.0, True))
         return Secret(value=f"{path}{v}", version=str(v))
 
-    def current_version(self, path: str) -> str | None:
-        self.checks.append(path)
-        if self.down:
-            raise TransientError("fake: down")
-        return None if path == "creds" else str(self.versions[path])
-
-    def renew_lease(self, lease: Lease) -> Lease | None:
-        self.renewals += 1
-        return None if self.renew_to is None else Lease(lease.lease_id, self.renew_to, True)
-
-    def close(self) -> None:
-        pass
+    def source(self) -> ScriptedSource:
+        return ScriptedSource("fake", self.answer, versions=lambda path: None if path == "creds" else str(self.versions[path]),
+                              renew=lambda lease: None if self.renew_to is None else Lease(lease.lease_id, self.renew_to, True))
 
 
-def make(source: FakeSource, clock: FakeClock, **watch: object) -> tuple[Watcher, list[object]]:
+def fetched(source: ScriptedSource) -> list[str]:
+    return [path for path, _ in source.fetches]
+
+
+def make(source: ScriptedSource, clock: ManualClock, **watch: object) -> tuple[Watcher, list[object]]:
     ref = lambda path, key=None: (Reference("fake", path, key),)  # noqa: E731
     manifest = Manifest(
         sources={"fake": FileSourceConfig(name="fake", path="/dev/null")},
@@ -74,13 +51,14 @@ def make(source: FakeSource, clock: FakeClock, **watch: object) -> tuple[Watcher
     posted: list[object] = []
     watcher = Watcher(manifest, resolver, {}, posted.append, clock=Clock(clock.monotonic, lambda: 0.5))
     resolution = resolver.resolve({})
-    resolution.raise_for_errors()
+    raise_failure(resolution)
     watcher.track(resolution)
     return watcher, posted
 
 
 def test_one_check_per_distinct_path_per_interval() -> None:
-    source, clock = FakeSource(), FakeClock()
+    backend, clock = Backend(), ManualClock()
+    source = backend.source()
     watcher, posted = make(source, clock, interval=10.0)
     assert watcher.poll() == pytest.approx(clock.now + 1.0)  # token maintenance tick
     clock.now += 10.0
@@ -90,31 +68,33 @@ def test_one_check_per_distinct_path_per_interval() -> None:
 
 
 def test_a_new_version_re_reads_only_that_path_and_posts_a_rotation() -> None:
-    source, clock = FakeSource(), FakeClock()
+    backend, clock = Backend(), ManualClock()
+    source = backend.source()
     watcher, posted = make(source, clock, interval=10.0)
     source.fetches.clear()
-    source.versions["a"] = 2
+    backend.versions["a"] = 2
     clock.now += 10.0
     watcher.poll()
-    assert source.fetches == ["a"]
+    assert fetched(source) == ["a"]
     (event,) = posted
     assert isinstance(event, Rotation)
     assert event.resolution.values["A"] == "a2" and event.resolution.values["A2"] == "a2"
 
 
 def test_lease_is_renewed_at_two_thirds_then_re_read_when_capped() -> None:
-    source, clock = FakeSource(), FakeClock()
+    backend, clock = Backend(), ManualClock()
+    source = backend.source()
     watcher, posted = make(source, clock, interval=1000.0)
     clock.now += 19.0
     watcher.poll()
-    assert source.renewals == 0
+    assert len(source.renewals) == 0
     clock.now += 1.0  # 20 s = 2/3 of 30 s
     watcher.poll()
-    assert source.renewals == 1 and posted == []
-    source.renew_to = 12.0  # the max TTL caps the next renewal
+    assert len(source.renewals) == 1 and posted == []
+    backend.renew_to = 12.0  # the max TTL caps the next renewal
     clock.now += 20.0
     watcher.poll()
-    assert source.renewals == 2 and posted == []
+    assert len(source.renewals) == 2 and posted == []
     # The lease now ends for good at +52 s; 90 % of its life is +46.8 s.
     clock.now += 6.0
     watcher.poll()
@@ -124,7 +104,7 @@ def test_lease_is_renewed_at_two_thirds_then_re_read_when_capped() -> None:
     (event,) = posted
     assert isinstance(event, Rotation) and event.urgent
     assert event.resolution.values["USER"] == "u1"  # the fake hands out the same version; a new lease was read
-    assert source.fetches.count("creds") == 2
+    assert fetched(source).count("creds") == 2
 
 
 def due_of(watcher: Watcher, path: str) -> float:
@@ -132,14 +112,15 @@ def due_of(watcher: Watcher, path: str) -> float:
 
 
 def test_checks_stay_on_their_schedule_when_a_poll_is_late_or_a_secret_rotates() -> None:
-    source, clock = FakeSource(), FakeClock()
+    backend, clock = Backend(), ManualClock()
+    source = backend.source()
     watcher, posted = make(source, clock, interval=10.0)  # random() = 0.5: phase 1005
     assert due_of(watcher, "a") == 1005.0
     clock.now = 1005.7  # a late wake-up
     watcher.poll()
     assert sorted(source.checks) == ["a", "b"]
     assert due_of(watcher, "a") == 1015.0  # not 1015.7: lateness does not accumulate
-    source.versions["a"] = 2
+    backend.versions["a"] = 2
     clock.now = 1016.2
     watcher.poll()
     assert len(posted) == 1 and isinstance(posted[0], Rotation)
@@ -147,7 +128,8 @@ def test_checks_stay_on_their_schedule_when_a_poll_is_late_or_a_secret_rotates()
 
 
 def test_failures_post_outages_and_back_off_on_the_schedule() -> None:
-    source, clock = FakeSource(), FakeClock()
+    backend, clock = Backend(), ManualClock()
+    source = backend.source()
     watcher, posted = make(source, clock, interval=10.0)  # phase 1005
     source.down = True
     # Each failure skips 1, 3, 7, then at most 7 points of the 10 s schedule: 2x, 4x, 8x, 8x.
@@ -163,7 +145,8 @@ def test_failures_post_outages_and_back_off_on_the_schedule() -> None:
 
 
 def test_a_leased_secret_is_not_polled_between_lease_events() -> None:
-    source, clock = FakeSource(), FakeClock()
+    backend, clock = Backend(), ManualClock()
+    source = backend.source()
     watcher, _ = make(source, clock, interval=1.0)
     clock.now += 5.0
     wake = watcher.poll()

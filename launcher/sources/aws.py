@@ -38,10 +38,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.refs import FetchKey, Reference
-from launcher.sources import Backend, Secret
+from launcher.model.config import SourceConfig
+from launcher.model.refs import FetchKey, Reference
+from launcher.model.settings import setting
+from launcher.sources.base import Backend, Secret
 
 CONNECT_TIMEOUT = 5.0
 READ_TIMEOUT = 10.0

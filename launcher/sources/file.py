@@ -25,11 +25,12 @@ from dataclasses import dataclass
 
 import yaml
 
-from launcher.config import SourceConfig, setting
 from launcher.errors import AuthError, ManifestError, NotFoundError
-from launcher.refs import FetchKey, Reference
-from launcher.sources import Backend, ContentVersions, Secret
-from launcher.yamltext import InvalidYamlError, compose_yaml, decode_text, is_null
+from launcher.model.config import SourceConfig
+from launcher.model.refs import FetchKey, Reference
+from launcher.model.settings import setting
+from launcher.model.yamltext import InvalidYamlError, compose_yaml, decode_text, is_null
+from launcher.sources.base import Backend, ContentVersions, Secret
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_VALUE_CHARS = 4 * 1024 * 1024

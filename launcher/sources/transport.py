@@ -1,15 +1,17 @@
 """What every HTTP backend shares: bounded connections, plain-word causes, addresses.
 
-- ``pool_manager`` / ``proxy_manager`` build urllib3 managers whose connections
-  hand their sockets to ``launcher.deadline``, so no request outlives the
-  attempt's bound (a dripping or stalled server included); ``session`` does the
-  same for requests, which hvac and the Azure SDK use.
+- ``http_pool`` builds the one urllib3 pool a source talks through (its TLS
+  settings, the proxy the environment names); its connections hand their
+  sockets to ``launcher.deadline``, so no request outlives the attempt's bound
+  (a dripping or stalled server included). Vault's requests (hvac's included,
+  through an adapter) and the Azure SDK's (through an azure-core transport) all
+  go through such a pool.
 - ``describe`` turns a transport failure into the few words a user needs
   (``connection refused``, ``TLS handshake failed``, ``timed out after 10s``).
 - ``check_url`` refuses, before any request, an address that cannot work.
 - ``retry_after`` reads a Retry-After header (seconds or an HTTP date).
 
-urllib3 is imported here; requests only when ``session`` is called.
+urllib3 is imported here; nothing in the launcher imports requests.
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Iterator
-from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import urllib3
 import urllib3.connection
@@ -97,67 +98,84 @@ def proxy_manager(proxy: str, **options: Any) -> urllib3.PoolManager:
         raise ManifestError(f"proxy {_without_credentials(proxy)}: only http:// and https:// proxies are supported") from None
 
 
-def session(ssl_context: ssl.SSLContext | None = None, pool_maxsize: int = 10) -> Any:
-    """A ``requests.Session`` whose requests honour the attempt's bound.
+def http_pool(url: str, *, roots: str | Literal[False] | None = None, ssl_context: ssl.SSLContext | None = None,
+              cert: str | tuple[str, str] | None = None, maxsize: int = 10) -> urllib3.PoolManager:
+    """The one pool of connections a source uses to reach ``url``, whatever the request.
 
-    ``ssl_context``: extra trust for HTTPS (the Azure source adds a CA to the
-    system roots this way, with no temporary bundle file left behind).
+    TLS: verified against ``ssl_context`` when given (an extra CA added to the system's
+    roots), else ``roots`` (a CA file or directory; certifi's roots when None; no
+    verification when False); ``cert`` is a client certificate (a file, or (cert, key)).
+    The proxy variables (HTTPS_PROXY, NO_PROXY, ...) are read once here, with the rules
+    of the standard library. Every request honours the attempt's bound. Raises
+    ``ManifestError`` for a proxy whose scheme is not supported.
     """
-    import requests
-
-    http = requests.Session()
-    adapter = _adapter_class()(ssl_context, pool_maxsize)
-    http.mount("http://", adapter)
-    http.mount("https://", adapter)
-    return http
-
-
-@cache
-def _adapter_class() -> Any:
-    import requests.adapters
-
-    class BoundedAdapter(requests.adapters.HTTPAdapter):
-        """requests' adapter on bounded pools; timeouts are cut to the attempt's bound."""
-
-        def __init__(self, ssl_context: ssl.SSLContext | None, pool_maxsize: int) -> None:
-            self._ssl_context = ssl_context
-            super().__init__(pool_maxsize=pool_maxsize)
-
-        def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
-            super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
-            _bounded(self.poolmanager)
-
-        def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-            return _bounded(super().proxy_manager_for(proxy, **proxy_kwargs))
-
-        def build_connection_pool_key_attributes(self, request: Any, verify: Any, cert: Any = None) -> Any:
-            host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-            if self._ssl_context is not None and verify is not False:
-                pool_kwargs["ssl_context"] = self._ssl_context
-            return host_params, pool_kwargs
-
-        def send(self, request: Any, stream: bool = False, timeout: Any = None, verify: Any = True,
-                 cert: Any = None, proxies: Any = None) -> Any:
-            return super().send(request, stream, _cut(timeout), verify, cert, proxies)
-
-    return BoundedAdapter
+    options: dict[str, Any] = {"maxsize": maxsize, "block": False}
+    if urllib.parse.urlsplit(url).scheme == "https":
+        context = ssl_context or tls_context(roots, cert)
+        options["ssl_context"] = context
+        if context.verify_mode == ssl.CERT_NONE:
+            options["cert_reqs"] = ssl.CERT_NONE
+            options["assert_hostname"] = False
+    proxy = proxy_for(url)
+    return pool_manager(**options) if not proxy else proxy_manager(proxy, **options)
 
 
-def _cut(timeout: Any) -> Any:
-    if deadline.remaining() is None:
-        return timeout
-    if isinstance(timeout, tuple):
-        return tuple(None if t is None else deadline.cut(float(t)) for t in timeout)
-    if timeout is None:
-        return deadline.cut(3600.0)
-    return deadline.cut(float(timeout))
+def tls_context(roots: str | Literal[False] | None = None, cert: str | tuple[str, str] | None = None) -> ssl.SSLContext:
+    """The TLS settings of a source's connections, in one place for every way it connects.
+
+    ``roots``: a CA file or directory, certifi's roots when None, no verification when
+    False. ``cert``: a client certificate file (holding its key too), or (cert, key).
+    Raises ``ManifestError`` (78) for files that cannot be loaded: retrying cannot help.
+    """
+    if roots is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        roots = roots or _default_roots()
+        try:
+            context = ssl.create_default_context(capath=roots) if os.path.isdir(roots) else ssl.create_default_context(cafile=roots)
+        except (OSError, ssl.SSLError, ValueError):
+            raise ManifestError(f"TLS: cannot load the CA certificates in {roots}") from None
+    files = cert if isinstance(cert, tuple) else (cert,) if cert else ()
+    try:
+        if files:
+            context.load_cert_chain(*files)
+    except (OSError, ssl.SSLError, ValueError):
+        shown = " and ".join(files)
+        raise ManifestError(f"TLS: cannot load the client certificate and key from {shown} (PEM, matching each other)") from None
+    return context
+
+
+def _default_roots() -> str:
+    import certifi  # the roots every Python HTTP client trusts by default
+
+    return str(certifi.where())
+
+
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (HTTPS_PROXY, NO_PROXY, ...), or None."""
+    parts = urllib.parse.urlsplit(url)
+    return _proxy_for(parts.scheme, parts.hostname or "")
+
+
+def _proxy_for(scheme: str, host: str) -> str | None:
+    # The standard library's reading of the variables. On Linux it looks only at variables
+    # named *_proxy (any case): without one, skip importing it.
+    if not any(name.lower().endswith("_proxy") for name in os.environ):
+        return None
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    if not proxies or urllib.request.proxy_bypass(host):
+        return None
+    return proxies.get(scheme) or proxies.get("all")
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
     """``exc`` and what lies behind it: exception arguments, ``reason``, causes and contexts.
 
-    requests wraps urllib3, which wraps ``ssl`` and ``socket``; azure-identity
-    wraps MSAL and azure-core. Each exception is visited once, at most 20.
+    urllib3 wraps ``ssl`` and ``socket``; azure-identity wraps MSAL and azure-core. Each exception is visited once, at most 20.
     """
     seen: set[int] = set()
     todo = [exc]
@@ -178,7 +196,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 def tls_failed(exc: BaseException) -> bool:
     """True when the failure happened in TLS (``ssl``, urllib3's or requests' SSLError)."""
-    # requests' SSLError is matched by name: this module does not import requests.
+    # An SDK's own SSLError (azure-core wraps urllib3's) is matched by name too.
     return any(isinstance(e, (ssl.SSLError, urllib3.exceptions.SSLError)) or type(e).__name__ == "SSLError" for e in causes(exc))
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from launcher.config import SourceConfig, setting
 from launcher.errors import NotFoundError
-from launcher.refs import Reference
-from launcher.sources import Backend, Secret
+from launcher.model.config import SourceConfig
+from launcher.model.refs import Reference
+from launcher.model.settings import setting
+from launcher.sources.base import Backend, Secret
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,224 @@
+"""Secret references: ``SOURCE://PATH[#KEY][?version=V]`` and ``{{ ref }}`` templates.
+
+This module knows the grammar and nothing about manifests, files or backends
+(it asks the source registry which names are built in, for its messages only).
+Errors are ``RefSyntaxError`` (a plain ``ValueError``) so callers can add their
+own file:line context.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A NAME:// prefix with one of these schemes is an ordinary URL, hence a literal,
+# and no source may take one of these names (README, "References").
+WELL_KNOWN_SCHEMES = frozenset(
+    """http https postgres postgresql mysql redis rediss amqp amqps mongodb
+    mongodb+srv s3 gs ftp sftp ssh ws wss file tcp udp unix smtp ldap ldaps
+    nats kafka""".split()
+)
+
+SOURCE_NAME_RE = re.compile(r"[a-z][a-z0-9_-]*\Z")
+# An environment variable name, as the manifest, inline references and ${VAR} accept it.
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_PREFIX_RE = re.compile(r"([A-Za-z][A-Za-z0-9+._-]*)://")
+_LISTED_SOURCES = 10  # an error lists at most this many declared sources
+_SUGGEST_MAX_LEN = 64  # names longer than this get no "did you mean" (difflib is quadratic)
+
+
+class RefSyntaxError(ValueError):
+    """A reference or template is malformed, or names an unknown source."""
+
+
+@dataclass(frozen=True)
+class FetchKey:
+    """What one backend read is keyed on: dedupe and cache use it."""
+
+    source: str
+    path: str
+    version: str | None = None
+
+    def __str__(self) -> str:
+        suffix = f"?version={self.version}" if self.version else ""
+        return f"{self.source}://{_escape(self.path)}{suffix}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A parsed reference; ``text`` is what the user wrote (it holds no value)."""
+
+    source: str
+    path: str
+    key: str | None = None
+    version: str | None = None
+
+    @property
+    def fetch_key(self) -> FetchKey:
+        return FetchKey(self.source, self.path, self.version)
+
+    def __str__(self) -> str:
+        out = f"{self.source}://{_escape(self.path)}"
+        if self.version is not None:
+            out += f"?version={self.version}"
+        if self.key is not None:
+            out += f"#{_escape(self.key)}"
+        return out
+
+
+Part = str | Reference
+"""A template is a tuple of parts: literal text and references."""
+
+
+def _escape(text: str) -> str:
+    return text.replace("#", "%23").replace("?", "%3F")
+
+
+def _unescape(text: str) -> str:
+    return re.sub("%23", "#", re.sub("%3[Ff]", "?", text))
+
+
+def scheme_of(text: str) -> str | None:
+    """Return NAME when ``text`` starts with ``NAME://``, else None."""
+    m = _PREFIX_RE.match(text)
+    return m.group(1) if m else None
+
+
+def parse_reference(text: str, known: frozenset[str] | set[str]) -> Reference:
+    """Parse ``SOURCE://PATH[?version=V][#KEY]`` (either order of ``?`` and ``#``).
+
+    ``known`` is the set of declared plus built-in source names. Raises
+    ``RefSyntaxError`` for anything malformed or an unknown source.
+    """
+    text = text.strip()
+    name = scheme_of(text)
+    if name is None:
+        # The text is not echoed: a value pasted where a reference belongs must not reach a log.
+        raise RefSyntaxError("not a reference (expected SOURCE://PATH[#KEY][?version=V])")
+    if name not in known:
+        if name.lower() in WELL_KNOWN_SCHEMES:
+            raise RefSyntaxError(f"{name}:// is a URL, not a secret reference (sources: {_source_list(known)})")
+        raise RefSyntaxError(_unknown_source(name, known))
+    rest = text[len(name) + 3 :]
+    path, key, query = _split(rest)
+    version = _parse_query(query) if query is not None else None
+    if not path.strip("/"):
+        raise RefSyntaxError(f"reference {text!r} has an empty path")
+    if key is not None and not key:
+        raise RefSyntaxError(f"reference {text!r} has an empty #key")
+    return Reference(name, _unescape(path.strip("/")), None if key is None else _unescape(key), version)
+
+
+def _split(rest: str) -> tuple[str, str | None, str | None]:
+    """Split PATH, KEY and QUERY, accepting ``?q#k`` and ``#k?q``."""
+    h, q = rest.find("#"), rest.find("?")
+    if h < 0 and q < 0:
+        return rest, None, None
+    if q < 0:
+        return rest[:h], rest[h + 1 :], None
+    if h < 0:
+        return rest[:q], None, rest[q + 1 :]
+    if q < h:
+        return rest[:q], rest[h + 1 :], rest[q + 1 : h]
+    return rest[:h], rest[h + 1 : q], rest[q + 1 :]
+
+
+def _parse_query(query: str) -> str:
+    name, sep, value = query.partition("=")
+    if name != "version" or not sep:
+        raise RefSyntaxError(f"unsupported query {query!r} (only ?version=V is allowed)")
+    if not value or any(ch in value for ch in "=&?#"):
+        raise RefSyntaxError(f"invalid version {value!r}")
+    return value
+
+
+def _source_list(known: frozenset[str] | set[str]) -> str:
+    from launcher.sources.registry import builtins  # the registry knows which names are built in
+
+    builtin = builtins()
+    names = sorted(set(known) - builtin)
+    declared = ", ".join(names[:_LISTED_SOURCES]) or "none"
+    if len(names) > _LISTED_SOURCES:
+        declared += f", ... ({len(names) - _LISTED_SOURCES} more)"
+    return f"declared: {declared}; built-in: {', '.join(sorted(builtin))}"
+
+
+def _unknown_source(name: str, known: frozenset[str] | set[str]) -> str:
+    return f"unknown source {name!r}{_did_you_mean(name, known)} ({_source_list(known)})"
+
+
+def _did_you_mean(name: str, known: frozenset[str] | set[str]) -> str:
+    if len(name) > _SUGGEST_MAX_LEN:
+        return ""
+    candidates = sorted(n for n in known if len(n) <= _SUGGEST_MAX_LEN)
+    import difflib  # only a message with a suggestion pays for it
+
+    close = difflib.get_close_matches(name, candidates, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def is_reference_text(text: str, known: frozenset[str] | set[str]) -> bool:
+    """True when ``text`` as a whole is meant as a reference to a known source."""
+    name = scheme_of(text)
+    return name is not None and name in known
+
+
+def parse_value(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]:
+    """Classify a manifest string: literal, reference or template.
+
+    Returns the template parts: ``("text",)`` for a literal, ``(Reference,)``
+    for a reference, and a mix for ``{{ ref }}`` templates. A ``NAME://``
+    prefix whose NAME is neither a known source nor a well-known URL scheme is
+    an error, so a typo such as ``prd://`` never passes as a literal.
+    """
+    if "{{" in text:
+        return _parse_template(text, known)
+    name = scheme_of(text)
+    if name is None or name.lower() in WELL_KNOWN_SCHEMES:
+        return (text,)
+    return (parse_reference(text, known),)
+
+
+def _parse_template(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]:
+    """Split ``text`` at each ``{{`` and the first ``}}`` after it, in one pass.
+
+    Two ``str.find`` calls per placeholder, never a rescan: a value of
+    thousands of unclosed ``{{`` costs linear time, not quadratic.
+    """
+    parts: list[Part] = []
+    pos = 0
+    while True:
+        start = text.find("{{", pos)
+        if start < 0:
+            break
+        end = text.find("}}", start + 2)
+        if end < 0:  # no ``{{`` from here on can be closed either
+            break
+        if start > pos:
+            parts.append(_literal_chunk(text[pos:start]))
+        inner = text[start + 2 : end].strip()
+        if scheme_of(inner) is None:
+            raise RefSyntaxError("a {{ }} in the template does not hold a reference (SOURCE://PATH)")
+        parts.append(parse_reference(inner, known))
+        pos = end + 2
+    if pos < len(text):
+        parts.append(_literal_chunk(text[pos:]))
+    return tuple(parts)
+
+
+def _literal_chunk(chunk: str) -> str:
+    if "{{" in chunk or "}}" in chunk:
+        raise RefSyntaxError("unbalanced '{{' or '}}' in template (use `value:` for a literal that contains them)")
+    return chunk
+
+
+def references(parts: tuple[Part, ...]) -> list[Reference]:
+    """The references of a template, in order."""
+    return [p for p in parts if isinstance(p, Reference)]
+
+
+def render(parts: tuple[Part, ...]) -> str:
+    """The template as the user wrote it (references, never values)."""
+    if len(parts) == 1:
+        return str(parts[0])
+    return "".join(p if isinstance(p, str) else f"{{{{ {p} }}}}" for p in parts)

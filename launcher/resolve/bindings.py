@@ -1,0 +1,204 @@
+"""Bindings -> values, given what was read: selection of keys, templates, defaults, env_from.
+
+The resolver reads secrets; this module turns what it read into each
+variable's value, status and error, as ``check`` shows them: ``#KEY``
+selection (``select``), templates, ``default`` and ``optional``, ``env_from``
+(with key collisions refused), and the references found in the launcher's own
+environment (``inline_bindings``). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from launcher.errors import LauncherError, ManifestError, NotFoundError
+from launcher.model.config import Binding, EnvFrom, Manifest
+from launcher.model.refs import (
+    ENV_NAME_RE,
+    WELL_KNOWN_SCHEMES,
+    FetchKey,
+    Reference,
+    RefSyntaxError,
+    is_reference_text,
+    parse_reference,
+    scheme_of,
+)
+from launcher.sources.base import Secret, to_text
+from launcher.sources.catalog import reference_problem
+
+log = logging.getLogger("launcher.resolve.resolver")
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+@dataclass(frozen=True)
+class BindingResult:
+    """The outcome for one variable (or one ``env_from`` entry), as ``check`` shows it."""
+
+    name: str
+    ref: str
+    status: str  # ok | default | optional | missing | denied | unavailable | invalid
+    version: str | None = None
+    value: str | None = field(default=None, repr=False)
+    file: bool = False
+    error: LauncherError | None = None
+    keys: tuple[FetchKey, ...] = ()  # the secrets it was built from (for ``check``'s NEXT CHECK)
+    where: str = "<manifest>"  # file:line of the binding, to report failures in manifest order
+
+
+def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
+    """Variables of our own environment whose whole value references a known source.
+
+    Manifest bindings win, so their names are skipped. Anything else in the
+    environment (URLs, unknown ``NAME://`` values, names that are not valid
+    variable names) is left as it is.
+    """
+    known = manifest.known_sources
+    taken = {b.name for b in manifest.env}
+    out = []
+    for name, value in sorted(environ.items()):
+        if name in taken or not ENV_NAME_RE.match(name):
+            continue
+        if not is_reference_text(value, known):
+            _warn_if_typo(name, value, known)
+            continue
+        try:
+            ref = parse_reference(value, known)
+        except RefSyntaxError as exc:
+            raise ManifestError(str(exc), where="<environment>", field=name) from None
+        problem = reference_problem(manifest, ref)
+        if problem is not None:
+            raise ManifestError(f"{ref}: {problem}", where="<environment>", field=name)
+        out.append(Binding(name, (ref,), where="<environment>"))
+    return out
+
+
+def _warn_if_typo(name: str, value: str, known: frozenset[str]) -> None:
+    """Warn when a variable looks like a reference to a misspelt source (``vualt://``).
+
+    It is left as it is (any program may keep a URL of its own scheme in the
+    environment); the warning names the variable and the scheme, never the value.
+    """
+    scheme = scheme_of(value)
+    if scheme is None or scheme.lower() in WELL_KNOWN_SCHEMES:
+        return
+    import difflib  # only a suspicious variable pays for it
+
+    close = difflib.get_close_matches(scheme, sorted(known), n=1, cutoff=0.75)
+    if close:
+        log.warning("%s looks like a reference to %s://, but no source is called %r (did you mean %r?): left as it is",
+                    name, scheme, scheme, close[0])
+
+
+def env_from_name(prefix: str, key: str) -> str:
+    """``APP_`` + ``db.host`` -> ``APP_DB_HOST``; a leading digit gets ``_`` when unprefixed."""
+    name = prefix + _INVALID_NAME_CHARS.sub("_", key.upper())
+    if name[:1].isdigit() or not name:
+        name = "_" + name
+    return name
+
+
+def select(secret: Secret, ref: Reference) -> str:
+    """Pick ``ref.key`` out of ``secret`` (or the single value when no key is given).
+
+    Raises ``NotFoundError`` for a missing key or a #key into a non-JSON value,
+    and ``ManifestError`` when the key is omitted on a multi-field secret.
+    """
+    fields = secret_fields(secret, ref, for_key=ref.key is not None)
+    if ref.key is None:
+        if secret.value is not None:
+            return secret.value
+        if not fields:
+            raise NotFoundError(f"{ref}: the secret is empty")
+        if len(fields) == 1:
+            return next(iter(fields.values()))
+        names = ", ".join(sorted(fields))
+        raise ManifestError(f"{ref}: the secret has several fields, add #KEY (fields: {names})")
+    if fields is None:
+        raise NotFoundError(f"{ref}: the secret is empty")
+    if ref.key not in fields:
+        names = ", ".join(sorted(fields)) or "none"
+        raise NotFoundError(f"{ref}: no key {ref.key!r} (fields: {names})")
+    return fields[ref.key]
+
+
+def secret_fields(secret: Secret, ref: Reference, for_key: bool = True) -> Mapping[str, str] | None:
+    """The fields of a secret; a scalar value is parsed as a JSON object when asked."""
+    if secret.fields is not None:
+        return secret.fields
+    if not for_key:
+        return None
+    try:
+        import json  # only #KEY into a JSON value pays for it
+
+        data = json.loads(secret.value or "")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        what = f"#{ref.key} needs a JSON object value" if ref.key else "needs a JSON object value"
+        raise NotFoundError(f"{ref}: {what}, and this secret is not one")
+    return {str(k): to_text(v) for k, v in data.items()}
+
+
+def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherError]) -> BindingResult:
+    ref_text = binding.shown
+    pieces: list[str] = []
+    versions: list[str] = []
+    try:
+        for part in binding.parts:
+            if isinstance(part, str):
+                pieces.append(part)
+                continue
+            outcome = outcomes[part.fetch_key]
+            if isinstance(outcome, LauncherError):
+                raise outcome
+            pieces.append(select(outcome, part))
+            if outcome.version and outcome.version not in versions:
+                versions.append(outcome.version)
+    except NotFoundError as exc:
+        keys = tuple(r.fetch_key for r in binding.refs)  # watched, so the secret is noticed once it exists
+        if binding.default is not None:
+            return BindingResult(binding.name, ref_text, "default", None, binding.default, binding.file, keys=keys, where=binding.where)
+        if binding.optional:
+            return BindingResult(binding.name, ref_text, "optional", None, None, binding.file, keys=keys, where=binding.where)
+        return BindingResult(binding.name, ref_text, "missing", error=exc.with_context(_binding_context(binding)), where=binding.where)
+    except LauncherError as exc:
+        return BindingResult(binding.name, ref_text, exc.status, error=exc.with_context(_binding_context(binding)), where=binding.where)
+    keys = tuple(r.fetch_key for r in binding.refs)
+    value = "".join(pieces)
+    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where)
+
+
+def _binding_context(binding: Binding) -> str:
+    if binding.where == "<environment>":
+        return f"<environment>: {binding.name}"
+    return f"{binding.where}: env.{binding.name}"
+
+
+def expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[BindingResult, dict[str, str]]:
+    label = f"{entry.prefix}*"
+    ref_text = str(entry.ref)
+    if isinstance(outcome, LauncherError):
+        error = outcome.with_context(f"{entry.where}: env_from")
+        return BindingResult(label, ref_text, outcome.status, error=error, where=entry.where), {}
+    try:
+        fields = secret_fields(outcome, entry.ref)
+    except NotFoundError:
+        err = ManifestError(f"{entry.ref} is a single value, not a set of keys", where=entry.where, field="env_from")
+        return BindingResult(label, ref_text, "invalid", error=err, where=entry.where), {}
+    assert fields is not None
+    found: dict[str, str] = {}
+    key_of: dict[str, str] = {}
+    for key, value in fields.items():
+        name = env_from_name(entry.prefix, key)
+        if name in key_of:
+            # Two keys, one variable (``a-b`` and ``a_b``, or non-ASCII keys that both become
+            # ``_``): which value the child would get is an accident of order, so refuse.
+            err = ManifestError(f"{entry.ref}: keys {key_of[name]!r} and {key!r} both become {name}; rename one",
+                                where=entry.where, field="env_from")
+            return BindingResult(label, ref_text, "invalid", error=err, where=entry.where), {}
+        key_of[name] = key
+        found[name] = value
+    return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,), where=entry.where), found

@@ -1,0 +1,88 @@
+"""What the child sees: its environment, built in one place for ``run``, ``exec``, ``env`` and ``check``.
+
+The inherited environment (or, with ``pristine``, only the names in
+``inherit``), minus ``scrub`` unless in ``passthrough``, plus the bindings,
+which always win. A ``file: true`` binding reaches the child as the path of a
+private file holding its value (``files.SecretFiles``). See
+docs/architecture.md, "What the child sees".
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from launcher.errors import ManifestError
+from launcher.model.config import Manifest, ProcessConfig
+from launcher.resolve.resolution import Resolution
+from launcher.run.files import SecretFiles, private_base_dir
+
+
+def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str], process: ProcessConfig) -> dict[str, str]:
+    """The child's environment: inherited (or only ``inherit`` when pristine), minus
+    ``scrub`` unless in ``passthrough``, plus the bindings, which always win."""
+    if process.pristine:
+        base = {k: inherited[k] for k in process.inherit if k in inherited}
+    else:
+        base = dict(inherited)
+    for name in process.scrub:
+        if name not in process.passthrough:
+            base.pop(name, None)
+    base.update(bindings)
+    return base
+
+
+class ChildEnvironment:
+    """Builds the child's environment from a resolution, writing its secret files.
+
+    ``files`` is where ``file: true`` values go (None: a private directory made
+    on first use, under ``process.files_dir`` / ``$XDG_RUNTIME_DIR`` / ``/dev/shm``).
+    """
+
+    def __init__(self, manifest: Manifest, inherited: Mapping[str, str], files: SecretFiles | None = None) -> None:
+        self.process = manifest.process
+        self.manifest = manifest
+        self.inherited = dict(inherited)
+        self.files = files if files is not None else SecretFiles(self.inherited, self.process.files_dir)
+
+    def preview(self) -> dict[str, str]:
+        """The environment before any secret is fetched (literal bindings only): where to find the command."""
+        literals = {b.name: "".join(p for p in b.parts if isinstance(p, str)) for b in self.manifest.env if b.is_literal}
+        return child_environment(self.inherited, literals, self.process)
+
+    def bindings(self, resolution: Resolution) -> dict[str, str]:
+        """The bindings as the child gets them: ``file: true`` values written (atomically,
+        only when changed) and replaced by their paths."""
+        values = dict(resolution.values)
+        file_values = {k: v for k, v in values.items() if k in resolution.files}
+        if file_values:
+            self.check_paths()
+            written, _ = self.files.write_all(file_values, self.fixed_paths)
+            values.update(written)
+        return values
+
+    def check_paths(self) -> None:
+        """``ManifestError`` (78, naming the binding) when a ``path:`` is in a directory that does not exist."""
+        for binding in self.manifest.env:
+            if binding.path is not None and not os.path.isdir(os.path.dirname(binding.path)):
+                raise ManifestError(f"{os.path.dirname(binding.path)} does not exist: create the directory first",
+                                    where=binding.where, field=f"env.{binding.name}.path")
+
+    @property
+    def fixed_paths(self) -> dict[str, tuple[str, int]]:
+        """name -> (path, mode) of the bindings written at a path of their own (``path:``)."""
+        return {b.name: (b.path, b.mode) for b in self.manifest.env if b.path is not None}
+
+    def build(self, resolution: Resolution) -> dict[str, str]:
+        """The whole environment for a child started with ``resolution``."""
+        return child_environment(self.inherited, self.bindings(resolution), self.process)
+
+    def stand_in(self, resolution: Resolution) -> dict[str, str]:
+        """The whole environment as ``exec`` would pass it, with a stand-in path for each
+        secret file and nothing written (``check`` measures it against execve's limits)."""
+        base, _ = private_base_dir(self.inherited, self.process.files_dir)
+        directory = os.path.join(base, "launcher-xxxxxxxx")
+        fixed = self.fixed_paths
+        values = {k: (fixed[k][0] if k in fixed else os.path.join(directory, k)) if k in resolution.files else v
+                  for k, v in resolution.values.items()}
+        return child_environment(self.inherited, values, self.process)

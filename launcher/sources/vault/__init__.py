@@ -1,0 +1,37 @@
+"""The ``vault`` source: HashiCorp Vault and OpenBao.
+
+``config`` (settings, a leaf), ``connection`` (where and how to reach the server:
+the manifest, else the VAULT_* and BAO_* variables), ``http`` (every request, through
+one bounded urllib3 pool per source, and what Vault's answers mean), ``adapter``
+(hvac on that pool, for logins, token renewal and leases), ``auth`` (the source's
+token), ``source`` (reads, versions, leases). This package's ``BACKEND`` is what the
+source registry imports to read a manifest: it imports the settings only; urllib3 and
+hvac load when a source is opened, and hvac only when a login or lease needs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from launcher.events import EventSink
+from launcher.sources.base import Backend
+from launcher.sources.vault.config import AuthMethod, TlsConfig, VaultAuth, VaultSourceConfig
+
+if TYPE_CHECKING:
+    from launcher.sources.vault.source import VaultSource
+
+__all__ = ["BACKEND", "AuthMethod", "TlsConfig", "VaultAuth", "VaultSourceConfig"]
+
+
+def _open(config: Any, events: EventSink) -> VaultSource:
+    from launcher.sources.vault.source import VaultSource  # urllib3 and the rest: only once a source is opened
+
+    return VaultSource(config, events=events)
+
+
+BACKEND = Backend(
+    type="vault",
+    config=VaultSourceConfig,
+    open=_open,
+    loggers=("hvac", "urllib3", "requests"),
+)
