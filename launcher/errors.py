@@ -150,12 +150,18 @@ class UnavailableError(LauncherError):
 class TransientError(UnavailableError):
     """One attempt failed in a way worth retrying (connection, timeout, 429, 5xx).
 
-    ``retry_after`` is the server's Retry-After in seconds, when it sent one.
+    ``retry_after`` is the server's Retry-After in seconds, when it sent one; ``cause``
+    the failure in plain words (``connection refused``, ``HTTP 503``) and ``where`` the
+    server (an address, a vault URL, a region), when the backend knows them apart from
+    the message: a resolution that retries many secrets says them once per source.
     """
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, *, cause: str | None = None,
+                 where: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.cause = cause
+        self.where = where
 
 
 class NotFoundError(LauncherError):

@@ -147,3 +147,35 @@ def test_a_run_of_several_token_ttls_keeps_working(openbao: OpenBao, tmp_path: P
         write_kv2(openbao, path, {"password": "after"})
         assert run.wait_events("start", 2)[1]["env"] == {"DB_PASSWORD": "after"}
         assert run.stop() == 0
+
+
+def test_a_rotation_during_an_outage_is_applied_once_soon_after_recovery(openbao: OpenBao, tmp_path: Path) -> None:
+    """DESIGN section 3: during an outage the source is probed at most every interval; on its
+    first answer every secret of it is checked at once, so 12 secrets that rotated while it
+    was away restart the child once (the red team saw 4-8 restarts, and recovery noticed
+    13-15 s late with a 2 s interval)."""
+    import time
+
+    paths = [f"outage/{openbao.unique()}" for _ in range(12)]
+    for path in paths:
+        write_kv2(openbao, path, {"v": "before"})
+    env = {f"S{i}": f"vault://secret/{path}#v" for i, path in enumerate(paths)}
+    port = int(openbao.addr.rsplit(":", 1)[1])
+    with tcp_proxy("127.0.0.1", port) as proxy:
+        text = vault_manifest(tmp_path, env, {"interval": "2s", "debounce": "0s"}) + "retry: {attempts: 1, deadline: 3s}\n"
+        with vault_running(tmp_path, text, list(env), {**openbao.env(), "VAULT_ADDR": proxy.addr}) as run:
+            run.wait_events("start", 1)
+            proxy.down()
+            run.wait_audit("check", outcome="unavailable", timeout=15)
+            wait_for(lambda: proxy.refused >= 3, timeout=15, what="probes of the dead backend")
+            for path in paths:
+                write_kv2(openbao, path, {"v": "after"})  # all rotate while the launcher cannot see them
+            back = time.monotonic()
+            proxy.back_up()
+            second = run.wait_events("start", 2, timeout=20)[1]
+            noticed = time.monotonic() - back
+            assert second["env"] == {name: "after" for name in env}
+            run.wait_more_checks(env["S0"].split("#")[0], 3)  # three more rounds: nothing else happens
+            assert len(run.events("start")) == 2, "one action for the whole rotation"
+            assert noticed < 2 * 2.0 + 5.0, f"the recovery was acted on {noticed:.1f}s after it (interval 2s)"
+            assert run.stop() == 0

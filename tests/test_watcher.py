@@ -127,21 +127,32 @@ def test_checks_stay_on_their_schedule_when_a_poll_is_late_or_a_secret_rotates()
     assert due_of(watcher, "a") == 1025.0  # the re-read secret keeps its phase
 
 
-def test_failures_post_outages_and_back_off_on_the_schedule() -> None:
+def test_a_failing_source_is_probed_once_per_interval_and_checked_whole_when_it_answers() -> None:
+    """DESIGN section 3: during an outage a source is probed at most every interval (one of its
+    secrets); on its first answer every secret of that source is checked at once, so what
+    rotated during the outage is re-read together: one rotation, one action."""
     backend, clock = Backend(), ManualClock()
     source = backend.source()
     watcher, posted = make(source, clock, interval=10.0)  # phase 1005
     source.down = True
-    # Each failure skips 1, 3, 7, then at most 7 points of the 10 s schedule: 2x, 4x, 8x, 8x.
-    for want in (1025.0, 1065.0, 1145.0, 1225.0):
-        clock.now = due_of(watcher, "a")
+    clock.now = 1005.0
+    watcher.poll()  # a and b are due: the first check fails, the source is failing
+    assert len(source.checks) == 1 and isinstance(posted[-1], Outage)
+    assert due_of(watcher, "a") == due_of(watcher, "b") == 1015.0  # the probe, one interval later
+    for probe_at in (1015.0, 1025.0, 1035.0):
+        checks = len(source.checks)
+        clock.now = probe_at
         watcher.poll()
-        assert due_of(watcher, "a") == want
-    assert posted and all(isinstance(e, Outage) for e in posted)
+        assert len(source.checks) == checks + 1, "one probe per interval, whatever the number of secrets"
+        assert due_of(watcher, "a") == probe_at + 10.0
+    backend.versions["a"] = backend.versions["b"] = 2  # both rotated during the outage
     source.down = False
-    clock.now = 1225.0
+    posted.clear()
+    clock.now = 1045.0
     watcher.poll()
-    assert due_of(watcher, "a") == 1235.0  # recovered: every interval again, same phase
+    rotations = [e for e in posted if isinstance(e, Rotation)]
+    assert len(rotations) == 1 and sorted(k.path for k in rotations[0].keys) == ["a", "b"]  # together: one action
+    assert due_of(watcher, "a") == due_of(watcher, "b") == 1055.0  # every interval again, same phase
 
 
 def test_a_leased_secret_is_not_polled_between_lease_events() -> None:

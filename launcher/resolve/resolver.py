@@ -33,20 +33,16 @@ from launcher.resolve.cache import TTLCache
 from launcher.resolve.failover import with_fallback
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.retry import call_with_retry
-from launcher.sources.base import Batching, Local, Secret, Source
+from launcher.resolve.rounds import BATCH_BOUND, BATCH_MIN, Reading, read_in_rounds
+from launcher.sources.base import Secret, Source
 from launcher.sources.catalog import open_source, source_config
 
 __all__ = [  # what the resolver's callers use, some of it from bindings.py and resolution.py
-    "BindingResult", "Resolution", "Resolver", "env_from_name", "inline_bindings", "log_resolved", "secret_fields", "select",
+    "BATCH_BOUND", "BATCH_MIN", "BindingResult", "Resolution", "Resolver", "env_from_name", "inline_bindings", "log_resolved",
+    "secret_fields", "select",
 ]
 
 log = logging.getLogger(__name__)
-
-# From this many reads of one source at once, a source that can batch them does
-# (Vault: one pipelined round trip per connection instead of one per read).
-BATCH_MIN = 8
-# The most a batch may take before its leftovers are read one by one (seconds).
-BATCH_BOUND = 2.0
 
 SourceFactory = Callable[[SourceConfig], Source]
 
@@ -175,55 +171,64 @@ class Resolver:
         self.events.emit(Event("fetch", source=key.source, ref=str(key), version=secret.version, bindings=bindings,
                                expires_at=expires))
 
-    def _read_batches(self, keys: list[FetchKey], uses: Mapping[FetchKey, tuple[str, ...]]) -> dict[FetchKey, Secret]:
-        """Read many keys of one source in one go where the source can (``Batching``).
-
-        What a batch answers is cached and told like any read; what it leaves out
-        is read key by key afterwards, with the retry policy and its messages. The
-        batch gets a tenth of ``retry.deadline`` (at most BATCH_BOUND), so a server
-        that stalls costs a run little more than the deadline.
-        """
-        by_source: dict[str, list[FetchKey]] = {}
-        for key in keys:
-            by_source.setdefault(key.source, []).append(key)
-        within = min(BATCH_BOUND, self.manifest.retry.deadline / 10)
-        found: dict[FetchKey, Secret] = {}
-        for name, group in by_source.items():
-            src = self._sources.get(name)
-            if len(group) < BATCH_MIN or not isinstance(src, Batching):
-                continue
-            try:
-                secrets = src.read_many([(k.path, k.version) for k in group], within)
-            except Exception:  # best effort: the keys are read one by one below
-                log.debug("batch read from %s failed", name, exc_info=True)
-                continue
-            for key in group:
-                if (secret := secrets.get((key.path, key.version))) is not None:
-                    with self._lock:
-                        self.fetches += 1
-                    self._store(key, secret, uses.get(key, ()))
-                    found[key] = secret
-        return found
-
     def fetch_all(self, keys: Iterable[FetchKey], use_cache: bool = True,
                   uses: Mapping[FetchKey, tuple[str, ...]] | None = None) -> dict[FetchKey, Secret | LauncherError]:
         """Fetch distinct keys concurrently; every outcome is returned, none raised.
 
         ``uses``: the variables each key is read for (named in fetch events). The steps:
-        what the cache holds; the sources opened; batches where a source reads many at
-        once; the rest concurrently (local sources on the calling thread).
+        what the cache holds; the reads other callers have under way, joined (single
+        flight); the sources opened; the rest read in rounds (``launcher.resolve.rounds``:
+        batches, concurrency, one retry line per source and round, all within
+        ``retry.deadline``).
         """
         unique = list(dict.fromkeys(keys))
-        uses = uses or {}
         outcomes: dict[FetchKey, Secret | LauncherError] = dict(self._cached(unique)) if use_cache else {}
-        to_fetch = [k for k in unique if k not in outcomes]
-        self._open_sources(to_fetch)
-        local, remote = self._by_locality(to_fetch)
-        if len(remote) >= BATCH_MIN:
-            outcomes.update(self._read_batches(remote, uses))
-            remote = [key for key in remote if key not in outcomes]
-        outcomes.update(self._read_concurrently(remote, local, uses))
+        mine, theirs = self._claim([k for k in unique if k not in outcomes])
+        try:
+            self._open_sources(mine)
+            outcomes.update(read_in_rounds(self._reading(), mine, uses or {}))
+        finally:
+            self._land(mine, outcomes)
+        for key, flight in theirs.items():
+            try:
+                outcomes[key] = flight.outcome()
+            except LauncherError as exc:
+                outcomes[key] = exc
         return {k: outcomes[k] for k in unique}
+
+    def _reading(self) -> Reading:
+        def started(count: int) -> None:
+            with self._lock:
+                self.fetches += count
+
+        return Reading(source=self.source, store=self._store, started=started, events=self.events, policy=self.manifest.retry,
+                       clock=self.clock, stop=self.stopping, max_workers=self.max_workers)
+
+    def _claim(self, keys: list[FetchKey]) -> tuple[list[FetchKey], dict[FetchKey, _Flight]]:
+        """(keys this caller reads, flights of the keys another caller is reading: joined)."""
+        mine: list[FetchKey] = []
+        theirs: dict[FetchKey, _Flight] = {}
+        with self._lock:
+            for key in keys:
+                flight = self._flights.get(key)
+                if flight is None:
+                    self._flights[key] = _Flight()
+                    mine.append(key)
+                else:
+                    theirs[key] = flight
+        return mine, theirs
+
+    def _land(self, keys: list[FetchKey], outcomes: Mapping[FetchKey, Secret | LauncherError]) -> None:
+        """End this caller's flights with their outcomes (an error when it never got one)."""
+        with self._lock:
+            flights = [(key, self._flights.pop(key)) for key in keys]
+        for key, flight in flights:
+            outcome = outcomes.get(key)
+            if isinstance(outcome, Secret):
+                flight.secret = outcome
+            else:
+                flight.error = outcome if outcome is not None else LauncherError(f"{key}: the read was interrupted")
+            flight.done.set()
 
     def _cached(self, keys: list[FetchKey]) -> dict[FetchKey, Secret]:
         """The keys the cache holds a fresh secret for."""
@@ -241,59 +246,7 @@ class Resolver:
             try:
                 self.source(name)
             except LauncherError:
-                pass  # reported for each of its keys by ``_read_one``
-
-    def _by_locality(self, keys: list[FetchKey]) -> tuple[list[FetchKey], list[FetchKey]]:
-        """(local, remote): keys of sources that read without network I/O (``Local``), and the others."""
-        local: list[FetchKey] = []
-        remote: list[FetchKey] = []
-        for key in keys:
-            src = self._sources.get(key.source)
-            (local if isinstance(src, Local) and src.local else remote).append(key)
-        return local, remote
-
-    def _read_one(self, key: FetchKey, uses: Mapping[FetchKey, tuple[str, ...]]) -> Secret | LauncherError:
-        """One key's outcome, never raised (the cache was asked already, once per key)."""
-        try:
-            return self.fetch(key, use_cache=False, bindings=uses.get(key, ()))
-        except LauncherError as exc:
-            return exc
-        except Exception as exc:  # a bug in a backend: report it without its text
-            log.debug("unexpected error fetching %s", key, exc_info=True)
-            return LauncherError(f"{key}: internal error ({exc.__class__.__name__}); rerun with --log-level debug")
-
-    def _read_concurrently(self, remote: list[FetchKey], local: list[FetchKey],
-                           uses: Mapping[FetchKey, tuple[str, ...]]) -> dict[FetchKey, Secret | LauncherError]:
-        """Read ``remote`` keys on up to ``max_workers`` threads and ``local`` ones on this thread.
-
-        Workers (the calling thread among them) take keys from one iterator until it is
-        empty, and the caller joins them once. Why not ThreadPoolExecutor.map: a future per
-        key and a wake-up of the caller per result cost about a third more CPU for 100 keys,
-        which is what a start-up with many secrets waits for on a small machine. The helpers
-        start on the remote keys at once; the caller reads the local ones, then joins them.
-        """
-        outcomes: dict[FetchKey, Secret | LauncherError] = {}
-        pending = iter(remote)
-        lock = threading.Lock()
-
-        def work() -> None:
-            while True:
-                with lock:
-                    key = next(pending, None)
-                if key is None:
-                    return
-                outcomes[key] = self._read_one(key, uses)
-
-        helpers = [threading.Thread(target=work, name=f"fetch-{i}", daemon=True)
-                   for i in range(min(self.max_workers, len(remote)) - 1)]
-        for thread in helpers:
-            thread.start()
-        for key in local:
-            outcomes[key] = self._read_one(key, uses)
-        work()
-        for thread in helpers:
-            thread.join()
-        return outcomes
+                pass  # reported for each of its keys by the round that reads it
 
     def resolve(self, environ: Mapping[str, str], inline: bool = True, use_cache: bool = True) -> Resolution:
         """Resolve ``env``, inline references from ``environ`` and ``env_from``."""

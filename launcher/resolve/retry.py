@@ -28,7 +28,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 # An attempt that would start with less than this left before the deadline is not made.
-_LEAST_ATTEMPT = 0.05
+LEAST_ATTEMPT = 0.05
 
 
 def backoff(policy: RetryConfig, attempt: int, draw: float) -> float:
@@ -93,7 +93,7 @@ def call_with_retry(fn: Callable[[], T], policy: RetryConfig, clock: Clock | Non
             if cause is None or elapsed < policy.deadline:
                 cause = exc
             delay = next_delay(policy, attempt, elapsed, clock.random(), exc.retry_after)
-            if delay is not None and policy.deadline - (elapsed + delay) < _LEAST_ATTEMPT:
+            if delay is not None and policy.deadline - (elapsed + delay) < LEAST_ATTEMPT:
                 delay = None  # too little time would be left for the attempt to get an answer
             if delay is None or (stop is not None and stop.is_set()):
                 tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"

@@ -55,7 +55,6 @@ class Tracked:
     lease_at: float = 0.0  # when the lease was obtained or last renewed
     issued_at: float = 0.0  # when the lease was first obtained
     full_duration: float = 0.0
-    failures: int = 0
     missing: bool = False  # an optional secret that did not exist at the last read
 
 
@@ -99,7 +98,7 @@ class Watcher:
         self.tracked: dict[FetchKey, Tracked] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._outage: str | None = None  # the source of the current outage, logged once
+        self._down: dict[str, float] = {}  # failing sources -> when each is next probed
         self._next_token_check = 0.0
 
     # -- lifecycle ----------------------------------------------------------------
@@ -156,16 +155,21 @@ class Watcher:
 
     # -- schedule -----------------------------------------------------------------
 
-    def _next_on_schedule(self, t: Tracked, now: float, failures: int = 0) -> float:
-        """The first point of ``t``'s schedule after ``now``; after failures, 2**failures - 1
-        more points are skipped (capped at 7), so a failing source is asked at 2x, 4x, 8x
-        the interval, still on the schedule: when it recovers the fleet is as spread as before."""
+    def _next_on_schedule(self, t: Tracked, now: float) -> float:
+        """The first point of ``t``'s schedule after ``now`` (its phase plus whole intervals)."""
         interval = self.watch.interval
         after = math.floor((now - t.phase) / interval) + 1
-        return t.phase + (after + (1 << min(failures, 3)) - 1) * interval
+        return t.phase + after * interval
 
     def due(self, t: Tracked) -> float:
-        """When ``t`` next needs attention (a check, a lease renewal or a re-read)."""
+        """When ``t`` next needs attention (a check, a lease renewal or a re-read).
+
+        While its source is failing, that is the source's next probe: a failing source is
+        asked at most once per interval, whatever the number of its secrets.
+        """
+        probe = self._down.get(t.key.source)
+        if probe is not None:
+            return probe
         ttl_due = t.read_at + self.manifest.cache.ttl
         if t.lease is not None:
             return min(ttl_due, self._lease_due(t)[0])
@@ -189,10 +193,31 @@ class Watcher:
             self.clock.pause(max(0.01, wake - self.clock.monotonic()), self._stop)
 
     def poll(self) -> float:
-        """One round: attend to every secret that is due; return when the next one is."""
+        """One round: attend to every secret that is due; return when the next one is.
+
+        A failing source is probed with one of its secrets; when it answers, every secret
+        of that source is checked at once, so what rotated during the outage is re-read
+        together and acted on once (DESIGN section 3).
+        """
         now = self.clock.monotonic()
         self._maintain_tokens(now)
-        changed = [t for t in list(self.tracked.values()) if self.due(t) <= now and self._attend(t, now)]
+        by_source: dict[str, list[Tracked]] = {}
+        for t in list(self.tracked.values()):
+            if self.due(t) <= now:
+                by_source.setdefault(t.key.source, []).append(t)
+        changed: list[Tracked] = []
+        for source, due in by_source.items():
+            if source in self._down:
+                probe = due[0]
+                if self._attend(probe, now, force=True):
+                    changed.append(probe)
+                if source in self._down:
+                    continue  # still failing: probed again in one interval
+                # Answering again: every secret of it now (a lease only when due: it has no version to check).
+                rest = [t for t in self.tracked.values() if t.key.source == source and t is not probe]
+                changed += self._attend_all(rest, now, force=True)
+                continue
+            changed += self._attend_all(due, now)
         if changed:
             self._reresolve([t.key for t in changed], urgent=any(t.lease is not None for t in changed))
         now = self.clock.monotonic()
@@ -200,15 +225,26 @@ class Watcher:
 
     # -- checks -------------------------------------------------------------------
 
-    def _attend(self, t: Tracked, now: float) -> bool:
-        """Check one secret; True when it must be re-read."""
+    def _attend_all(self, due: list[Tracked], now: float, force: bool = False) -> list[Tracked]:
+        """Attend to secrets of one source in turn, until one fails (then the source is probed later);
+        the ones to re-read. ``force``: check each now (a lease only when due: it has no version)."""
+        changed = []
+        for t in due:
+            if self._attend(t, now, force=force and t.lease is None):
+                changed.append(t)
+            if t.key.source in self._down:
+                break
+        return changed
+
+    def _attend(self, t: Tracked, now: float, force: bool = False) -> bool:
+        """Check one secret (``force``: now, whatever its schedule says); True when it must be re-read."""
         try:
             if now - t.read_at >= self.manifest.cache.ttl:
                 return True  # older than the cache TTL: re-read even if the version says unchanged
             if t.lease is not None:  # a leased secret changes when its lease ends, not by version
                 when, what = self._lease_due(t)
-                return when <= now and (what == "reread" or not self._renew(t, now))
-            if t.next_check > now:
+                return (when <= now or force) and (what == "reread" or not self._renew(t, now))
+            if t.next_check > now and not force:
                 return False
             t.next_check = self._next_on_schedule(t, now)
             try:
@@ -216,11 +252,11 @@ class Watcher:
             except NotFoundError:
                 if not t.missing:
                     raise
-                self._recovered(t)
+                self._recovered(t.key.source)
                 self._checked(t.key, None, "missing")
                 log.debug("checked %s: still missing", t.key)
                 return False
-            self._recovered(t)
+            self._recovered(t.key.source)
             self._checked(t.key, version, "ok")
             changed = t.missing or (version is not None and version != t.version)
             log.debug("checked %s: %s", t.key, "new version" if changed else "unchanged")
@@ -251,6 +287,7 @@ class Watcher:
             lease = source.renew_lease(t.lease)
         if lease is None:
             return False
+        self._recovered(t.key.source)
         log.debug("renewed the lease of %s for %.0fs", t.key, lease.duration)
         t.lease, t.lease_at = lease, now
         self.events.emit(Event("lease_renew", source=t.key.source, ref=str(t.key), expires_at=self.clock.wall() + lease.duration))
@@ -260,7 +297,7 @@ class Watcher:
         if now < self._next_token_check:
             return
         self._next_token_check = now + TOKEN_MAINTENANCE_PERIOD
-        for name in {t.key.source for t in self.tracked.values()}:
+        for name in {t.key.source for t in self.tracked.values()} - set(self._down):  # a failing one is probed instead
             source = self.resolver.source(name)
             if not isinstance(source, TokenHolding):
                 continue
@@ -275,21 +312,19 @@ class Watcher:
                 self.events.emit(Event("token", source=name, expires_at=self.clock.wall() + ttl))
 
     def _failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
-        t.failures += 1
-        t.next_check = self._next_on_schedule(t, now, t.failures)
-        if self._outage is None:
-            self._outage = t.key.source
-            log.warning("source %s is failing (%s); the child keeps its last good values", t.key.source, exc)
-            self.events.emit(Event("outage", source=t.key.source, ref=str(t.key), outcome=status_of(exc)))
+        """A check or re-read of ``t`` failed: its source is failing, probed again in one interval."""
+        source = t.key.source
+        if source not in self._down:
+            log.warning("source %s is failing (%s); the child keeps its last good values", source, exc)
+            self.events.emit(Event("outage", source=source, ref=str(t.key), outcome=status_of(exc)))
+        self._down[source] = now + self.watch.interval
         self.post(Outage(exc))
 
-    def _recovered(self, t: Tracked) -> None:
-        if t.failures:
-            t.failures = 0
-        if self._outage == t.key.source:
-            self._outage = None
-            log.info("source %s is answering again", t.key.source)
-            self.events.emit(Event("recovered", source=t.key.source))
+    def _recovered(self, source: str) -> None:
+        """``source`` answered: if it was failing, it is not any more (said once)."""
+        if self._down.pop(source, None) is not None:
+            log.info("source %s is answering again", source)
+            self.events.emit(Event("recovered", source=source))
 
     def _reresolve(self, keys: list[FetchKey], urgent: bool = False) -> None:
         """Fetch the changed keys again (others from the cache) and post the result."""
@@ -303,6 +338,7 @@ class Watcher:
                 self._failed(self.tracked[key], failure, now)
             return
         for key in keys:
+            self._recovered(key.source)
             secret = resolution.secrets.get(key)
             if secret is not None:
                 self.tracked[key] = self._fresh(key, secret, now)

@@ -260,20 +260,27 @@ def map_error(
     if isinstance(exc, (bx.PartialCredentialsError, bx.TokenRetrievalError, bx.SSOError)):
         return AuthError(f"{where}: {_detail(exc)}")
     if isinstance(exc, bx.CredentialRetrievalError):  # a container or instance metadata endpoint that did not answer
-        return TransientError(f"{where}: cannot get AWS credentials from {exc.kwargs.get('provider', 'the provider')}")
+        provider = exc.kwargs.get("provider", "the provider")
+        return TransientError(f"{where}: cannot get AWS credentials from {provider}", cause=f"no credentials from {provider}",
+                              where=region)
     if isinstance(exc, bx.ConnectTimeoutError):
-        return TransientError(f"{where}: cannot reach {endpoint} {in_region} (connect timed out after {connect_timeout:g}s)")
+        return _transient(where, f"cannot reach {endpoint} {in_region}", f"connect timed out after {connect_timeout:g}s", region)
     if isinstance(exc, bx.ReadTimeoutError):
-        return TransientError(f"{where}: no answer from {endpoint} {in_region} (timed out after {read_timeout:g}s)")
+        return _transient(where, f"no answer from {endpoint} {in_region}", f"timed out after {read_timeout:g}s", region)
     if isinstance(exc, bx.SSLError):
-        return TransientError(f"{where}: cannot reach {endpoint} {in_region} (TLS handshake failed)")
+        return _transient(where, f"cannot reach {endpoint} {in_region}", "TLS handshake failed", region)
     if isinstance(exc, bx.ConnectionClosedError):
-        return TransientError(f"{where}: {endpoint} {in_region} closed the connection before answering")
+        return TransientError(f"{where}: {endpoint} {in_region} closed the connection before answering",
+                              cause="the connection closed before an answer", where=region)
     if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError)):
         errno = _ERRNO.search(str(getattr(exc, "kwargs", {}).get("error", "")))
         reason = errno.group(1).strip().lower() if errno else "connection failed"
-        return TransientError(f"{where}: cannot reach {endpoint} {in_region} ({reason})")
+        return _transient(where, f"cannot reach {endpoint} {in_region}", reason, region)
     return UnavailableError(f"{where}: AWS SDK error {in_region}: {_detail(exc)}")
+
+
+def _transient(where: str, what: str, cause: str, region: str | None) -> TransientError:
+    return TransientError(f"{where}: {what} ({cause})", cause=cause, where=region)
 
 
 def _map_client_error(exc: Any, where: str, in_region: str) -> LauncherError:
@@ -288,9 +295,9 @@ def _map_client_error(exc: Any, where: str, in_region: str) -> LauncherError:
     if code in _AUTH or status in (401, 403):
         return _denied(exc.operation_name, code, status, where, in_region, says)
     if code in _THROTTLED or status == 429:
-        return TransientError(f"{where}: throttled {in_region}", retry_after=_retry_after(meta))
+        return TransientError(f"{where}: throttled {in_region}", retry_after=_retry_after(meta), cause="throttled")
     if code in _SERVER or status >= 500:
-        return TransientError(f"{where}: HTTP {status} {in_region}", retry_after=_retry_after(meta))
+        return TransientError(f"{where}: HTTP {status} {in_region}", retry_after=_retry_after(meta), cause=f"HTTP {status}")
     if code in _INVALID:
         return ManifestError(f"{where}: rejected as invalid {in_region}{says}")
     return UnavailableError(f"{where}: unexpected answer HTTP {status} {in_region}" + (f" ({code})" if code else ""))

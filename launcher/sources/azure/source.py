@@ -157,10 +157,13 @@ def map_error(exc: Exception, where: str, vault_url: str, redact: str | None = N
         # (DefaultAzureCredential drops the cause, so through it they stay 77.)
         cause = _network_cause(exc)
         if cause is not None:
-            return TransientError(f"{where}: cannot reach the token endpoint ({describe(cause, read_timeout)})")
+            words = describe(cause, read_timeout)
+            return TransientError(f"{where}: cannot reach the token endpoint ({words})", cause=f"token endpoint: {words}",
+                                  where=vault_url)
         status = _token_endpoint_status(exc)
         if status is not None and _retryable(status):
-            return TransientError(f"{where}: the token endpoint answered {status}")
+            return TransientError(f"{where}: the token endpoint answered {status}", cause=f"token endpoint: HTTP {status}",
+                                  where=vault_url)
         return AuthError(f"{where}: authentication failed: {_detail(exc, redact)}")
     if isinstance(exc, HttpResponseError) and exc.status_code is not None:
         status, code = exc.status_code, _error_code(exc)
@@ -173,14 +176,16 @@ def map_error(exc: Exception, where: str, vault_url: str, redact: str | None = N
             return AuthError(f"{where}: permission denied by {vault_url} ({status} {code or 'Forbidden'}; needs secrets/get)")
         if _retryable(status):
             detail = f"HTTP {status} {code or ''}".rstrip()
-            return TransientError(f"{where}: {vault_url} answered {detail}", retry_after=_retry_after(exc))
+            return TransientError(f"{where}: {vault_url} answered {detail}", retry_after=_retry_after(exc), cause=detail,
+                                  where=vault_url)
         if status == 400:
             return ManifestError(f"{where}: rejected by {vault_url} (400 {code or 'BadRequest'})")
         return UnavailableError(f"{where}: unexpected answer {status} {code or ''} from {vault_url}".rstrip())
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         # ServiceRequestError: never sent (DNS, refused, TLS, connect timeout);
         # ServiceResponseError: sent but no complete answer (read timeout, reset).
-        return TransientError(f"{where}: cannot reach {vault_url} ({describe(exc, read_timeout)})")
+        words = describe(exc, read_timeout)
+        return TransientError(f"{where}: cannot reach {vault_url} ({words})", cause=words, where=vault_url)
     return UnavailableError(f"{where}: {type(exc).__name__} talking to {vault_url}")
 
 

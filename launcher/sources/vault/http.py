@@ -150,7 +150,7 @@ def vault_errors(what: str, address: str, *, login: bool = False) -> Iterator[No
                           retry_after=exc.retry_after) from exc
     except VaultTransportError as exc:
         if exc.cause is None:
-            raise TransientError(f"{what}: Vault at {address}: {exc.detail}") from None
+            raise TransientError(f"{what}: Vault at {address}: {exc.detail}", cause=exc.detail, where=address) from None
         raise from_transport(exc.cause, what, address, exc.read_timeout) from exc.cause
 
 
@@ -175,7 +175,8 @@ def from_status(status: int, what: str, errors: Any, *, address: str, login: boo
         return NotFoundError(f"{what}: not found")
     if status in (412, 429) or status >= 500:
         detail = " (sealed or standby)" if status == 503 else " (too many requests)" if status == 429 else ""
-        return TransientError(f"{what}: Vault at {address}: HTTP {status}{detail}", retry_after=retry_after)
+        return TransientError(f"{what}: Vault at {address}: HTTP {status}{detail}", retry_after=retry_after,
+                              cause=f"HTTP {status}{detail}", where=address)
     return UnavailableError(f"{what}: Vault at {address}: unexpected answer (HTTP {status or 'without a status'})")
 
 
@@ -188,7 +189,8 @@ def from_transport(exc: BaseException, what: str, address: str, read_timeout: fl
         return UnavailableError(f"{what}: Vault at {address}: too many redirects")
     if tls_failed(exc):
         return tls_failure(exc, what, address)
-    return TransientError(f"{what}: Vault at {address}: {describe(exc, read_timeout)}")
+    cause = describe(exc, read_timeout)
+    return TransientError(f"{what}: Vault at {address}: {cause}", cause=cause, where=address)
 
 
 def tls_failure(exc: BaseException, what: str, address: str) -> LauncherError:
@@ -201,4 +203,4 @@ def tls_failure(exc: BaseException, what: str, address: str) -> LauncherError:
     """
     if cert_not_trusted(exc):
         return AuthError(f"{what}: Vault at {address}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
-    return TransientError(f"{what}: Vault at {address}: TLS handshake failed")
+    return TransientError(f"{what}: Vault at {address}: TLS handshake failed", cause="TLS handshake failed", where=address)
