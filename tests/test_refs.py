@@ -29,6 +29,9 @@ KNOWN = frozenset({"vault", "azure", "dev", "prod", "my-src", "s_2"})
         ("my-src://x#y", Reference("my-src", "x", "y")),
         ("s_2://x", Reference("s_2", "x")),
         ("  dev://x#y  ", Reference("dev", "x", "y")),
+        # A label moves, so it is part of the path (PATH:L, SSM's selector form), not a pinned version.
+        ("prod:///app/db?label=prod#password", Reference("prod", "app/db:prod", "password")),
+        ("prod:///app/db/#password?label=Blue-2.x_y", Reference("prod", "app/db:Blue-2.x_y", "password")),
     ],
 )
 def test_parse_reference(text: str, expected: Reference) -> None:
@@ -50,6 +53,12 @@ def test_parse_reference(text: str, expected: Reference) -> None:
         ("dev://x?version=", "invalid version"),
         ("dev://x?version=1&b=2", "invalid version"),
         ("dev://x?version=1?x", "invalid version"),
+        ("dev://x?label=", "invalid label"),
+        ("dev://x?label=a&version=2", "invalid label"),
+        ("dev://x?label=a:b", "invalid label"),
+        ("dev://x?label=a/b", "invalid label"),
+        ("dev://x?label=a%3Fb", "invalid label"),
+        ("dev://x?labels=a", "only ?version=V or ?label=L"),
         ("hunter2", "not a reference"),
     ],
 )
@@ -141,11 +150,14 @@ def test_fetch_key_ignores_the_key() -> None:
     c = parse_reference("prod://db?version=2#user", KNOWN)
     assert a.fetch_key == b.fetch_key == FetchKey("prod", "db")
     assert c.fetch_key != a.fetch_key
+    labelled = parse_reference("prod://db?label=live#user", KNOWN)
+    assert labelled.fetch_key == FetchKey("prod", "db:live")  # no version: watched like an unpinned reference
+    assert parse_reference("prod://db:live#password", KNOWN).fetch_key == labelled.fetch_key
 
 
 @pytest.mark.parametrize(
     "text",
-    ["dev://a%23b/c?version=2#k%3Fey", "dev://x#y", "prod://db", "azure://kv/name?version=abc"],
+    ["dev://a%23b/c?version=2#k%3Fey", "dev://x#y", "prod://db", "azure://kv/name?version=abc", "prod://db?label=live#k"],
 )
 def test_str_round_trips(text: str) -> None:
     ref = parse_reference(text, KNOWN)
