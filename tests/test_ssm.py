@@ -389,6 +389,19 @@ def test_stalled_and_refused_connections_are_transient(aws_env: dict[str, str], 
     src.close()
 
 
+def test_a_stalled_request_ends_at_the_attempts_bound(forwarded: SsmSource, aws_forwarder: Forwarder) -> None:
+    """botocore's timeouts bound each recv (10 s here); the attempt's bound (launcher.deadline) ends it sooner."""
+    import time
+
+    from launcher import deadline
+
+    aws_forwarder.fail_next(1, 0)
+    started = time.monotonic()
+    with deadline.bound(0.5), pytest.raises(TransientError, match=r"^prod://app/db: no answer from .* before the deadline$"):
+        forwarded.fetch("app/db", None)
+    assert 0.4 < time.monotonic() - started < 1.5
+
+
 def test_no_region_is_78_and_no_credentials_77(aws_env: dict[str, str], moto_server: MotoServer,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_REGION")

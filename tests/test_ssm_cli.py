@@ -127,6 +127,21 @@ def test_exit_codes(moto_server: MotoServer, aws_forwarder: Forwarder, tmp_path:
         assert "Traceback" not in result.stderr and "Exception" not in result.stderr.replace("AccessDeniedException", "")
 
 
+def test_a_stalled_server_ends_in_69_within_the_deadline(moto_server: MotoServer, aws_forwarder: Forwarder,
+                                                        tmp_path: Path) -> None:
+    import time
+
+    aws_forwarder.fail_next(20, 0)  # every request stalls (botocore would wait 10 s for each)
+    write(tmp_path, {"version": 1, "env": {"A": "ssm:///app/a", "B": "ssm:///app/b#k"},
+                     "retry": {"attempts": 5, "initial_delay": "100ms", "deadline": "2s"}})
+    started = time.monotonic()
+    result = run_launcher(["env"], env=cli_env(moto_server, AWS_ENDPOINT_URL_SSM=aws_forwarder.url), cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 69, result.stderr
+    assert "before the deadline" in result.stderr
+    assert elapsed < 2 + 1 + 1.5, f"took {elapsed:.1f}s"  # the deadline plus 1 s, plus the interpreter's start
+
+
 def closed_port() -> int:
     import socket
 
@@ -148,8 +163,8 @@ def test_check_and_run_watch_see_a_new_version_and_a_moved_label(moto_server: Mo
     env = cli_env(moto_server, AWS_ENDPOINT_URL=aws_forwarder.url)
     check = run_launcher(["check"], env=env, cwd=tmp_path)
     assert check.returncode == 0 and " 1 " in check.stdout, check.stderr
-    out, audit = tmp_path / "events.jsonl", tmp_path / "audit.jsonl"
-    proc = subprocess.Popen([LAUNCHER, "run", "--watch", "--audit", str(audit), "--", sys.executable,
+    out, audit, port = tmp_path / "events.jsonl", tmp_path / "audit.jsonl", closed_port()
+    proc = subprocess.Popen([LAUNCHER, "run", "--watch", "--audit", str(audit), "--metrics", f"127.0.0.1:{port}", "--", sys.executable,
                              str(HELPERS_DIR / "record_env.py"), str(out), "TOKEN", "COLOUR"],
                             env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
@@ -163,6 +178,9 @@ def test_check_and_run_watch_see_a_new_version_and_a_moved_label(moto_server: Mo
         assert decrypting_reads(aws_forwarder) == reads, "checks decrypt no value while nothing changes"
         wait_for(lambda: [e for e in audit_events(audit) if e["event"] == "check" and e["source"] == "ssm"],
                  what="check events in the audit trail")
+        checks = ("launcher_secret_checks_total", (("outcome", "ok"), ("source", "ssm")))
+        samples = wait_for(lambda: (found := scrape(port)).get(checks, 0) >= 2 and found, what="check counts in /metrics")
+        assert samples.get(("launcher_secret_fetches_total", (("outcome", "ok"), ("source", "ssm")))) == 2
         second = put(moto_server, name, "v2-" + CANARY, "SecureString")
         wait_for(lambda: {"TOKEN": "v2-" + CANARY, "COLOUR": "blue"} in starts(), timeout=15, what="the restart with the new value")
         moto_server.ssm.label_parameter_version(Name=name + "/labelled", ParameterVersion=2, Labels=["live"])
@@ -175,6 +193,17 @@ def test_check_and_run_watch_see_a_new_version_and_a_moved_label(moto_server: Mo
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert CANARY not in stderr
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``/metrics``, by (name, sorted labels)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
 
 def decrypting_reads(forwarder: Forwarder) -> int:

@@ -1,31 +1,18 @@
-"""The ``ssm`` source: AWS Systems Manager Parameter Store through boto3.
+"""The ``ssm`` source: AWS Systems Manager Parameter Store through boto3 (docs/guides/aws-ssm.md).
 
-``ssm:///NAME[?version=N|?label=L][#KEY]``: the grammar drops NAME's leading ``/`` and
-each request puts it back (SSM takes ``/x`` and ``x`` at the root for one parameter);
-it keeps ``?label=L`` as ``NAME:L``, SSM's selector, so a moved label is a rotation.
-SecureString values are decrypted; ``#KEY`` into a JSON value is the resolver's ``select``.
+``ssm:///NAME[?version=N|?label=L][#KEY]``: the grammar drops NAME's leading ``/`` and each
+request puts it back; ``?label=L`` is kept as ``NAME:L`` (SSM's selector), so a moved label
+is a rotation. SecureString values are decrypted; ``#KEY`` is the resolver's ``select``.
+A fetch of ``/P`` without a selector reads the parameter ``/P``, and when there is none
+every parameter under ``/P/`` (recursive, all pages) as fields named below it; a parameter
+at exactly ``/P`` wins. That is how ``env_from: {ref: "ssm:///app/"}`` loads a tree.
 
-A path is a parameter or a tree: a fetch of ``/P`` without a selector reads the
-parameter ``/P``, and when there is none every parameter under ``/P/``
-(``GetParametersByPath``, recursive, all pages) as fields named below it (``api/key``
-for ``/P/api/key``); a parameter at exactly ``/P`` wins. So ``env_from: {ref:
-"ssm:///app/"}`` loads a tree (the grammar drops the trailing ``/`` too).
-
-Batches (``read_many``): ``GetParameters``, 10 names a call, calls side by side within
-the batch's bound. An answer goes to the request of the name it carries: no call asks
-for a parameter twice, an answer whose version or selector is not its request's is
-dropped, and what is not answered (``InvalidParameters``) is left to ``fetch``.
-
-Rotation: the ``Version`` from ``DescribeParameters`` (no KMS call); a tree's version is
-a digest of the names and versions under it, never of values. A label, a public
-``/aws/...`` name or a role without ``ssm:DescribeParameters`` is asked with
-``GetParameter`` (``GetParametersByPath``) undecrypted: no KMS call either.
-
-Errors: SSM's own codes first (ParameterNotFound, ParameterVersionNotFound -> 66;
-AccessDenied naming the action needed, InvalidKeyId -> 77; ValidationException,
-InvalidFilter* -> 78), then ``aws.map_error`` (throttling, 5xx, connection: retried,
-then 69). Region, endpoint (``AWS_ENDPOINT_URL_SSM``, then ``AWS_ENDPOINT_URL``),
-credentials, timeouts and botocore's retries (off) are those of ``aws``.
+Batches use ``GetParameters`` (10 names a call), each answer tied to its request by the
+name it carries; what is not answered is left to ``fetch``. Versions come from
+``DescribeParameters`` (no value, no KMS call), else from an undecrypted read; a tree's is
+a digest of its names and versions. Errors: SSM's own codes (``_client_error``), then
+``aws.map_error``; region, endpoint (``AWS_ENDPOINT_URL_SSM`` first), credentials,
+timeouts and botocore's retries (off) are those of ``aws``.
 """
 
 from __future__ import annotations
@@ -36,15 +23,16 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from launcher.config import SourceConfig, setting
+from launcher import deadline
+from launcher.config import setting
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
 from launcher.refs import FetchKey, Reference
 from launcher.sources import Backend, Secret
-from launcher.sources.aws import CONNECT_TIMEOUT, MAX_POOL, READ_TIMEOUT, map_error
+from launcher.sources.aws import CONNECT_TIMEOUT, MAX_POOL, READ_TIMEOUT, AwsSourceConfig, map_error
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +54,11 @@ Item = tuple[str, "str | None"]  # (path, version), as the resolver asks ``read_
 
 
 @dataclass(frozen=True, kw_only=True)
-class SsmSourceConfig(SourceConfig):
-    """An SSM Parameter Store source; None fields fall back to the AWS variables. Credentials are
-    boto3's chain, as for ``aws``: environment, profile, web identity (IRSA), container, instance."""
+class SsmSourceConfig(AwsSourceConfig):
+    """An SSM Parameter Store source: the settings of ``aws`` (region, endpoint_url, profile)."""
 
-    region: str | None = setting(None, help="the parameters' region (default $AWS_REGION, then $AWS_DEFAULT_REGION, "
-                                 "then the profile's region)")
     endpoint_url: str | None = setting(None, help="another endpoint: a VPC endpoint or an emulator "
                                        "(default $AWS_ENDPOINT_URL_SSM, then $AWS_ENDPOINT_URL)")
-    profile: str | None = setting(None, help="a profile of ~/.aws/config (default boto3's: $AWS_PROFILE)")
     type: str = "ssm"
 
 
@@ -143,8 +127,7 @@ class SsmSource:
         except ImportError:
             raise ManifestError(f"source {config.name!r}: type ssm needs the AWS extra: pip install 'secret-launcher[aws]'") from None
         env = os.environ if environ is None else environ
-        self.name = config.name
-        self.config = config
+        self.name, self.config = config.name, config
         self.region = config.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None
         self.endpoint_url = config.endpoint_url or env.get("AWS_ENDPOINT_URL_SSM") or env.get("AWS_ENDPOINT_URL") or None
         if self.endpoint_url is not None and not self.endpoint_url.startswith(("http://", "https://")):
@@ -179,11 +162,8 @@ class SsmSource:
         return described or self._read(want, where, decrypt=False).version
 
     def read_many(self, items: Sequence[Item], within: float) -> dict[Item, Secret]:
-        """Parameters among ``items``, read with ``GetParameters`` in calls of 10 (``Batching``).
-
-        Best effort: a call that fails leaves its items to ``fetch``; what is not
-        answered within ``within`` seconds is left too (those answers are dropped).
-        """
+        """Parameters among ``items``, by ``GetParameters`` calls of 10 (``Batching``): best effort,
+        what a failed call or one not answered within ``within`` seconds asked for is left to ``fetch``."""
         asked: list[tuple[Item, Wanted]] = []
         for item in items:
             try:
@@ -267,16 +247,11 @@ class SsmSource:
         asked = {want.name: (item, want) for item, want in call}
         try:
             answer = self._call("GetParameters", f"source {self.name!r}", Names=[w.request for _, w in call], WithDecryption=True)
-            by_name: dict[str, Any] = {}
-            twice: set[str] = set()
-            for param in answer["Parameters"]:
-                name = _normal(param.get("Name"))
-                if name in by_name:
-                    twice.add(name)  # two answers to one request: neither is trusted
-                by_name[name] = param
+            names = [_normal(param.get("Name")) for param in answer["Parameters"]]
             return {asked[name][0]: _secret(param, str(FetchKey(self.name, *asked[name][0])))
-                    for name, param in by_name.items()
-                    if name in asked and name not in twice and _answers(param, asked[name][1])}
+                    for name, param in zip(names, answer["Parameters"], strict=True)
+                    # two answers to one request: neither is trusted
+                    if name in asked and names.count(name) == 1 and _answers(param, asked[name][1])}
         except Exception as exc:  # best effort: ``fetch`` reads these again and reports what is wrong
             log.debug("source %s: %d parameters left to single reads (%s)", self.name, len(call), exc)
             return {}
@@ -303,7 +278,10 @@ class SsmSource:
         try:
             client = self.client()
             region = client.meta.region_name
-            answer = getattr(client, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())(**params)  # GetParameter: get_parameter
+            method = getattr(client, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())  # GetParameter: get_parameter
+            answer = _within_bound(lambda: method(**params))
+        except _OverdueError:
+            raise TransientError(f"{where}: no answer from {self.endpoint_url or 'SSM'} {_in(region)} before the deadline") from None
         except (BotoCoreError, ClientError) as exc:
             mine = _client_error(exc, operation, where, region, missing) if isinstance(exc, ClientError) else None
             raise mine or map_error(exc, where, region, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout) from exc
@@ -322,17 +300,44 @@ class SsmSource:
         return str(FetchKey(self.name, path, version))
 
 
+class _OverdueError(Exception):
+    """The attempt's bound passed before the answer came."""
+
+
+def _within_bound(call: Callable[[], Any]) -> Any:
+    """``call()`` on a daemon thread, waited for until this thread's ``launcher.deadline`` bound only:
+    botocore's sockets cannot be handed to its watchdog, and its timeouts bound each recv, not a request."""
+    left = deadline.remaining()
+    if left is None:
+        return call()
+    outcome: list[tuple[Any, BaseException | None]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((call(), None))
+        except BaseException as exc:  # handed to the caller's thread, which maps it
+            outcome.append((None, exc))
+        done.set()
+
+    threading.Thread(target=run, name="ssm-request", daemon=True).start()
+    if not done.wait(max(0.0, left)):
+        raise _OverdueError
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result
+
+
 def _pack(asked: list[tuple[Item, Wanted]]) -> list[list[tuple[Item, Wanted]]]:
     """Calls of at most BATCH requests, none asking for one parameter twice (an answer carries only the name)."""
-    calls: list[tuple[list[tuple[Item, Wanted]], set[str]]] = []
+    calls: list[list[tuple[Item, Wanted]]] = []
     for entry in asked:
-        call = next((c for c in calls if len(c[0]) < BATCH and entry[1].name not in c[1]), None)
+        call = next((c for c in calls if len(c) < BATCH and all(w.name != entry[1].name for _, w in c)), None)
         if call is None:
-            call = ([], set())
-            calls.append(call)
-        call[0].append(entry)
-        call[1].add(entry[1].name)
-    return [requests for requests, _ in calls]
+            calls.append(call := [])
+        call.append(entry)
+    return calls
 
 
 def _answers(param: Mapping[str, Any], want: Wanted) -> bool:
@@ -388,12 +393,6 @@ def _client_error(exc: Any, operation: str, where: str, region: str | None, miss
     return None
 
 
-BACKEND = Backend(
-    type="ssm",
-    config=SsmSourceConfig,
-    open=lambda config, events: SsmSource(config),
-    reference_problem=reference_problem,
-    loggers=("boto3", "botocore", "s3transfer"),  # botocore logs response bodies, values included, at DEBUG
-    requires=("boto3",),
-    extra="aws",
-)
+# botocore logs response bodies, values included, at DEBUG: its loggers are capped.
+BACKEND = Backend(type="ssm", config=SsmSourceConfig, open=lambda config, events: SsmSource(config),
+                  reference_problem=reference_problem, loggers=("boto3", "botocore", "s3transfer"), requires=("boto3",), extra="aws")
