@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -139,7 +140,9 @@ def test_a_stalled_server_ends_in_69_within_the_deadline(moto_server: MotoServer
     elapsed = time.monotonic() - started
     assert result.returncode == 69, result.stderr
     assert "before the deadline" in result.stderr
-    assert elapsed < 2 + 1 + 1.5, f"took {elapsed:.1f}s"  # the deadline plus 1 s, plus the interpreter's start
+    spent = [float(s) for s in re.findall(r"gave up after \d+ attempts? in ([\d.]+)s", result.stderr)]
+    assert len(spent) == 2 and max(spent) <= 2 + 1, result.stderr  # the deadline plus 1 s, for each secret
+    assert elapsed < 8, f"took {elapsed:.1f}s"  # botocore's 10 s read timeout alone would take longer
 
 
 def closed_port() -> int:
