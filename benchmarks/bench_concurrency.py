@@ -91,8 +91,8 @@ def report(times: dict[tuple[int, str], list[float]], requests_per_run: dict[int
         ["direct: N=100 / N=1", paired("direct"), ratio(med[(100, "direct")], med[(1, "direct")])]]))
     rep.targets.append(Target("concurrency: N=100 / N=1 behind the 20 ms proxy", value, 1.25, "bench_concurrency"))
     rep.notes.append(f"median of {opts.runs} runs after one warm-up, interleaved; {load_line()} at the end")
-    rep.notes.append("requests per run as the proxy counts them: the mount lookup (sys/internal/ui/mounts), then one per read, "
-                     "except that the reads pipelined together on one connection (a batch of 8 or more) arrive, and count, as one")
+    rep.notes.append("requests per run as the proxy counts them: the mount lookup (sys/internal/ui/mounts), then one per read "
+                     "(a batch of 8 or more opens a connection per read, all at once)")
     return rep
 
 

@@ -19,6 +19,7 @@ import bench_fleet
 import bench_footprint
 import bench_mask
 import bench_observability
+import bench_parser
 import bench_rotation
 import bench_startup
 from benchlib import Report, machine_summary, stop_cleanly_on_signals, targets_table
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, tuple[Callable[[list[str] | None], Report], list[str], lis
     "fleet": (bench_fleet.main, [], ["--duration", "60"]),
     "observability": (bench_observability.main, [], ["--runs", "1", "--window", "10", "--settle", "3"]),
     "mask": (bench_mask.main, [], ["--size-mb", "50"]),
+    "parser": (bench_parser.main, [], ["--rounds", "2"]),
 }
 
 

@@ -2,7 +2,7 @@
 
 ``moto_server`` (session): moto's threaded server on a free loopback port, with
 ``.url``, ``.client`` (a boto3 Secrets Manager client with dummy credentials),
-``.client_for(region)``, ``.env()`` and ``.unique()``. moto keeps its state for the
+``.client_for(region)``, ``.ssm`` (an SSM client, the same way), ``.env()`` and ``.unique()``. moto keeps its state for the
 whole session, so every test names its secrets with ``unique()``.
 
 ``aws_env`` (function): the process environment pinned to the server (every other
@@ -47,12 +47,13 @@ class MotoServer:
         self.url = url
         self._isolation = isolation
         self.client = self.client_for(REGION)
+        self.ssm = self.client_for(REGION, "ssm")
 
-    def client_for(self, region: str) -> Any:
+    def client_for(self, region: str, service: str = "secretsmanager") -> Any:
         import boto3.session
 
         session = boto3.session.Session(aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, region_name=region)
-        return session.client("secretsmanager", endpoint_url=self.url)
+        return session.client(service, endpoint_url=self.url)
 
     def env(self) -> dict[str, str]:
         """Variables that point boto3 (and the launcher) at this server with dummy credentials."""
@@ -113,12 +114,16 @@ class Fault:
 
 
 class Forwarder:
-    """Forwards to ``target`` and records ``X-Amz-Target`` operations (``GetSecretValue``...)."""
+    """Forwards to ``target`` and records ``X-Amz-Target`` operations (``GetSecretValue``, ``GetParameters``...).
+
+    ``bodies`` keeps each request's JSON body, in order, for tests that check what was asked.
+    """
 
     def __init__(self, target: str) -> None:
         parsed = urllib.parse.urlsplit(target)
         self.target = (parsed.hostname or "127.0.0.1", parsed.port or 80)
         self.operations: list[str] = []
+        self.bodies: list[Any] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self.stopping = threading.Event()
@@ -142,9 +147,13 @@ class Forwarder:
         self._server.server_close()  # joins the handler threads
         self._thread.join(5)
 
-    def take(self, operation: str) -> Fault | None:
+    def take(self, operation: str, body: bytes = b"") -> Fault | None:
         with self._lock:
             self.operations.append(operation)
+            try:
+                self.bodies.append(json.loads(body or b"null"))
+            except ValueError:
+                self.bodies.append(None)
             return self._faults.pop(0) if self._faults else None
 
 
@@ -171,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         operation = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
-        fault = self.server.forwarder.take(operation)
+        fault = self.server.forwarder.take(operation, body)
         self.close_connection = True  # one request per connection: nothing is left idle at stop
         if fault is None:
             self._forward(body)

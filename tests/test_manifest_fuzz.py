@@ -27,7 +27,10 @@ from launcher.model.config import Manifest
 from launcher.resolve.resolver import inline_bindings
 
 EXAMPLES = int(os.environ.get("LAUNCHER_FUZZ_EXAMPLES", "2000"))
-TIME_LIMIT = 1.0
+# A guard against inputs that make the reader loop or go quadratic, in CPU seconds of this thread
+# (which other processes on a busy machine do not inflate, unlike the wall clock). How long
+# adversarial manifests take is measured by benchmarks/bench_parser.py.
+CPU_LIMIT = 1.0
 
 EXCEPTION_NAMES = sorted(
     {n for n in dir(builtins) if n.endswith(("Error", "Exception", "Warning", "Exit", "Interrupt"))}
@@ -304,9 +307,7 @@ def manifest_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_check_offline_never_crashes(manifest_path: Path, data: bytes, environ: dict[str, str]) -> None:
     manifest_path.write_bytes(data)
     elapsed = check_offline(manifest_path, data, environ)
-    if elapsed >= TIME_LIMIT:  # once more, so that a stall of a busy machine is not taken for slowness
-        elapsed = check_offline(manifest_path, data, environ)
-    assert elapsed < TIME_LIMIT, f"took {elapsed:.2f}s"
+    assert elapsed < CPU_LIMIT, f"took {elapsed:.2f}s of CPU: an input the reader handles in more than linear time?"
 
 
 def check_offline(manifest_path: Path, data: bytes, environ: dict[str, str]) -> float:
@@ -314,7 +315,7 @@ def check_offline(manifest_path: Path, data: bytes, environ: dict[str, str]) -> 
     name = str(manifest_path)
     source_text = data.decode("utf-8", "replace") + repr(environ)
     file_prefix = re.compile(re.escape(name) + r":(\d+:)? ")
-    started = time.monotonic()
+    started = time.thread_time()
     outcome: Manifest | LauncherError
     try:
         outcome = load_manifest(manifest_path, environ)
@@ -338,4 +339,4 @@ def check_offline(manifest_path: Path, data: bytes, environ: dict[str, str]) -> 
         for problem in problems:
             assert file_prefix.match(str(problem)), str(problem)
             assert_well_formed(str(problem), (name + ":",), source_text)
-    return time.monotonic() - started
+    return time.thread_time() - started

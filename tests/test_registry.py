@@ -38,7 +38,9 @@ def test_parsing_a_manifest_imports_no_sdk(tmp_path: Path) -> None:
         "  v: {type: vault, address: 'https://vault.example:8200', auth: {method: approle, role_id: r, secret_id: s}}\n"
         "  a: {type: azure, vault_url: 'https://kv.vault.azure.net/', credential: managed_identity}\n"
         "  f: {type: file, path: s.yaml}\n"
+        "  s: {type: ssm, region: eu-west-1}\n"
         "env:\n  A: v://secret/x#k\n  B: a://name\n  C: f://x\n  D: vault://secret/y#k\n  E: azure://kv/name\n"
+        "  F: s:///app/db?label=live\n  G: ssm:///app/db?version=2\n"
     )
     code = (
         "import sys; from launcher.manifest import load_manifest; from launcher.resolve.resolver import inline_bindings\n"

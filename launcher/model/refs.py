@@ -1,9 +1,16 @@
-"""Secret references: ``SOURCE://PATH[#KEY][?version=V]`` and ``{{ ref }}`` templates.
+"""Secret references: ``SOURCE://PATH[#KEY][?version=V|?label=L]`` and ``{{ ref }}`` templates.
 
 This module knows the grammar and nothing about manifests, files or backends
 (it asks the source registry which names are built in, for its messages only).
 Errors are ``RefSyntaxError`` (a plain ``ValueError``) so callers can add their
 own file:line context.
+
+``?version=V`` pins a version: it is the key's ``version``, and a pinned key is
+never watched for rotation. ``?label=L`` names whatever version a label points
+at now, which moves when the label is moved (SSM Parameter Store labels), so it
+must be watched like a reference without a version: it becomes part of the
+path, as ``PATH:L`` (the selector form SSM itself uses), and the key has no
+version. A backend without labels refuses or does not find such a path.
 """
 
 from __future__ import annotations
@@ -101,12 +108,13 @@ def parse_reference(text: str, known: frozenset[str] | set[str]) -> Reference:
         raise RefSyntaxError(_unknown_source(name, known))
     rest = text[len(name) + 3 :]
     path, key, query = _split(rest)
-    version = _parse_query(query) if query is not None else None
+    version, label = _parse_query(query) if query is not None else (None, None)
     if not path.strip("/"):
         raise RefSyntaxError(f"reference {text!r} has an empty path")
     if key is not None and not key:
         raise RefSyntaxError(f"reference {text!r} has an empty #key")
-    return Reference(name, _unescape(path.strip("/")), None if key is None else _unescape(key), version)
+    path = _unescape(path.strip("/")) + (f":{label}" if label is not None else "")
+    return Reference(name, path, None if key is None else _unescape(key), version)
 
 
 def _split(rest: str) -> tuple[str, str | None, str | None]:
@@ -123,13 +131,18 @@ def _split(rest: str) -> tuple[str, str | None, str | None]:
     return rest[:h], rest[h + 1 : q], rest[q + 1 :]
 
 
-def _parse_query(query: str) -> str:
+def _parse_query(query: str) -> tuple[str | None, str | None]:
+    """``(version, label)`` of ``version=V`` or ``label=L``; one of them is None."""
     name, sep, value = query.partition("=")
-    if name != "version" or not sep:
-        raise RefSyntaxError(f"unsupported query {query!r} (only ?version=V is allowed)")
+    if name not in ("version", "label") or not sep:
+        raise RefSyntaxError(f"unsupported query {query!r} (only ?version=V or ?label=L is allowed)")
     if not value or any(ch in value for ch in "=&?#"):
-        raise RefSyntaxError(f"invalid version {value!r}")
-    return value
+        raise RefSyntaxError(f"invalid {name} {value!r}")
+    if name == "label":
+        if any(ch in value for ch in ":/%"):  # it becomes the path's last `:L`, so it must stay one word
+            raise RefSyntaxError(f"invalid label {value!r}")
+        return None, value
+    return value, None
 
 
 def _source_list(known: frozenset[str] | set[str]) -> str:
