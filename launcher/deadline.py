@@ -23,15 +23,20 @@ import itertools
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     import socket
 
 # socket.SHUT_RDWR, without importing socket on a start-up that opens no connection.
 _SHUT_RDWR = 2
+T = TypeVar("T")
+
+
+class OverdueError(Exception):
+    """``within`` gave up: the bound passed before the call returned."""
 
 
 class _Guard:
@@ -158,3 +163,34 @@ def watch(sock: socket.socket | None) -> None:
         return
     if first:
         _watchdog.arm(guard)
+
+
+def within(call: Callable[[], T], name: str = "bounded-call") -> T:
+    """``call()``, given up on when this thread's bound passes (``OverdueError``); plain outside a bound.
+
+    For clients whose sockets cannot be handed to ``watch`` (botocore keeps its own pools,
+    and its timeouts bound each ``recv``, not a request): the call runs on a daemon thread
+    that is waited for until the bound only, and left to end at the client's own timeouts.
+    What ``call`` raises is raised here, on the caller's thread.
+    """
+    left = remaining()
+    if left is None:
+        return call()
+    outcome: list[tuple[T | None, BaseException | None]] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append((call(), None))
+        except BaseException as exc:  # handed to the caller's thread, which maps it
+            outcome.append((None, exc))
+        done.set()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    if not done.wait(max(0.0, left)):
+        raise OverdueError
+    result, error = outcome[0]
+    if error is not None:
+        raise error
+    return result  # type: ignore[return-value]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -519,3 +520,20 @@ def test_aws_vault_and_file_in_one_manifest(moto_server: MotoServer, openbao: Op
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"A": "aws-" + CANARY, "B": "bao-" + CANARY, "C": "on-" + CANARY,
                                          "URL": f"x://aws-{CANARY}:bao-{CANARY}"}
+
+
+def test_a_stalled_server_ends_in_69_within_the_deadline(moto_server: MotoServer, aws_forwarder: Forwarder,
+                                                        tmp_path: Path) -> None:
+    """botocore's sockets cannot be shut down by the deadline's watchdog, and its timeouts bound each
+    recv: the request is given up on at the bound instead (``deadline.within``), so a stalled server
+    costs ``retry.deadline`` plus teardown, not 10 s per attempt."""
+    aws_forwarder.fail_next(50, 0)  # every request stalls
+    (tmp_path / "launcher.yaml").write_text(yaml.safe_dump(
+        {"version": 1, "env": {"A": "aws://stalled-a", "B": "aws://stalled-b"},
+         "retry": {"attempts": 5, "initial_delay": "100ms", "deadline": "2s"}}))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "LAUNCHER_"))}, **moto_server.env(),
+           "AWS_ENDPOINT_URL": aws_forwarder.url}
+    result = run_launcher(["env"], env=env, cwd=tmp_path)
+    assert result.returncode == 69, result.stderr
+    spent = [float(s) for s in re.findall(r"gave up after \d+ attempts? in ([\d.]+)s", result.stderr)]
+    assert len(spent) == 2 and max(spent) <= 2 + 1, result.stderr  # the deadline plus 1 s, for both secrets together

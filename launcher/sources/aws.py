@@ -38,6 +38,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from launcher import deadline
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
 from launcher.model.config import SourceConfig
 from launcher.model.refs import FetchKey, Reference
@@ -229,7 +230,10 @@ class AwsSource:
         try:
             client = self.client(region)
             shown = client.meta.region_name
-            response = getattr(client, operation)(**params)
+            response = deadline.within(lambda: getattr(client, operation)(**params), name="aws-request")
+        except deadline.OverdueError:
+            raise _transient(where, f"no answer from {self.endpoint_url or 'Secrets Manager'} in {shown}",
+                             "no answer within the time left (retry.deadline)", shown) from None
         except (BotoCoreError, ClientError) as exc:
             raise map_error(exc, where, shown, connect_timeout=self.connect_timeout, read_timeout=self.read_timeout) from exc
         if "ARN" not in response:

@@ -23,7 +23,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -279,8 +279,8 @@ class SsmSource:
             client = self.client()
             region = client.meta.region_name
             method = getattr(client, re.sub(r"(?<!^)(?=[A-Z])", "_", operation).lower())  # GetParameter: get_parameter
-            answer = _within_bound(lambda: method(**params))
-        except _OverdueError:
+            answer = deadline.within(lambda: method(**params), name="ssm-request")
+        except deadline.OverdueError:
             raise TransientError(f"{where}: no answer from {self.endpoint_url or 'SSM'} {_in(region)} before the deadline") from None
         except (BotoCoreError, ClientError) as exc:
             mine = _client_error(exc, operation, where, region, missing) if isinstance(exc, ClientError) else None
@@ -298,35 +298,6 @@ class SsmSource:
 
     def _where(self, path: str, version: str | None) -> str:
         return str(FetchKey(self.name, path, version))
-
-
-class _OverdueError(Exception):
-    """The attempt's bound passed before the answer came."""
-
-
-def _within_bound(call: Callable[[], Any]) -> Any:
-    """``call()`` on a daemon thread, waited for until this thread's ``launcher.deadline`` bound only:
-    botocore's sockets cannot be handed to its watchdog, and its timeouts bound each recv, not a request."""
-    left = deadline.remaining()
-    if left is None:
-        return call()
-    outcome: list[tuple[Any, BaseException | None]] = []
-    done = threading.Event()
-
-    def run() -> None:
-        try:
-            outcome.append((call(), None))
-        except BaseException as exc:  # handed to the caller's thread, which maps it
-            outcome.append((None, exc))
-        done.set()
-
-    threading.Thread(target=run, name="ssm-request", daemon=True).start()
-    if not done.wait(max(0.0, left)):
-        raise _OverdueError
-    result, error = outcome[0]
-    if error is not None:
-        raise error
-    return result
 
 
 def _pack(asked: list[tuple[Item, Wanted]]) -> list[list[tuple[Item, Wanted]]]:
