@@ -32,9 +32,10 @@ from launcher.output import check_json, check_table, dotenv_differs, format_env
 from launcher.resolve.bindings import BindingResult
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver, inline_bindings, log_resolved
-from launcher.run.command import check_exec_limits, exec_command, exec_refusals, find_command
+from launcher.run.command import check_exec_limits, exec_command, exec_refusals, find_command, no_core_dumps
 from launcher.run.environment import ChildEnvironment
 from launcher.run.files import SecretFiles, stable_env_dir
+from launcher.run.linux import make_undumpable
 
 if TYPE_CHECKING:
     from launcher.observe.observers import Observers  # imported when something asks to observe
@@ -209,6 +210,8 @@ def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_chang
     events = observers.open(manifest, metrics, serve=True)  # a port in use is 78 before any secret is fetched
     argv = list(command)
     find_command(argv[0], ChildEnvironment(manifest, os.environ).preview())  # 126/127 before any secret is fetched
+    if not manifest.process.core_dumps:
+        no_core_dumps()
     resolver, resolution = resolve(manifest, no_inline, observers)
     return supervise(manifest, argv, resolver, resolution, inline=not no_inline, events=events)
 
@@ -224,6 +227,8 @@ def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], 
     argv = list(command)
     environment = ChildEnvironment(manifest, os.environ)
     program = find_command(argv[0], environment.preview())  # 126/127 before any secret is fetched
+    if not manifest.process.core_dumps:
+        no_core_dumps()
     resolver, resolution = resolve(manifest, no_inline, observers)
     resolver.close()
     try:
@@ -329,6 +334,9 @@ def init(path: str, force: bool) -> int:
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and turn its outcome into an exit code."""
+    # First: the launcher will hold secret values and its own token for its whole run, and its
+    # environment holds that token already (DESIGN section 20).
+    make_undumpable()
     try:
         code = cli.main(args=argv, prog_name="launcher", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -121,6 +121,8 @@ class ProcessConfig:
     files_dir: str | None = setting(None, "path", help="where private secret directories go (default: "
                                     "$XDG_RUNTIME_DIR, else /dev/shm, else the temp dir)")
     mask: bool = setting(False, "bool", help="conceal secret values in the child's output (or `launcher run --mask`)")
+    core_dumps: bool = setting(False, "bool", help="let the child write core files (default: RLIMIT_CORE 0, so a crash "
+                               "cannot put its secrets on disk)")
 
 
 def listen_address(text: str) -> tuple[str, int]:

@@ -77,6 +77,16 @@ def not_found_message(name: str, program: str) -> str:
     return f"{name}: cannot execute: a file it needs (its loader or interpreter) does not exist"
 
 
+def no_core_dumps() -> None:
+    """Start children with core dumps off (``RLIMIT_CORE`` 0; the hard limit is left alone, so a
+    program may turn them on for itself): a crashing child would otherwise write the secrets in
+    its memory and environment to disk. ``process.core_dumps: true`` skips this."""
+    import resource  # only run and exec pay for it
+
+    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+
+
 def check_exec_limits(argv: Sequence[str], env: Mapping[str, str], where_of: Mapping[str, str] | None = None) -> None:
     """Raise ``ManifestError`` (78) before execve would fail with E2BIG.
 

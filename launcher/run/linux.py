@@ -1,4 +1,5 @@
-"""The two Linux prctl calls the supervisor needs, through libc (no compiled code)."""
+"""The Linux prctl calls the launcher needs, through libc (no compiled code): the parent-death signal
+and the subreaper for the supervisor, and non-dumpable for every command (DESIGN section 20)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import ctypes
 import sys
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 _prctl = None
@@ -29,3 +31,14 @@ def prctl(option: int, value: int) -> bool:
     if _prctl is None:
         return False
     return bool(_prctl(option, value, 0, 0, 0) == 0)
+
+
+def make_undumpable() -> bool:
+    """Make this process non-dumpable; False when unsupported or refused.
+
+    The launcher holds every secret value (and its own token) for its whole run: with
+    this, no core file of it is written, and a process of the same user cannot read its
+    memory or ``/proc/PID/environ`` (root still can). ``execve`` of a program makes the
+    new image dumpable again: an ``exec``'d child is not affected.
+    """
+    return prctl(PR_SET_DUMPABLE, 0)
