@@ -55,6 +55,7 @@ REGISTRY = {
     "vault": Entry("launcher.sources.vault", builtin=True, scrub=("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID")),
     "azure": Entry("launcher.sources.azure", builtin=True, scrub=("AZURE_CLIENT_SECRET",)),
     "aws": Entry("launcher.sources.aws", builtin=True),
+    "gcp": Entry("launcher.sources.gcp", builtin=True, scrub=("GOOGLE_APPLICATION_CREDENTIALS",)),
 }
 
 
