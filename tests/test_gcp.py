@@ -1,0 +1,739 @@
+"""The Google Secret Manager source, against the suite's emulator and the real google-cloud-secret-manager client.
+
+In process first (references, versions, checksums, states, errors, credentials, both
+transports), then the installed ``launcher`` where a user sees it: ``check``, ``env``,
+``exec``, ``run --watch``, exit codes, GKE Workload Identity through a metadata server,
+failover between two sources, and a manifest that mixes file, Vault and Google.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from launcher import deadline
+from launcher.config import Binding, Manifest, RetryConfig
+from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
+from launcher.refs import Reference, parse_reference
+from launcher.resolver import Resolver
+from launcher.retry import call_with_retry
+from launcher.sources import Versioned
+from launcher.sources.gcp import GcpSource, GcpSourceConfig, crc32c, reference_problem
+from tests.gcp_emulator import PROJECT, PROJECT_NUMBER, SecretManagerEmulator
+from tests.gcp_emulator import crc32c as bitwise_crc32c
+from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, run_launcher, wait_for
+from tests.openbao import OpenBao, write_kv2
+
+CANARY = "gcp-CANARY-7d31"
+FAST_RETRY = RetryConfig(attempts=3, initial_delay=0.01, max_delay=0.05, deadline=10)
+ROOT = Path(__file__).resolve().parent.parent
+TRANSPORTS = ["rest", "grpc"]
+
+
+def open_source(emu: SecretManagerEmulator, transport: str = "rest", **overrides: Any) -> GcpSource:
+    endpoint = emu.url if transport == "rest" else emu.grpc_target()
+    settings: dict[str, Any] = {"project": PROJECT, "credentials": "none", "endpoint": endpoint, **overrides}
+    return GcpSource(GcpSourceConfig(name="sm", **settings), environ={}, timeout=2)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def source(request: pytest.FixtureRequest, gcp: SecretManagerEmulator) -> Iterator[GcpSource]:
+    src = open_source(gcp, request.param)
+    yield src
+    src.close()
+
+
+def assert_no_value(err: BaseException, *values: str) -> None:
+    text = str(err) + repr(err) + "".join(traceback.format_exception(err))
+    for value in (CANARY, *values):
+        assert value not in text
+
+
+# -- references and versions ------------------------------------------------------------
+
+
+def test_short_and_full_references_latest_numbers_and_aliases(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    gcp.add_version("api-key", "first-" + CANARY)
+    gcp.add_version("api-key", "second")
+    gcp.alias("api-key", "stable", "1")
+    gcp.add_version("shared", "other-project", project="shared-infra")
+    cases = {
+        "api-key": ("second", "2"),
+        "api-key/versions/latest": ("second", "2"),
+        "api-key/versions/1": ("first-" + CANARY, "1"),
+        "api-key/versions/stable": ("first-" + CANARY, "1"),
+        f"projects/{PROJECT}/secrets/api-key": ("second", "2"),
+        f"projects/{PROJECT_NUMBER}/secrets/api-key/versions/1": ("first-" + CANARY, "1"),
+        "projects/shared-infra/secrets/shared": ("other-project", "1"),
+    }
+    for path, (value, version) in cases.items():
+        secret = source.fetch(path, None)
+        assert (secret.value, secret.version) == (value, version), path
+        assert CANARY not in repr(secret)
+    accessed = [r.name for r in gcp.requests if r.kind == "access"]
+    assert accessed[0] == f"projects/{PROJECT}/secrets/api-key/versions/latest"  # the short form in the source's project
+    assert accessed[-1] == "projects/shared-infra/secrets/shared/versions/latest"
+
+
+def test_project_comes_from_the_source_then_the_environment(gcp: SecretManagerEmulator) -> None:
+    gcp.add_version("db", CANARY)
+    gcp.add_version("db", "elsewhere", project="from-env")
+    config = GcpSourceConfig(name="sm", credentials="none", endpoint=gcp.url)
+    from_env = GcpSource(config, environ={"GOOGLE_CLOUD_PROJECT": "from-env"})
+    assert from_env.fetch("db", None).value == "elsewhere"
+    declared = GcpSource(GcpSourceConfig(name="sm", credentials="none", endpoint=gcp.url, project=PROJECT),
+                         environ={"GOOGLE_CLOUD_PROJECT": "from-env"})
+    assert declared.fetch("db", None).value == CANARY
+    nowhere = GcpSource(config, environ={})
+    with pytest.raises(ManifestError, match="no project for a short reference: set `project:`") as info:
+        nowhere.fetch("db", None)
+    assert info.value.exit_code == 78
+    assert nowhere.fetch(f"projects/{PROJECT}/secrets/db", None).value == CANARY  # a full reference needs none
+    for src in (from_env, declared, nowhere):
+        src.close()
+
+
+def test_project_from_the_credentials_and_a_key_file(gcp_auth: SecretManagerEmulator, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """ADC from GOOGLE_APPLICATION_CREDENTIALS: a self-signed JWT the server verifies, and the key's project."""
+    gcp_auth.add_version("db", CANARY)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp_auth.service_account_key(tmp_path)))
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    src = GcpSource(GcpSourceConfig(name="sm", endpoint=gcp_auth.url), environ={})
+    try:
+        assert src.fetch("db", None).value == CANARY
+        assert src.project == PROJECT
+        assert [(r.authorized, r.status) for r in gcp_auth.requests] == [(True, "OK")]
+    finally:
+        src.close()
+
+
+def test_json_keys_through_the_resolver_read_once(gcp: SecretManagerEmulator) -> None:
+    gcp.add_version("db", json.dumps({"user": "app", "password": CANARY, "port": 5432}))
+    gcp.add_version("plain", "token-1")
+    sources = {"sm": GcpSourceConfig(name="sm", credentials="none", endpoint=gcp.url, project=PROJECT)}
+    known = frozenset({"sm"})
+
+    def binding(var: str, text: str) -> Binding:
+        return Binding(var, (parse_reference(text, known),))
+
+    manifest = Manifest(sources=sources, retry=FAST_RETRY, env=(
+        binding("DB_USER", "sm://db#user"), binding("DB_PASSWORD", "sm://db#password"), binding("DB_PORT", "sm://db#port"),
+        binding("PLAIN", "sm://plain"), binding("NOPE", "sm://db#nope"), binding("NOT_JSON", "sm://plain#key")))
+    resolver = Resolver(manifest, source_factory=lambda config: GcpSource(config, environ={}))  # type: ignore[arg-type]
+    try:
+        resolution = resolver.resolve({}, inline=False)
+    finally:
+        resolver.close()
+    assert resolution.values == {"DB_USER": "app", "DB_PASSWORD": CANARY, "DB_PORT": "5432", "PLAIN": "token-1"}
+    assert sorted(type(e).__name__ for e in resolution.errors) == ["NotFoundError", "NotFoundError"]
+    for error in resolution.errors:
+        assert_no_value(error)
+    assert gcp.count("access") == 2  # one read per secret, for all its keys
+
+
+def test_a_binary_payload_that_is_not_text_is_78(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    gcp.add_version("cert", "héllo wörld")
+    gcp.add_version("raw", b"\xff\xfe" + CANARY.encode())
+    assert source.fetch("cert", None).value == "héllo wörld"
+    with pytest.raises(ManifestError, match="not UTF-8 text") as info:
+        source.fetch("raw", None)
+    assert info.value.__suppress_context__
+    assert_no_value(info.value)
+
+
+def test_concurrent_fetches_share_one_client(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    names = [f"many-{i}" for i in range(12)]
+    for name in names:
+        gcp.add_version(name, name + "-value")
+    with ThreadPoolExecutor(8) as pool:
+        values = list(pool.map(lambda n: source.fetch(n, None).value, names))
+    assert values == [n + "-value" for n in names]
+    assert source._client is not None and gcp.count("access") == 12
+
+
+# -- checksums and states ------------------------------------------------------------------
+
+
+def test_crc32c_matches_the_standard_check_value_and_an_independent_implementation() -> None:
+    assert crc32c(b"123456789") == 0xE3069283 == bitwise_crc32c(b"123456789")  # RFC 3720's check value
+    data = os.urandom(65536)
+    assert crc32c(data) == bitwise_crc32c(data)
+    assert crc32c(b"") == 0
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_checksum_mismatch_is_retried_and_69_when_it_persists(gcp: SecretManagerEmulator, transport: str) -> None:
+    gcp.add_version("db", CANARY)
+    src = open_source(gcp, transport)
+    try:
+        gcp.corrupt_next(1)
+        assert call_with_retry(lambda: src.fetch("db", None), FAST_RETRY).value == CANARY
+        assert gcp.count("access") == 2
+        gcp.corrupt_next(5)
+        with pytest.raises(UnavailableError, match=r"CRC32C does not match.*gave up after 3 attempts") as info:
+            call_with_retry(lambda: src.fetch("db", None), FAST_RETRY)
+        assert info.value.exit_code == 69 and gcp.count("access") == 5
+        assert_no_value(info.value)
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize("state", ["DISABLED", "DESTROYED"])
+def test_disabled_and_destroyed_versions_are_78_naming_the_state(gcp: SecretManagerEmulator, source: GcpSource, state: str) -> None:
+    gcp.add_version("db", "old")
+    gcp.add_version("db", CANARY)
+    gcp.set_state("db", "2", state)
+    for path in ("db", "db/versions/2"):
+        with pytest.raises(ManifestError, match=f"^sm://{path}: version 2 is {state} ") as info:
+            source.fetch(path, None)
+        assert info.value.exit_code == 78
+        assert_no_value(info.value)
+    with pytest.raises(ManifestError, match=f"version 2 is {state}"):
+        source.current_version("db")  # latest is the newest version, whatever its state (as Google's alias is)
+    assert source.fetch("db/versions/1", None).value == "old"
+    before = gcp.count("access")
+    with pytest.raises(ManifestError):
+        call_with_retry(lambda: source.fetch("db", None), FAST_RETRY)
+    assert gcp.count("access") == before + 1  # never retried
+
+
+# -- rotation checks -----------------------------------------------------------------------
+
+
+def test_rotation_checks_read_no_payload(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    assert isinstance(source, Versioned)
+    gcp.add_version("rotating", CANARY)
+    gcp.alias("rotating", "prod", "1")
+    assert source.current_version("rotating") == "1"
+    gcp.add_version("rotating", "rotated")
+    assert source.current_version("rotating") == "2"
+    assert source.current_version("rotating/versions/latest") == "2"
+    assert source.current_version("rotating/versions/prod") == "1"
+    gcp.alias("rotating", "prod", "2")
+    assert source.current_version("rotating/versions/prod") == "2"
+    assert source.current_version("rotating/versions/1") == "1"  # a number never moves: no request at all
+    assert [r.kind for r in gcp.requests] == ["get"] * 5
+    assert [r.name.rsplit("/", 1)[-1] for r in gcp.requests] == ["latest", "latest", "latest", "prod", "prod"]
+
+
+# -- errors --------------------------------------------------------------------------------
+
+STATUSES = [
+    # status, error, exit code, words
+    ("NOT_FOUND", NotFoundError, 66, "secret or version not found at "),
+    ("PERMISSION_DENIED", AuthError, 77, "permission denied by "),
+    ("UNAUTHENTICATED", AuthError, 77, "the credentials were refused by "),
+    ("UNAVAILABLE", TransientError, 69, "answered UNAVAILABLE"),
+    ("RESOURCE_EXHAUSTED", TransientError, 69, "answered RESOURCE_EXHAUSTED"),
+    ("DEADLINE_EXCEEDED", TransientError, 69, "answered DEADLINE_EXCEEDED"),
+    ("INTERNAL", TransientError, 69, "answered INTERNAL"),
+    ("INVALID_ARGUMENT", ManifestError, 78, "rejected by "),
+    ("FAILED_PRECONDITION", ManifestError, 78, "rejected by "),
+    ("UNIMPLEMENTED", UnavailableError, 69, "unexpected answer UNIMPLEMENTED"),
+]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize(("status", "error", "code", "words"), STATUSES, ids=[s[0] for s in STATUSES])
+def test_error_statuses_are_mapped_once_and_sent_once(gcp: SecretManagerEmulator, transport: str, status: str,
+                                                     error: type[LauncherError], code: int, words: str) -> None:
+    src = open_source(gcp, transport)
+    try:
+        gcp.fail_next(1, status, message="Google's own words about projects/x/secrets/db")
+        with pytest.raises(error) as info:
+            src.fetch("db", None)
+        assert type(info.value) is error and info.value.exit_code == code
+        assert str(info.value).startswith("sm://db: ") and words in str(info.value)
+        assert "Error" not in str(info.value) and "Exception" not in str(info.value)  # plain words, no class names
+        assert gcp.count() == 1  # the client library did not retry on its own
+    finally:
+        src.close()
+
+
+def test_denied_names_the_permission_and_is_not_retried(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    gcp.add_version("db", CANARY)
+    gcp.deny("db")
+    with pytest.raises(AuthError, match=r"secretmanager\.versions\.access' denied for resource") as info:
+        call_with_retry(lambda: source.fetch("db", None), FAST_RETRY)
+    assert info.value.exit_code == 77 and gcp.count() == 1
+    with pytest.raises(AuthError, match=r"secretmanager\.versions\.get' denied"):
+        source.current_version("db")
+
+
+@pytest.mark.parametrize("status", ["UNAVAILABLE", "RESOURCE_EXHAUSTED", "INTERNAL"])
+def test_transient_statuses_end_in_69_after_the_policys_attempts(gcp: SecretManagerEmulator, source: GcpSource, status: str) -> None:
+    gcp.fail_next(5, status)
+    with pytest.raises(UnavailableError, match="gave up after 3 attempts") as info:
+        call_with_retry(lambda: source.fetch("db", None), FAST_RETRY)
+    assert type(info.value) is UnavailableError and info.value.exit_code == 69
+    assert gcp.count("access") == 3
+
+
+def test_recovers_after_transient_answers(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    gcp.add_version("db", CANARY)
+    gcp.fail_next(2, "UNAVAILABLE")
+    assert call_with_retry(lambda: source.fetch("db", None), FAST_RETRY).value == CANARY
+    assert gcp.count("access") == 3
+
+
+def test_an_answer_without_googles_error_body_is_mapped_by_its_http_status(gcp: SecretManagerEmulator) -> None:
+    import requests
+
+    from launcher.sources.gcp import map_error
+
+    def http(status: int, body: bytes) -> Exception:
+        from google.api_core import exceptions
+
+        response = requests.Response()
+        response.status_code, response._content = status, body
+        response.request = requests.Request("GET", "http://x/v1/projects/p/secrets/s/versions/latest:access").prepare()
+        return exceptions.from_http_response(response)
+
+    assert isinstance(map_error(http(502, b"<html>Bad Gateway</html>"), "sm://db", "proxy"), TransientError)
+    assert isinstance(map_error(http(404, b"Not Found"), "sm://db", "proxy"), NotFoundError)
+    assert isinstance(map_error(http(403, b""), "sm://db", "proxy"), AuthError)
+    assert isinstance(map_error(http(400, b"{}"), "sm://db", "proxy"), ManifestError)
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("fault", ["STALL", "DRIP"])
+def test_a_stalled_or_dripping_server_ends_within_the_deadline(gcp: SecretManagerEmulator, transport: str, fault: str) -> None:
+    src = open_source(gcp, transport)
+    try:
+        gcp.fail_next(10, fault)
+        started = time.monotonic()
+        with pytest.raises(UnavailableError) as info:
+            call_with_retry(lambda: src.fetch("db", None), RetryConfig(attempts=5, initial_delay=0.01, deadline=1.0))
+        assert time.monotonic() - started < 2.0
+        assert "retry.deadline" in str(info.value) or "timed out" in str(info.value)
+    finally:
+        src.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_connection_refused_is_transient(gcp: SecretManagerEmulator, transport: str) -> None:
+    src = open_source(gcp, transport)
+    gcp.stop()
+    with pytest.raises(TransientError, match=r"cannot reach \S*127\.0\.0\.1:\d+ \(connection refused\)"):
+        src.fetch("db", None)
+    src.close()
+
+
+def test_a_refused_anonymous_caller_is_asked_once(gcp_auth: SecretManagerEmulator) -> None:
+    src = open_source(gcp_auth)
+    with pytest.raises(AuthError, match=r"credentials were refused .*UNAUTHENTICATED"):
+        src.fetch("db", None)
+    assert gcp_auth.count() == 1
+    src.close()
+
+
+def test_an_unknown_service_account_key_is_77_after_one_token_refresh(gcp_auth: SecretManagerEmulator, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(gcp_auth.service_account_key(tmp_path, known=False)))
+    src = GcpSource(GcpSourceConfig(name="sm", endpoint=gcp_auth.url, project=PROJECT), environ={})
+    with pytest.raises(AuthError, match="UNAUTHENTICATED"):
+        call_with_retry(lambda: src.fetch("db", None), FAST_RETRY)
+    assert [r.status for r in gcp_auth.requests] == ["UNAUTHENTICATED"] * 2  # google-auth's one refresh on a 401
+    src.close()
+
+
+# -- references, endpoints, packaging --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "version", "words"),
+    [
+        ("db", None, None),
+        ("db/versions/3", None, None),
+        ("db/versions/latest", None, None),
+        ("db/versions/prod_2024", None, None),
+        ("projects/my-project/secrets/db", None, None),
+        ("projects/123456789012/secrets/db/versions/7", None, None),
+        ("projects/example.com:app/secrets/db", None, None),
+        ("projects", None, None),  # a secret called projects
+        ("db", "3", "?version= is not used by gcp references: name the version in the path, gcp://db/versions/3"),
+        ("db/versions/0", None, "not a version number, latest or an alias"),
+        ("db/versions/", None, "not a version number"),
+        ("db/v/3", None, "expected gcp://SECRET[/versions/V]"),
+        ("a/b", None, "expected gcp://SECRET"),
+        ("bad name!", None, "not a Secret Manager secret id"),
+        ("x" * 256, None, "not a Secret Manager secret id"),
+        ("projects/Bad_Project/secrets/db", None, "not a Google Cloud project id"),
+        ("projects/p/secrets/db/versions", None, "expected gcp://SECRET"),
+        ("projects/p/locations/europe-west1/secrets/db", None, "regional secrets"),
+    ],
+)
+def test_reference_problem(path: str, version: str | None, words: str | None) -> None:
+    problem = reference_problem(GcpSourceConfig(name="gcp"), Reference("gcp", path, "key", version))
+    if words is None:
+        assert problem is None
+    else:
+        assert problem is not None and words in problem
+
+
+def test_bad_references_are_refused_before_any_request(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    for path, version in (("bad name!", None), ("db", "3"), ("db/versions/0", None)):
+        with pytest.raises(ManifestError) as info:
+            source.fetch(path, version)
+        assert info.value.exit_code == 78
+    with pytest.raises(ManifestError):
+        source.current_version("a/b")
+    assert gcp.count() == 0
+
+
+def test_endpoints_choose_the_transport_and_plain_http_carries_no_token_off_the_machine() -> None:
+    def opened(endpoint: str | None, credentials: str = "default") -> GcpSource:
+        return GcpSource(GcpSourceConfig(name="sm", endpoint=endpoint, credentials=credentials), environ={})
+
+    assert (opened(None).endpoint, opened(None).grpc) == ("https://secretmanager.googleapis.com", False)
+    assert opened("secretmanager.googleapis.com:443").grpc
+    assert opened("[::1]:8085", "none").grpc
+    assert not opened("http://127.0.0.1:8085").grpc  # a token over http to a loopback address is allowed
+    assert opened("http://emulator:8085", "none").endpoint == "http://emulator:8085"
+    for endpoint, words in (("http://emulator:8085", "plain http"), ("ftp://x", "neither"), ("host name:1", "neither"),
+                            ("https://", "has no host")):
+        with pytest.raises(ManifestError, match=words) as info:
+            opened(endpoint)
+        assert info.value.exit_code == 78
+
+
+def _python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False, env=env)
+
+
+def test_importing_the_module_imports_no_sdk() -> None:
+    result = _python(
+        "import sys\n"
+        "from launcher.refs import Reference\n"
+        "from launcher.sources import gcp\n"
+        "src = gcp.GcpSource(gcp.GcpSourceConfig(name='gcp', project='p'))\n"
+        "assert gcp.reference_problem(gcp.GcpSourceConfig(name='gcp'), Reference('gcp', 'db')) is None\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'google', 'grpc', 'requests', 'proto'}))"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_missing_sdk_is_78_naming_the_extra(tmp_path: Path) -> None:
+    (tmp_path / "launcher.yaml").write_text("version: 1\nsources:\n  g: {type: gcp}\nenv:\n  A: g://db\n")
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['google.cloud.secretmanager_v1'] = None\n")
+    env = launcher_env({"PYTHONPATH": str(hide)})
+    result = run_launcher(["check", "--offline"], env=env, cwd=tmp_path)
+    assert result.returncode == 78, result.stderr
+    assert "pip install 'secret-launcher[gcp]'" in result.stderr and "Traceback" not in result.stderr
+
+
+# -- the installed launcher --------------------------------------------------------------------
+
+
+def gcp_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The launcher's environment with no Google settings of the host and no metadata server."""
+    env = launcher_env(drop=[k for k in os.environ if k.startswith(("GOOGLE_", "GCE_", "CLOUDSDK_"))])
+    # Port 9 (discard) on loopback refuses at once: no real metadata server, no gcloud files.
+    return {**env, "CLOUDSDK_CONFIG": str(tmp_path / "gcloud"), "GCE_METADATA_HOST": "127.0.0.1:9",
+            "GCE_METADATA_IP": "127.0.0.1:9", **extra}
+
+
+def write_manifest(tmp_path: Path, env: dict[str, Any], sources: dict[str, Any] | None = None, **more: Any) -> Path:
+    doc = {"version": 1, "sources": sources or {}, "env": env, **more}
+    path = tmp_path / "launcher.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def emulated(emu: SecretManagerEmulator, **overrides: Any) -> dict[str, Any]:
+    return {"type": "gcp", "endpoint": emu.url, "credentials": "none", "project": PROJECT, **overrides}
+
+
+def test_cli_env_and_check_with_declared_builtin_and_inline_references(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    gcp.add_version("db", json.dumps({"user": "app", "password": "old"}))
+    gcp.add_version("db", json.dumps({"user": "app", "password": CANARY}))
+    gcp.add_version("api-key", "api-" + CANARY)
+    sources = {"sm": emulated(gcp), "gcp": emulated(gcp)}  # declaring `gcp` configures the built-in gcp://
+    write_manifest(tmp_path, {"DB_USER": "sm://db#user", "DB_PASSWORD": f"sm://projects/{PROJECT}/secrets/db#password",
+                              "API": "gcp://api-key", "OLD": "sm://db/versions/1#password"}, sources)
+    env = gcp_env(tmp_path, INLINE="gcp://db#password")
+    result = run_launcher(["env", "--format", "json"], env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"DB_USER": "app", "DB_PASSWORD": CANARY, "API": "api-" + CANARY, "OLD": "old",
+                                         "INLINE": CANARY}
+    check = run_launcher(["check", "--format", "json"], env=env, cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    rows = {row["name"]: (row["version"], row["status"]) for row in json.loads(check.stdout)["bindings"]}
+    assert rows["DB_USER"] == rows["DB_PASSWORD"] == ("2", "ok") and rows["OLD"] == ("1", "ok") and rows["API"] == ("1", "ok")
+    table = run_launcher(["check"], env=env, cwd=tmp_path)
+    assert table.returncode == 0 and "VERSION" in table.stdout
+    assert CANARY not in check.stdout + check.stderr + table.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("prepare", "code"),
+    [("missing", 66), ("denied", 77), ("unavailable", 69), ("disabled", 78), ("bad-ref", 78), ("no-credentials", 77),
+     ("no-project", 78)],
+)
+def test_cli_exit_codes(gcp: SecretManagerEmulator, tmp_path: Path, prepare: str, code: int) -> None:
+    gcp.add_version("db", CANARY)
+    ref, source = "gcp://db", emulated(gcp)
+    if prepare == "missing":
+        ref = "gcp://nope"
+    elif prepare == "denied":
+        gcp.deny("db")
+    elif prepare == "unavailable":
+        gcp.fail_next(10, "UNAVAILABLE")
+    elif prepare == "disabled":
+        gcp.set_state("db", "1", "DISABLED")
+    elif prepare == "bad-ref":
+        ref = "gcp://db?version=1"
+    elif prepare == "no-credentials":
+        source = {"type": "gcp", "endpoint": gcp.url}
+    else:
+        del source["project"]
+    write_manifest(tmp_path, {"SECRET": ref}, {"gcp": source}, retry={"attempts": 2, "initial_delay": "10ms", "deadline": "5s"})
+    result = run_launcher(["env"], env=gcp_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert CANARY not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr and lines[-1].startswith("launcher: error: ")
+    assert all(line.startswith("launcher: warning: ") for line in lines[:-1])  # retries, announced
+    assert len(lines) == (2 if prepare == "unavailable" else 1)
+    if prepare == "disabled":
+        assert "version 1 is DISABLED" in result.stderr
+    if prepare == "no-credentials":
+        assert "no Google credentials" in result.stderr and gcp.count() == 0
+
+
+def test_cli_gke_workload_identity_through_the_metadata_server(gcp_auth: SecretManagerEmulator, tmp_path: Path) -> None:
+    """On GKE with Workload Identity, ADC asks the metadata server for the token and the project."""
+    gcp_auth.add_version("db", CANARY)
+    write_manifest(tmp_path, {"SECRET": "gcp://db"}, {"gcp": {"type": "gcp", "endpoint": gcp_auth.url}})
+    env = gcp_env(tmp_path, **gcp_auth.metadata_env())
+    result = run_launcher(["env", "--format", "json"], env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"SECRET": CANARY}
+    assert gcp_auth.count("metadata") >= 2  # the token and the project
+    assert [(r.authorized, r.status) for r in gcp_auth.requests if r.kind == "access"] == [(True, "OK")]
+    gcp_auth.fail_next(50, "UNAVAILABLE", kind="metadata")
+    down = run_launcher(["env"], env={**env, "LAUNCHER_LOG_LEVEL": "error"}, cwd=tmp_path)
+    assert down.returncode in (69, 77), down.stderr  # 69 when the token endpoint does not answer
+    assert CANARY not in down.stderr and "Traceback" not in down.stderr
+
+
+def test_cli_key_file_is_used_and_scrubbed_from_the_child(gcp_auth: SecretManagerEmulator, tmp_path: Path) -> None:
+    gcp_auth.add_version("db", CANARY)
+    key = gcp_auth.service_account_key(tmp_path)
+    write_manifest(tmp_path, {"SECRET": "gcp://db"}, {"gcp": {"type": "gcp", "endpoint": gcp_auth.url}})
+    code = "import os, json; print(json.dumps([os.environ.get('SECRET'), os.environ.get('GOOGLE_APPLICATION_CREDENTIALS')]))"
+    result = run_launcher(["exec", "--", sys.executable, "-c", code], env=gcp_env(tmp_path, GOOGLE_APPLICATION_CREDENTIALS=str(key)),
+                          cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [CANARY, None]
+
+
+def test_cli_grpc_endpoint(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    gcp.add_version("db", CANARY)
+    write_manifest(tmp_path, {"SECRET": "sm://db"}, {"sm": emulated(gcp, endpoint=gcp.grpc_target())})
+    result = run_launcher(["env", "--format", "json"], env=gcp_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"SECRET": CANARY}
+    assert [r.transport for r in gcp.requests] == ["grpc"]
+    assert result.stderr == ""  # gRPC's C core says nothing on stderr
+
+
+def test_cli_grpc_says_nothing_of_its_own_when_the_server_goes_away(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    """gRPC's C core logs a server's GOAWAY at INFO on stderr unless GRPC_VERBOSITY says otherwise when it loads."""
+    gcp.add_version("db", CANARY)
+    write_manifest(tmp_path, {"SECRET": "sm://db"}, {"sm": emulated(gcp, endpoint=gcp.grpc_target())},
+                   watch={"interval": "1s"})
+    out, audit = tmp_path / "events.jsonl", tmp_path / "audit.jsonl"
+    proc = subprocess.Popen([LAUNCHER, "run", "--watch", "--audit", str(audit), "--", sys.executable, str(HELPERS_DIR / "record_env.py"),
+                             str(out), "SECRET"],
+                            env=gcp_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def checks() -> list[str]:
+        lines = audit.read_text().splitlines() if audit.exists() else []
+        return [e["outcome"] for e in map(json.loads, lines) if e["event"] == "check"]
+
+    try:
+        wait_for(lambda: out.exists() and "ok" in checks(), what="the child's start and a version check")
+        assert "GRPC_VERBOSITY" not in proc_environ(proc.pid)  # the variable was set for the import only
+        gcp.stop_grpc()  # GOAWAY, then refused: the next check fails and the launcher says so
+        wait_for(lambda: "unavailable" in checks(), what="a failed check")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "source sm is failing" in stderr  # the outage, in the launcher's words
+    assert [line for line in stderr.splitlines() if not line.startswith("launcher: ")] == []
+
+
+def proc_environ(pid: int) -> str:
+    """The variables a process has now, as text (of a process of ours: the launcher is not dumpable, its child is)."""
+    import psutil
+
+    children = psutil.Process(pid).children()
+    return "\n".join(children[0].environ()) if children else ""
+
+
+def test_cli_grpc_over_tls_with_a_key_file(gcp_auth: SecretManagerEmulator, tmp_path: Path) -> None:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    target = gcp_auth.grpc_target(tls=(cert.private_key_pem.bytes(), b"".join(b.bytes() for b in cert.cert_chain_pems)))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    gcp_auth.add_version("db", CANARY)
+    write_manifest(tmp_path, {"SECRET": "gcp://db"}, {"gcp": {"type": "gcp", "endpoint": target}})
+    env = gcp_env(tmp_path, GOOGLE_APPLICATION_CREDENTIALS=str(gcp_auth.service_account_key(tmp_path)),
+                  GRPC_DEFAULT_SSL_ROOTS_FILE_PATH=str(tmp_path / "ca.pem"))
+    result = run_launcher(["env", "--format", "json"], env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"SECRET": CANARY}
+    assert [(r.transport, r.authorized) for r in gcp_auth.requests] == [("grpc", True)]
+
+
+def test_cli_sdk_debug_logging_never_prints_a_value(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    """GOOGLE_SDK_PYTHON_LOGGING_SCOPE turns on the SDK's own DEBUG logging, which prints whole answers."""
+    gcp.add_version("db", CANARY)
+    write_manifest(tmp_path, {"REST": "gcp://db", "GRPC": "grpc://db"},
+                   {"gcp": emulated(gcp), "grpc": emulated(gcp, endpoint=gcp.grpc_target())})
+    for scope in ("google", "google.cloud.secretmanager_v1"):
+        env = gcp_env(tmp_path, GOOGLE_SDK_PYTHON_LOGGING_SCOPE=scope)
+        result = run_launcher(["--log-level", "debug", "env"], env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.count(CANARY) == 2
+        assert base64_of(CANARY) not in result.stderr and CANARY not in result.stderr
+
+
+def base64_of(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+def test_cli_check_and_run_watch_see_a_rotation_without_reading_payloads(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    gcp.add_version("rotating", "v1-" + CANARY)
+    write_manifest(tmp_path, {"TOKEN": "gcp://rotating"}, {"gcp": emulated(gcp)}, watch={"interval": "1s", "debounce": "0s"})
+    env = gcp_env(tmp_path)
+    out = tmp_path / "events.jsonl"
+    proc = subprocess.Popen([LAUNCHER, "run", "--watch", "--", sys.executable, str(HELPERS_DIR / "record_env.py"), str(out), "TOKEN"],
+                            env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        events = lambda: [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []  # noqa: E731
+        wait_for(lambda: events(), what="the child's first start")
+        reads = gcp.count("access")
+        wait_for(lambda: gcp.count("get") >= 2, what="version checks")
+        assert gcp.count("access") == reads, "checks read no payload while nothing changes"
+        gcp.add_version("rotating", "v2-" + CANARY)
+        wait_for(lambda: [e for e in events() if e["event"] == "start" and e["env"]["TOKEN"] == "v2-" + CANARY],
+                 timeout=10, what="the restart with the new value")
+        check = run_launcher(["check", "--format", "json"], env=env, cwd=tmp_path)
+        assert json.loads(check.stdout)["bindings"][0]["version"] == "2"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=10)
+    assert CANARY not in stderr
+
+
+def test_cli_failover_between_two_google_sources(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    second = SecretManagerEmulator()
+    second.start()
+    try:
+        gcp.add_version("db", CANARY)
+        second.add_version("db", CANARY)
+        gcp.fail_next(1000, "UNAVAILABLE")  # the primary is down
+        sources = {"primary": emulated(gcp, fallback="secondary"), "secondary": emulated(second)}
+        write_manifest(tmp_path, {"SECRET": "primary://db"}, sources, retry={"attempts": 2, "initial_delay": "50ms", "deadline": "6s"})
+        result = run_launcher(["exec", "--", sys.executable, "-c", "import os; print(os.environ['SECRET'], end='')"],
+                              env=gcp_env(tmp_path), cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == CANARY
+        assert [r.status for r in gcp.requests] == ["UNAVAILABLE", "UNAVAILABLE"]  # its two attempts
+        assert [r.status for r in second.requests] == ["OK"]
+        assert "failing over to secondary" in result.stderr and CANARY not in result.stderr
+    finally:
+        second.stop()
+
+
+def test_python_api_get_load_and_has_rotated(gcp: SecretManagerEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import launcher
+
+    gcp.add_version("db", json.dumps({"password": CANARY}))
+    manifest = write_manifest(tmp_path, {"DB_PASSWORD": "gcp://db#password"}, {"gcp": emulated(gcp)})
+    with launcher.Client(str(manifest)) as client:
+        assert client.get("gcp://db#password") == CANARY
+        secrets = client.load()
+        assert secrets["DB_PASSWORD"] == CANARY and secrets.version("DB_PASSWORD") == "1"
+        assert not client.has_rotated("gcp://db#password")
+        gcp.add_version("db", json.dumps({"password": "rotated"}))
+        assert client.has_rotated("gcp://db#password")
+        assert client.get("gcp://db#password") == "rotated"
+    assert [r.kind for r in gcp.requests] == ["access", "get", "get", "access"]
+
+
+def test_file_google_and_vault_in_one_run(gcp: SecretManagerEmulator, openbao: OpenBao, tmp_path: Path) -> None:
+    gcp.add_version("api", json.dumps({"key": "gcp-" + CANARY}))
+    base = openbao.unique("mixed-gcp")
+    write_kv2(openbao, f"{base}/db", {"password": "bao-" + CANARY})
+    (tmp_path / "secrets.yaml").write_text("flag: on-" + CANARY + "\n")
+    sources = {"dev": {"type": "file", "path": "./secrets.yaml"}, "gcp": emulated(gcp)}
+    write_manifest(tmp_path, {"A": "gcp://api#key", "B": f"vault://secret/{base}/db#password", "C": "dev://flag",
+                              "URL": f"x://{{{{ gcp://api#key }}}}:{{{{ vault://secret/{base}/db#password }}}}"}, sources)
+    result = run_launcher(["env", "--format", "json"], env=gcp_env(tmp_path, **openbao.env()), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"A": "gcp-" + CANARY, "B": "bao-" + CANARY, "C": "on-" + CANARY,
+                                         "URL": f"x://gcp-{CANARY}:bao-{CANARY}"}
+    gcp.fail_next(10, "PERMISSION_DENIED")  # all or nothing, across backends
+    denied = run_launcher(["env"], env=gcp_env(tmp_path, **openbao.env()), cwd=tmp_path)
+    assert denied.returncode == 77 and CANARY not in denied.stdout + denied.stderr
+
+
+def _imported(args: list[str], env: dict[str, str], cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "launcher", *args], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=60, check=False)
+    return result, {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
+
+
+def test_google_libraries_are_imported_only_when_a_source_is_opened(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    (tmp_path / "secrets.yaml").write_text("token: abc\n")
+    (tmp_path / "file.yaml").write_text(yaml.safe_dump({"version": 1, "sources": {"dev": {"type": "file", "path": "./secrets.yaml"}},
+                                                        "env": {"TOKEN": "dev://token"}}))
+    gcp.add_version("db", CANARY)
+    write_manifest(tmp_path, {"TOKEN": "dev://token", "SECRET": "g://db"},
+                   {"dev": {"type": "file", "path": "./secrets.yaml"}, "g": emulated(gcp)})
+    for args in (["env", "-m", "file.yaml"], ["check", "--offline"]):  # a file-only run; a gcp source declared, not opened
+        result, modules = _imported(args, gcp_env(tmp_path), tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert "launcher.manifest" in modules  # the probe sees our imports at all
+        # `google` and `google.cloud` are namespace packages (no code), imported by the check that the extra is installed.
+        assert not {m for m in modules if m.split(".")[0] in ("google", "grpc", "proto")} - {"google", "google.cloud"}, args
+    result, modules = _imported(["env"], gcp_env(tmp_path), tmp_path)
+    assert result.returncode == 0 and "google.cloud.secretmanager_v1" in modules
+
+
+def test_example_manifest_is_valid(tmp_path: Path) -> None:
+    result = run_launcher(["check", "--offline", "-m", str(ROOT / "examples" / "gcp" / "launcher.yaml")], env=gcp_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+def test_deadline_module_bounds_a_check_too(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    gcp.add_version("db", CANARY)
+    gcp.fail_next(1, "STALL", kind="get")
+    started = time.monotonic()
+    with pytest.raises(TransientError), deadline.bound(0.5):
+        source.current_version("db")
+    assert time.monotonic() - started < 1.5
