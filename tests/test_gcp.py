@@ -350,6 +350,30 @@ def test_an_unknown_service_account_key_is_77_after_one_token_refresh(gcp_auth: 
     src.close()
 
 
+def test_a_metadata_server_that_never_answers_is_bounded_by_the_deadline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No key file, no gcloud file: google-auth probes the metadata server (3 tries of 3 s), on the launcher's bounded sockets."""
+    import socket
+
+    import google.cloud.secretmanager_v1  # noqa: F401  (imported before the clock starts: its import time varies with load)
+
+    for name in [k for k in os.environ if k.startswith(("GOOGLE_", "GCE_", "CLOUDSDK_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))
+    with socket.socket() as silent:  # listens, never accepts: connections open, answers never come
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:%d" % silent.getsockname()[1])
+        src = GcpSource(GcpSourceConfig(name="gcp", project=PROJECT), environ={})
+        started = time.monotonic()
+        with pytest.raises(LauncherError) as info:
+            call_with_retry(lambda: src.fetch("db", None), RetryConfig(attempts=3, initial_delay=0.01, deadline=1.0))
+        # The deadline cuts each probe short; google-auth's own backoff sleeps between its tries (1 s, then
+        # 2 s) cannot be cut, which leaves ~3 s past the deadline once per process (unbounded: 3 x 3 s more).
+        assert time.monotonic() - started < 6
+        assert isinstance(info.value, AuthError) and "no Google credentials" in str(info.value)
+        src.close()
+
+
 # -- references, endpoints, packaging --------------------------------------------------------
 
 
@@ -478,6 +502,7 @@ def test_cli_env_and_check_with_declared_builtin_and_inline_references(gcp: Secr
     assert rows["DB_USER"] == rows["DB_PASSWORD"] == ("2", "ok") and rows["OLD"] == ("1", "ok") and rows["API"] == ("1", "ok")
     table = run_launcher(["check"], env=env, cwd=tmp_path)
     assert table.returncode == 0 and "VERSION" in table.stdout
+    assert gcp.count("get") == 0  # check reads (secretmanager.versions.access); it asks for no metadata
     assert CANARY not in check.stdout + check.stderr + table.stdout + result.stderr
 
 
