@@ -109,6 +109,7 @@ class SecretManagerEmulator:
     def __init__(self, require_auth: bool = False) -> None:
         self.require_auth = require_auth
         self.requests: list[Request] = []
+        self.checksums = True  # False: payloads come without dataCrc32c, as some emulators send them
         self.projects = {PROJECT: PROJECT_NUMBER}
         self._secrets: dict[tuple[str, str], list[_Version]] = {}
         self._aliases: dict[tuple[str, str, str], int] = {}
@@ -283,7 +284,7 @@ class SecretManagerEmulator:
             if self._corrupt > 0:
                 self._corrupt -= 1
                 checksum ^= 0x1
-            return "OK", "", {"name": resource, "data": found.data, "crc": checksum}
+            return "OK", "", {"name": resource, "data": found.data, "crc": checksum if self.checksums else None}
 
 
 class _Server(ThreadingHTTPServer):
@@ -352,7 +353,9 @@ class _Handler(BaseHTTPRequestHandler):
             ints = "enum-encoding=int" in urllib.parse.unquote(url.query)  # the client asks for enums as numbers
             self._json(200, {**body, "state": STATES[body["state"]] if ints else body["state"]})
         else:
-            payload = {"data": base64.b64encode(body["data"]).decode(), "dataCrc32c": str(body["crc"])}
+            payload = {"data": base64.b64encode(body["data"]).decode()}
+            if body["crc"] is not None:
+                payload["dataCrc32c"] = str(body["crc"])
             self._json(200, {"name": body["name"], "payload": payload})
 
     def _metadata(self, path: str) -> None:
@@ -439,7 +442,9 @@ def _start_grpc(emu: SecretManagerEmulator, tls: tuple[bytes, bytes] | None) -> 
             context.abort(grpc.StatusCode[status], message)
         if kind == "get":
             return resources.SecretVersion(name=body["name"], state=resources.SecretVersion.State[body["state"]])
-        payload = resources.SecretPayload(data=body["data"], data_crc32c=body["crc"])
+        payload = resources.SecretPayload(data=body["data"])
+        if body["crc"] is not None:
+            payload.data_crc32c = body["crc"]
         return service.AccessSecretVersionResponse(name=body["name"], payload=payload)
 
     methods = {

@@ -191,6 +191,13 @@ def test_a_checksum_mismatch_is_retried_and_69_when_it_persists(gcp: SecretManag
         src.close()
 
 
+def test_a_payload_without_a_checksum_is_taken_as_it_is(gcp: SecretManagerEmulator, source: GcpSource) -> None:
+    gcp.checksums = False  # Google always sends one; an emulator may not
+    gcp.add_version("db", CANARY)
+    assert source.fetch("db", None).value == CANARY
+    assert gcp.count("access") == 1
+
+
 @pytest.mark.parametrize("state", ["DISABLED", "DESTROYED"])
 def test_disabled_and_destroyed_versions_are_78_naming_the_state(gcp: SecretManagerEmulator, source: GcpSource, state: str) -> None:
     gcp.add_version("db", "old")
@@ -362,7 +369,7 @@ def test_a_metadata_server_that_never_answers_is_bounded_by_the_deadline(tmp_pat
     with socket.socket() as silent:  # listens, never accepts: connections open, answers never come
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)
-        monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:%d" % silent.getsockname()[1])
+        monkeypatch.setenv("GCE_METADATA_IP", f"127.0.0.1:{silent.getsockname()[1]}")
         src = GcpSource(GcpSourceConfig(name="gcp", project=PROJECT), environ={})
         started = time.monotonic()
         with pytest.raises(LauncherError) as info:
@@ -496,8 +503,12 @@ def test_cli_env_and_check_with_declared_builtin_and_inline_references(gcp: Secr
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"DB_USER": "app", "DB_PASSWORD": CANARY, "API": "api-" + CANARY, "OLD": "old",
                                          "INLINE": CANARY}
-    check = run_launcher(["check", "--format", "json"], env=env, cwd=tmp_path)
+    check = run_launcher(["check", "--format", "json", "--audit", str(tmp_path / "audit.jsonl")], env=env, cwd=tmp_path)
     assert check.returncode == 0, check.stderr
+    audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    fetched = {e["ref"]: e["version"] for e in audit if e["event"] == "fetch"}
+    assert fetched["sm://db"] == "2" and fetched["sm://db/versions/1"] == "1" and fetched["gcp://api-key"] == "1"
+    assert CANARY not in (tmp_path / "audit.jsonl").read_text()
     rows = {row["name"]: (row["version"], row["status"]) for row in json.loads(check.stdout)["bindings"]}
     assert rows["DB_USER"] == rows["DB_PASSWORD"] == ("2", "ok") and rows["OLD"] == ("1", "ok") and rows["API"] == ("1", "ok")
     table = run_launcher(["check"], env=env, cwd=tmp_path)
@@ -538,6 +549,11 @@ def test_cli_exit_codes(gcp: SecretManagerEmulator, tmp_path: Path, prepare: str
     assert len(lines) == (2 if prepare == "unavailable" else 1)
     if prepare == "disabled":
         assert "version 1 is DISABLED" in result.stderr
+    if prepare == "bad-ref":  # found without any request, with file:line
+        offline = run_launcher(["check", "--offline"], env=gcp_env(tmp_path), cwd=tmp_path)
+        assert offline.returncode == 78
+        assert "launcher.yaml:" in offline.stderr and "env.SECRET:" in offline.stderr and "gcp://db/versions/1" in offline.stderr
+        assert gcp.count() == 0
     if prepare == "no-credentials":
         assert "no Google credentials" in result.stderr and gcp.count() == 0
 

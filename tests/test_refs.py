@@ -38,7 +38,8 @@ def test_parse_reference(text: str, expected: Reference) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("prd://secret/x#y", "unknown source 'prd' (did you mean 'prod'?) (declared: dev, my-src, prod, s_2; built-in: aws, azure, gcp, vault)"),
+        ("prd://secret/x#y",
+         "unknown source 'prd' (did you mean 'prod'?) (declared: dev, my-src, prod, s_2; built-in: aws, azure, gcp, vault)"),
         ("Vault://x", "unknown source 'Vault' (did you mean 'vault'?) (declared:"),
         ("zzz://x", "unknown source 'zzz' (declared: dev, my-src, prod, s_2; built-in: aws, azure, gcp, vault)"),
         ("Vault://x", "unknown source 'Vault'"),

@@ -170,9 +170,9 @@ class GcpSource:
         """
         where = str(FetchKey(self.name, path, version))
         response = self._call("access_secret_version", path, version)
-        data, crc = bytes(response.payload.data), response.payload.data_crc32c
-        # proto3 `optional`: absent (never, from Google) is None; an emulator may leave it out.
-        if crc is not None and crc32c(data) != crc:
+        data = bytes(response.payload.data)
+        # A proto3 `optional` field reads 0 when absent: Google always sends it, an emulator may not.
+        if "data_crc32c" in response.payload and crc32c(data) != response.payload.data_crc32c:
             raise TransientError(f"{where}: the payload's CRC32C does not match (corrupted in transit)")
         try:
             value = data.decode("utf-8")
