@@ -517,6 +517,14 @@ def test_cli_env_and_check_with_declared_builtin_and_inline_references(gcp: Secr
     assert CANARY not in check.stdout + check.stderr + table.stdout + result.stderr
 
 
+def test_cli_env_from_a_json_payload(gcp: SecretManagerEmulator, tmp_path: Path) -> None:
+    gcp.add_version("config", json.dumps({"api-key": CANARY, "db_url": "postgres://db/app"}))
+    write_manifest(tmp_path, {}, {"gcp": emulated(gcp)}, env_from=[{"ref": "gcp://config", "prefix": "APP_"}])
+    result = run_launcher(["env", "--format", "json"], env=gcp_env(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"APP_API_KEY": CANARY, "APP_DB_URL": "postgres://db/app"}
+
+
 @pytest.mark.parametrize(
     ("prepare", "code"),
     [("missing", 66), ("denied", 77), ("unavailable", 69), ("disabled", 78), ("bad-ref", 78), ("no-credentials", 77),
@@ -524,7 +532,7 @@ def test_cli_env_and_check_with_declared_builtin_and_inline_references(gcp: Secr
 )
 def test_cli_exit_codes(gcp: SecretManagerEmulator, tmp_path: Path, prepare: str, code: int) -> None:
     gcp.add_version("db", CANARY)
-    ref, source = "gcp://db", emulated(gcp)
+    ref, source, extra = "gcp://db", emulated(gcp), {}
     if prepare == "missing":
         ref = "gcp://nope"
     elif prepare == "denied":
@@ -537,10 +545,11 @@ def test_cli_exit_codes(gcp: SecretManagerEmulator, tmp_path: Path, prepare: str
         ref = "gcp://db?version=1"
     elif prepare == "no-credentials":
         source = {"type": "gcp", "endpoint": gcp.url}
+        extra["NO_GCE_CHECK"] = "true"  # google-auth's own switch: no metadata server probe (and its pauses)
     else:
         del source["project"]
     write_manifest(tmp_path, {"SECRET": ref}, {"gcp": source}, retry={"attempts": 2, "initial_delay": "10ms", "deadline": "5s"})
-    result = run_launcher(["env"], env=gcp_env(tmp_path), cwd=tmp_path)
+    result = run_launcher(["env"], env=gcp_env(tmp_path, **extra), cwd=tmp_path)
     assert result.returncode == code, result.stderr
     assert CANARY not in result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
