@@ -218,7 +218,7 @@ class GcpSource:
             project = name.project or self.project
             if project is None:
                 raise ManifestError(f"{where}: no project for a short reference: set `project:` on the source or "
-                                    "GOOGLE_CLOUD_PROJECT, or write gcp://projects/PROJECT/secrets/SECRET")
+                                    f"GOOGLE_CLOUD_PROJECT, or write {self.name}://projects/PROJECT/secrets/{name.secret}")
             timeout = deadline.cut(self.timeout)
             return getattr(client, method)(name=name.resource(project), retry=None, timeout=timeout)
         except LauncherError:
