@@ -1,3 +1,3 @@
-"""Fixtures shared by every test module: the OpenBao server, the Key Vault emulator, PostgreSQL."""
+"""Fixtures shared by every test module: the OpenBao server, the Key Vault and Secret Manager emulators, PostgreSQL."""
 
-pytest_plugins = ["tests.openbao", "tests.keyvault_emulator", "tests.postgres"]
+pytest_plugins = ["tests.openbao", "tests.keyvault_emulator", "tests.gcp_emulator", "tests.postgres"]

@@ -68,7 +68,8 @@ def no_canary(*texts: object) -> None:
 
 
 def test_import_launcher_imports_no_cli_sdk_or_yaml() -> None:
-    heavy = ["click", "hvac", "requests", "urllib3", "azure", "boto3", "botocore", "pydantic", "pydantic_settings", "yaml"]
+    heavy = ["click", "hvac", "requests", "urllib3", "azure", "boto3", "botocore", "google", "grpc", "pydantic", "pydantic_settings",
+             "yaml"]
     code = (f"import sys, json, launcher\nheavy = {heavy!r}\n"
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m == 'launcher.api')))\n"
             "launcher.Client, launcher.load, launcher.NotFoundError\n"

@@ -37,9 +37,9 @@ MALFORMED = [
     ("unknown-binding-key", "version: 1\nenv:\n  A: {value: x, reff: y}\n", 3, ["env.A.reff", "unknown key"]),
     ("unknown-env-from-key", "version: 1\nenv_from:\n  - {ref: vault://x, prefx: A}\n", 3, ["env_from[0].prefx", "unknown key"]),
     ("typo-source", "version: 1\nsources:\n  prod: {type: vault}\nenv:\n  A: prd://secret/x#y\n", 5,
-     ["env.A", "unknown source 'prd' (did you mean 'prod'?) (declared: prod; built-in: aws, azure, ssm, vault)"]),
+     ["env.A", "unknown source 'prd' (did you mean 'prod'?) (declared: prod; built-in: aws, azure, gcp, ssm, vault)"]),
     ("typo-source-in-template", "version: 1\nenv:\n  A: 'x{{ valt://s#k }}'\n", 3,
-     ["env.A", "unknown source 'valt'", "built-in: aws, azure, ssm, vault"]),
+     ["env.A", "unknown source 'valt'", "built-in: aws, azure, gcp, ssm, vault"]),
     ("typo-source-inline-ref", "version: 1\nenv:\n  A: {ref: 'prd://x'}\n", 3, ["env.A.ref", "unknown source 'prd'"]),
     ("scheme-as-source-name", "version: 1\nsources:\n  https: {type: file, path: x}\n", 3, ["sources.https", "well-known URL scheme"]),
     ("scheme-as-source-name-redis", "version: 1\nsources:\n  redis: {type: vault}\n", 3, ["sources.redis", "well-known URL scheme"]),
@@ -542,7 +542,7 @@ def test_every_independent_problem_is_reported_in_file_order() -> None:
         ("/etc/app/launcher.yaml:12", "bogus"),
     ]
     assert str(err) == str(problems[0]) == "/etc/app/launcher.yaml:3: env.A: unknown source 'prd' (did you mean 'prod'?) " \
-        "(declared: prod, v2; built-in: aws, azure, ssm, vault)"
+        "(declared: prod, v2; built-in: aws, azure, gcp, ssm, vault)"
     assert all(e.exit_code == 78 and "\n" not in str(e) for e in problems)
 
 

@@ -42,9 +42,9 @@ def test_parse_reference(text: str, expected: Reference) -> None:
     ("text", "message"),
     [
         ("prd://secret/x#y",
-         "unknown source 'prd' (did you mean 'prod'?) (declared: dev, my-src, prod, s_2; built-in: aws, azure, ssm, vault)"),
+         "unknown source 'prd' (did you mean 'prod'?) (declared: dev, my-src, prod, s_2; built-in: aws, azure, gcp, ssm, vault)"),
         ("Vault://x", "unknown source 'Vault' (did you mean 'vault'?) (declared:"),
-        ("zzz://x", "unknown source 'zzz' (declared: dev, my-src, prod, s_2; built-in: aws, azure, ssm, vault)"),
+        ("zzz://x", "unknown source 'zzz' (declared: dev, my-src, prod, s_2; built-in: aws, azure, gcp, ssm, vault)"),
         ("Vault://x", "unknown source 'Vault'"),
         ("https://example.com", "is a URL, not a secret reference"),
         ("dev://", "empty path"),
@@ -175,7 +175,7 @@ def test_a_long_list_of_declared_sources_is_shortened() -> None:
     known = frozenset({f"src{i:02d}" for i in range(30)}) | {"vault", "azure"}
     with pytest.raises(RefSyntaxError) as info:
         parse_reference("nope://x", known)
-    assert "declared: src00, src01," in str(info.value) and "src09, ... (20 more); built-in: aws, azure, ssm, vault" in str(info.value)
+    assert "declared: src00, src01," in str(info.value) and "src09, ... (20 more); built-in: aws, azure, gcp, ssm, vault" in str(info.value)
 
 
 def test_no_suggestion_for_a_far_or_very_long_name() -> None:

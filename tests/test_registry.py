@@ -17,7 +17,10 @@ from launcher.sources.base import Leasing, TokenHolding, Versioned
 from launcher.sources.catalog import backend
 from launcher.sources.registry import builtins, default_scrub, types
 
-SDKS = ("hvac", "requests", "urllib3", "azure", "msal", "boto3", "botocore")
+# `google` itself is left out: checking that the gcp extra is installed imports the namespace
+# packages `google` and `google.cloud`, which hold no code; every library under them is listed.
+SDKS = ("hvac", "requests", "urllib3", "azure", "msal", "boto3", "botocore", "grpc", "proto", "google.auth", "google.api_core",
+        "google.cloud.secretmanager_v1", "google.protobuf")
 
 
 @pytest.fixture
@@ -39,13 +42,15 @@ def test_parsing_a_manifest_imports_no_sdk(tmp_path: Path) -> None:
         "  a: {type: azure, vault_url: 'https://kv.vault.azure.net/', credential: managed_identity}\n"
         "  f: {type: file, path: s.yaml}\n"
         "  s: {type: ssm, region: eu-west-1}\n"
+        "  g: {type: gcp, project: p, endpoint: 'secretmanager.googleapis.com:443'}\n"
         "env:\n  A: v://secret/x#k\n  B: a://name\n  C: f://x\n  D: vault://secret/y#k\n  E: azure://kv/name\n"
         "  F: s:///app/db?label=live\n  G: ssm:///app/db?version=2\n"
+        "  H: g://db\n  I: gcp://projects/p/secrets/db/versions/3\n"
     )
     code = (
         "import sys; from launcher.manifest import load_manifest; from launcher.resolve.resolver import inline_bindings\n"
         f"m = load_manifest({str(manifest)!r}); inline_bindings({{'X': 'vault://secret/z#k'}}, m)\n"
-        f"print(sorted(n for n in sys.modules if n.split('.')[0] in {SDKS!r}))"
+        f"print(sorted(n for n in sys.modules if any(n == s or n.startswith(s + '.') for s in {SDKS!r})))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

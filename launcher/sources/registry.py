@@ -30,13 +30,15 @@ class Entry:
 # Built-ins: `vault://` from the VAULT_* (or BAO_*) variables as the CLI reads them,
 # `azure://VAULT-NAME/SECRET` for https://VAULT-NAME.vault.azure.net, `aws://NAME` and
 # `ssm:///NAME` from the AWS_* variables. AWS variables are not scrubbed: the application
-# usually runs as the same identity (list them in `scrub` if not).
+# usually runs as the same identity (list them in `scrub` if not). `gcp://` from Application
+# Default Credentials, whose key file variable is scrubbed (it names a credential file).
 REGISTRY = {
     "file": Entry("launcher.sources.file"),
     "vault": Entry("launcher.sources.vault", builtin=True, scrub=("VAULT_TOKEN", "BAO_TOKEN", "VAULT_SECRET_ID")),
     "azure": Entry("launcher.sources.azure", builtin=True, scrub=("AZURE_CLIENT_SECRET",)),
     "aws": Entry("launcher.sources.aws", builtin=True),
     "ssm": Entry("launcher.sources.ssm", builtin=True),
+    "gcp": Entry("launcher.sources.gcp", builtin=True, scrub=("GOOGLE_APPLICATION_CREDENTIALS",)),
 }
 
 
