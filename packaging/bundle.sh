@@ -23,10 +23,6 @@ bundle=$out/launcher
 # picked up with no change here; an extra for development or for in-process use is not.
 # pydantic serves the Python API (launcher.pydantic), which a bundle has no use for.
 excluded_extras="test pydantic docs dev"
-# botocore ships a model of every AWS service (tens of MiB); the bundle keeps those the
-# AWS backends call, and the credential chain's (sts: web identity and assumed roles;
-# sso, sso-oidc: SSO profiles).
-botocore_services="secretsmanager ssm sts sso sso-oidc"
 pyinstaller_version=6.22.3
 
 for tool in objdump strip tar; do
@@ -48,7 +44,7 @@ needs_bootloader_build() {  # true unless the right PyInstaller, with a bootload
     package=$("$venv/bin/python" -c "import os, PyInstaller; print(os.path.dirname(PyInstaller.__file__))" 2>/dev/null) || return 0
     [ "$("$venv/bin/pyinstaller" --version)" = "$pyinstaller_version" ] || return 0
     local needed
-    needed=$(find "$package/bootloader" -name run -exec objdump -p {} +)
+    needed=$(find "$package/bootloader" -path '*Linux*' -name run -exec objdump -p {} + 2>/dev/null)
     grep -q 'NEEDED *libz' <<<"$needed"
 }
 if needs_bootloader_build; then
@@ -74,25 +70,12 @@ echo "+ pip install '$root[$extras]'"
 # A local directory is always rebuilt and reinstalled, so the bundle holds the checkout as it is.
 "${pip[@]}" install "$root[$extras]"
 
-echo "+ pyinstaller --onedir (into $bundle)"
-# --collect-submodules: the backends are imported by name from the registry, which
-# PyInstaller cannot follow; collecting the whole package keeps working as modules move.
-# --copy-metadata: `launcher --version` reads the distribution's version.
-"$venv/bin/pyinstaller" --noconfirm --log-level WARN --onedir --name launcher --contents-directory _internal \
-    --distpath "$out" --workpath "$out/.build" --specpath "$out/.build" --strip \
-    --collect-submodules launcher --copy-metadata secret-launcher \
-    --exclude-module launcher.pydantic --exclude-module pydantic --exclude-module pydantic_settings \
-    --exclude-module pydantic_core --exclude-module tkinter \
-    "$root/packaging/entry.py"
-
+echo "+ pyinstaller packaging/launcher.spec (into $bundle)"
+# The spec: --onedir (a onefile bundle would unpack itself into /tmp at every start, and
+# fail where /tmp is noexec), every launcher module, the service models kept, stripped.
+"$venv/bin/pyinstaller" --noconfirm --log-level WARN --distpath "$out" --workpath "$out/.build" \
+    "$root/packaging/launcher.spec"
 internal=$bundle/_internal
-if [ -d "$internal/botocore/data" ]; then
-    for dir in "$internal/botocore/data"/*/; do
-        name=$(basename "$dir")
-        case " $botocore_services " in *" $name "*) ;; *) rm -rf "$dir" ;; esac
-    done
-fi
-rm -rf "$internal/boto3/data"  # resource models: the launcher uses clients only
 
 # The highest GLIBC_x.y symbol version any ELF file of the bundle asks for: the oldest C
 # library it runs on. Recorded in the bundle for `launcher --version`.

@@ -248,10 +248,17 @@ def test_vault_over_tls_with_the_systems_roots_and_the_bundled_ones(image: Image
     assert code == 77 and "not trusted" in err, err
 
 
-def test_aws(image: Image, moto_server: MotoServer) -> None:
+@pytest.mark.parametrize("credentials", ["keys", "web identity"])
+def test_aws(image: Image, moto_server: MotoServer, credentials: str) -> None:
     name = moto_server.unique("bundle/db")
     moto_server.client.create_secret(Name=name, SecretString=json.dumps({"password": CANARY}))
-    code, out, err = env_json(image, f"version: 1\nenv:\n  DB: aws://{name}#password\n", moto_server.env())
+    env = moto_server.env()
+    files = {}
+    if credentials == "web identity":  # as on EKS with IRSA: the role is assumed through STS
+        del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+        files["token"] = "a-projected-service-account-token"
+        env |= {"AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/app", "AWS_WEB_IDENTITY_TOKEN_FILE": "token"}
+    code, out, err = env_json(image, f"version: 1\nenv:\n  DB: aws://{name}#password\n", env, files)
     assert code == 0, err
     assert json.loads(out) == {"DB": CANARY}
 
