@@ -123,15 +123,16 @@ class Image:
         path.chmod(mode)
         return inner
 
-    def command(self, argv: Sequence[str], cwd: str = "/", pid1: bool = False) -> list[str]:
+    def command(self, argv: Sequence[str], cwd: str = "/", pid1: bool = False, mounts: bool = False) -> list[str]:
         """``unshare`` into the image; with ``pid1`` in a new PID namespace with its own /proc,
-        where ``argv`` runs as PID 1 (and everything left is killed when it exits)."""
-        namespaces = ["--pid", "--fork", "--mount-proc", "--kill-child"] if pid1 else []
+        where ``argv`` runs as PID 1 (and everything left is killed when it exits); with
+        ``mounts`` in a mount namespace of its own (what it mounts is gone when it exits)."""
+        namespaces = ["--pid", "--fork", "--mount-proc", "--kill-child"] if pid1 else ["--mount"] if mounts else []
         return ["unshare", *namespaces, f"--root={self.root}", f"--wd={cwd}", *argv]
 
     def run(self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str = "/", pid1: bool = False,
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self.command(argv, cwd, pid1), env=image_env(env), capture_output=True, text=True,
+            mounts: bool = False, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(self.command(argv, cwd, pid1, mounts), env=image_env(env), capture_output=True, text=True,
                               timeout=timeout, check=False)
 
     def popen(self, argv: Sequence[str], env: Mapping[str, str] | None = None, cwd: str = "/",

@@ -121,6 +121,20 @@ def test_exec_gives_the_child_the_callers_environment_and_the_secret(image: Imag
     assert CANARY not in done.stderr
 
 
+def test_init_check_and_env(image: Image) -> None:
+    work = image.workdir()
+    init = image.run([INNER_LAUNCHER, "init"], cwd=work)
+    assert init.returncode == 0 and init.stdout.startswith("wrote launcher.yaml"), init.stderr
+    offline = image.run([INNER_LAUNCHER, "check", "--offline"], cwd=work)
+    assert offline.returncode == 0 and "valid" in offline.stdout, offline.stderr
+    check = image.run([INNER_LAUNCHER, "check", "--format", "json"], cwd=work)
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["summary"]["status"] == "ok"
+    env = image.run([INNER_LAUNCHER, "env", "--format", "shell"], cwd=work)
+    assert env.returncode == 0 and env.stdout, env.stderr
+    assert image.run([INNER_LAUNCHER, "init"], cwd=work).returncode == 73
+
+
 def test_run_with_mask_audit_and_a_template(image: Image) -> None:
     work = file_source(image)
     image.write(f"{work}/app.conf.tmpl", "password={{ dev://app/db#password }}\n")
@@ -294,3 +308,13 @@ def test_copy_then_run_from_the_copy(image: Image) -> None:
     assert forced.returncode == 0, forced.stderr
     assert [p.name for p in image.host_path(shared).iterdir()] == ["launcher"]  # nothing left beside it
     assert image.run([copy, "--version"]).returncode == 0
+
+
+def test_copy_to_a_noexec_mount_warns_and_the_copy_cannot_run(image: Image) -> None:
+    shared = image.workdir()
+    script = (f"mount -t tmpfs -o noexec tmpfs {shared} && {INNER_LAUNCHER} copy {shared} && "
+              f"{{ {shared}/launcher/launcher --version; echo \"exit $?\"; }}")
+    done = image.run(["sh", "-c", script], mounts=True)
+    assert done.returncode == 0, done.stderr
+    assert f"{shared} is mounted noexec: the launcher copied there cannot be run from it" in done.stderr
+    assert done.stdout.splitlines() == [f"copied the launcher to {shared}/launcher", "exit 126"]
