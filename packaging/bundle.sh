@@ -66,9 +66,14 @@ with open(sys.argv[1], "rb") as fh:
 print(",".join(name for name in extras if name not in sys.argv[2].split()))
 PY
 )
+# Installed from a fresh copy of what the wheel is made of (packaging/Dockerfile copies the
+# same): a build in the checkout would leave build/ behind, and setuptools packs whatever
+# a previous build left in build/lib, modules since moved or deleted included.
+src=$out/.build/src
+rm -rf "$src" && mkdir -p "$src"
+cp -R "$root/pyproject.toml" "$root/README.md" "$root/launcher" "$src/"
 echo "+ pip install '$root[$extras]'"
-# A local directory is always rebuilt and reinstalled, so the bundle holds the checkout as it is.
-"${pip[@]}" install "$root[$extras]"
+"${pip[@]}" install "$src[$extras]"
 
 echo "+ pyinstaller packaging/launcher.spec (into $bundle)"
 # The spec: --onedir (a onefile bundle would unpack itself into /tmp at every start, and
