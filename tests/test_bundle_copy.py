@@ -103,8 +103,8 @@ def test_version_from_an_installed_python_does_not_claim_a_bundle() -> None:
     ({"glibc": "2.35"}, " (bundle, glibc >= 2.35)"),
     ({}, " (bundle)"),  # built by hand, nothing recorded
 ])
-def test_version_suffix(tmp_path: Path, info: dict[str, str], suffix: str) -> None:
-    assert version_suffix(tmp_path, info) == suffix
+def test_version_suffix(info: dict[str, str], suffix: str) -> None:
+    assert version_suffix(info) == suffix
 
 
 def test_build_info_reads_the_record_and_tolerates_none(fake_bundle: Path, tmp_path: Path) -> None:

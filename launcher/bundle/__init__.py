@@ -55,15 +55,14 @@ def build_info(contents: Path | None = None) -> dict[str, str]:
     return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def version_suffix(root: Path | None = None, info: dict[str, str] | None = None) -> str:
-    """`` (bundle, glibc >= 2.35)`` from a bundle (`` (bundle)`` when the build recorded no
-    floor), "" from a pip install. Arguments stand in for the running bundle in tests."""
-    if root is None and info is None:
-        root = bundle_root()
-        if root is None:
+def version_suffix(info: dict[str, str] | None = None) -> str:
+    """`` (bundle, glibc >= 2.35)`` from a bundle (`` (bundle)`` when its build recorded no
+    floor), "" from a pip install. ``info`` stands in for the running bundle's record in tests."""
+    if info is None:
+        if bundle_root() is None:
             return ""
         info = build_info()
-    glibc = (info or {}).get("glibc")
+    glibc = info.get("glibc")
     return f" (bundle, glibc >= {glibc})" if glibc else " (bundle)"
 
 
