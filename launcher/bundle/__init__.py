@@ -11,7 +11,6 @@ gave the launcher. ``launcher.bundle.copy`` is ``launcher copy``.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -48,6 +47,8 @@ def build_info(contents: Path | None = None) -> dict[str, str]:
         if bundle_root() is None:
             return {}
         contents = contents_dir()
+    import json  # here: the CLI asks at every start, and only a bundle reads the record
+
     try:
         data = json.loads((contents / INFO_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
