@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from launcher import logs
+from launcher.bundle import version_message
 from launcher.errors import (
     LauncherError,
     errors_of,
@@ -179,7 +180,7 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True, type=_LEVELS)
 @click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True, type=_FORMATS)
-@click.version_option(package_name="secret-launcher", prog_name="launcher")
+@click.version_option(package_name="secret-launcher", prog_name="launcher", message=version_message())
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
     """Put Vault / OpenBao and Azure Key Vault secrets into a process's environment."""
@@ -329,6 +330,16 @@ def init(path: str, force: bool) -> int:
     """Write a commented starter manifest (and demo secrets for its file source)."""
     write_starter(path, force)
     click.echo(f"wrote {path}; try: launcher check -m {path}")
+    return 0
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--force", is_flag=True, help="Replace an existing DEST/launcher.")
+def copy(dest: str, force: bool) -> int:
+    """Copy the bundle this runs from into DEST/launcher/ (for an init container to stage)."""
+    from launcher.bundle.copy import copy_bundle
+    click.echo(f"copied the launcher to {copy_bundle(dest, force)}")
     return 0
 
 
