@@ -155,6 +155,7 @@ def _listen(ctx: click.Context, param: click.Parameter, value: str | None) -> st
     return value
 
 
+SHELLS = ("bash", "zsh", "fish")  # what click completes
 _LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 _FORMATS = click.Choice(["text", "json"], case_sensitive=False)
 
@@ -339,7 +340,29 @@ def init(path: str, force: bool) -> int:
 def copy(dest: str, force: bool) -> int:
     """Copy the bundle this runs from into DEST/launcher/ (for an init container to stage)."""
     from launcher.bundle.copy import copy_bundle
+
     click.echo(f"copied the launcher to {copy_bundle(dest, force)}")
+    return 0
+
+
+@cli.command()
+def schema() -> int:
+    """Print the manifest's JSON Schema (for editors: docs/manifest.schema.json is this output)."""
+    from launcher.manifest.schema import schema_text
+
+    click.echo(schema_text(), nl=False)
+    return 0
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> int:
+    """Print the shell completion script for SHELL (bash: eval "$(launcher completion bash)")."""
+    from click.shell_completion import get_completion_class
+
+    completer = get_completion_class(shell)
+    assert completer is not None  # SHELLS are click's own
+    click.echo(completer(cli, {}, "launcher", "_LAUNCHER_COMPLETE").source())
     return 0
 
 

@@ -73,12 +73,6 @@ def test_backends_metrics_and_roots_in_and_pydantic_out(bundle: Path) -> None:
     assert (bundle / "launcher").stat().st_mode & 0o111
 
 
-def test_size_on_disk(bundle: Path) -> None:
-    files = [p for p in bundle.rglob("*") if p.is_file() and not p.is_symlink()]
-    on_disk = sum(p.stat().st_blocks * 512 for p in files)
-    assert on_disk <= 60 * MIB, f"{on_disk / MIB:.1f} MiB on disk"
-
-
 def test_needed_glibc_is_at_most_the_one_readme_states(bundle: Path) -> None:
     needed = glibc_needed(bundle)
     assert needed <= stated_glibc_floor(), f"the bundle needs glibc {'.'.join(map(str, needed))}; README states less"

@@ -1,13 +1,15 @@
-"""Every example manifest is valid as shipped (`launcher check --offline`), those inside
-Kubernetes ConfigMaps included."""
+"""Every example manifest is valid as shipped (`launcher check --offline`, and the manifest's JSON
+Schema that editors use), those inside Kubernetes ConfigMaps included."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
+from launcher.manifest.schema import manifest_schema
 from tests.helpers import launcher_env, run_launcher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +40,8 @@ def test_example_manifest_passes_check_offline(manifest: Path) -> None:
     proc = run_launcher(["check", "--offline", "-m", str(manifest)], env=launcher_env(), cwd=manifest.parent)
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout
+    jsonschema.validate(yaml.safe_load(manifest.read_text(encoding="utf-8")), manifest_schema(),
+                        cls=jsonschema.Draft202012Validator)
 
 
 @pytest.mark.parametrize(("path", "entry"), IN_CONFIGMAPS, ids=[f"{p.relative_to(ROOT)}:{e}" for p, e in IN_CONFIGMAPS])
@@ -50,6 +54,7 @@ def test_manifest_in_a_configmap_passes_check_offline(path: Path, entry: str, tm
     proc = run_launcher(["check", "--offline", "-m", str(manifest)], env=launcher_env(), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "valid" in proc.stdout
+    jsonschema.validate(yaml.safe_load(doc["data"][key]), manifest_schema(), cls=jsonschema.Draft202012Validator)
 
 
 def test_every_kubernetes_example_carries_a_checked_manifest() -> None:

@@ -34,7 +34,9 @@ from launcher.model.vocabulary import ACTIONS
 from launcher.model.yamltext import NULL, decode_text, is_null, kind_of
 from launcher.sources import catalog, registry
 
-_TOP_KEYS = ("version", "sources", "env", "env_from", "cache", "retry", "watch", "process", "audit", "metrics")
+TOP_KEYS = ("version", "sources", "env", "env_from", "cache", "retry", "watch", "process", "audit", "metrics")
+BINDING_KEYS = ("ref", "value", "template", "file", "path", "mode", "default", "optional", "on_change")
+ENV_FROM_KEYS = ("ref", "prefix")
 
 
 class ManifestReader(SettingsReader):
@@ -61,7 +63,7 @@ class ManifestReader(SettingsReader):
         if not isinstance(root, yaml.MappingNode):
             raise self.fatal(root, "", f"expected a mapping, got {kind_of(root)}")
         self.version(root)
-        top = self.mapping(root, "", _TOP_KEYS)
+        top = self.mapping(root, "", TOP_KEYS)
         sources = self.sources(top)
         self.check_fallbacks(sources, top)
         known = frozenset(self.declared) | registry.builtins()
@@ -154,7 +156,7 @@ class ManifestReader(SettingsReader):
         where = self.where(node)
         if isinstance(node, yaml.ScalarNode):
             return Binding(name, self.parts(node, field, known), where=where)
-        f = self.mapping(node, field, ("ref", "value", "template", "file", "path", "mode", "default", "optional", "on_change"))
+        f = self.mapping(node, field, BINDING_KEYS)
         if sum(key in f for key in ("ref", "value", "template")) != 1:
             raise self.fail(node, field, "needs exactly one of `ref`, `value` or `template`")
         kw = self.fields(f, field, {
@@ -243,7 +245,7 @@ class ManifestReader(SettingsReader):
         return tuple(out)
 
     def env_from_entry(self, item: yaml.Node, field: str, known: frozenset[str]) -> EnvFrom:
-        f = self.mapping(item, field, ("ref", "prefix"))
+        f = self.mapping(item, field, ENV_FROM_KEYS)
         if "ref" not in f:
             raise self.fail(item, f"{field}.ref", "missing")
         prefix = ""

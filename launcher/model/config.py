@@ -125,6 +125,11 @@ class ProcessConfig:
                                "cannot put its secrets on disk)")
 
 
+# What ``listen_address`` accepts, as a pattern for the manifest's JSON Schema: [HOST]:PORT or PORT, 1-65535.
+LISTEN_PATTERN = (r"^\s*(?:(?:\[[0-9A-Fa-f:.]+\]|[^:\[\]\s]*):)?"
+                  r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])\s*$")
+
+
 def listen_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[V6]:PORT`` for IPv6) as (host, port); a bare ``PORT`` or ``:PORT`` is
     loopback (127.0.0.1): exposing metrics takes naming a host. ``ValueError`` otherwise."""
@@ -147,7 +152,7 @@ class AuditConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    listen: str | None = setting(None, "text", nullable=True, check=listen_address,
+    listen: str | None = setting(None, "text", nullable=True, check=listen_address, pattern=LISTEN_PATTERN,
                                  help="serve /metrics and /healthz during `launcher run` on HOST:PORT (a bare port: loopback)")
 
 

@@ -14,7 +14,8 @@ from typing import Any, Literal, get_args
 
 # How a setting's YAML value is read:
 #   text      a string (numbers keep their source text); ``check=`` a function that raises
-#             ValueError with the message for a value it refuses; ``nullable`` allows null (None)
+#             ValueError with the message for a value it refuses (``pattern=`` says the same
+#             to the JSON Schema); ``nullable`` allows null (None)
 #   path      a file path, relative to the manifest's directory (null: None when the default is None)
 #   url       a string that must start with ``scheme=``://
 #   bool      true/false (yes/no, on/off, 1/0)
