@@ -19,17 +19,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from launcher import logs
-from launcher.bundle import version_message
 from launcher.errors import (
     LauncherError,
     errors_of,
 )
 from launcher.events import Broadcast, EventSink
 from launcher.manifest import DEFAULT_MANIFEST, find
-from launcher.manifest.starter import write_starter
 from launcher.model.config import Manifest, listen_address
 from launcher.model.vocabulary import ACTIONS
-from launcher.output import check_json, check_table, dotenv_differs, format_env
 from launcher.resolve.bindings import BindingResult
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver, inline_bindings, log_resolved
@@ -178,10 +175,22 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
+def _version(ctx: click.Context, value: bool) -> None:
+    """``--version``: the version, and from a bundle ``(bundle, glibc >= 2.xx)`` (DESIGN section 16)."""
+    if not value or ctx.resilient_parsing:
+        return
+    from launcher import __version__
+    from launcher.bundle import version_suffix  # only --version pays for it
+
+    click.echo(f"launcher, version {__version__}{version_suffix()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True, type=_LEVELS)
 @click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True, type=_FORMATS)
-@click.version_option(package_name="secret-launcher", prog_name="launcher", message=version_message())
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _, value: _version(ctx, value),
+              help="Show the version (and, from a bundle, its C library floor) and exit.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
     """Put Vault / OpenBao and Azure Key Vault secrets into a process's environment."""
@@ -252,6 +261,8 @@ def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], 
 @audit_option()
 def check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
     """Validate the manifest and fetch every secret; print NAME / REF / VERSION / STATUS."""
+    from launcher.output import check_json
+
     try:
         return _check(manifest_path, no_inline, offline, fmt, observers)
     except LauncherError as exc:
@@ -262,6 +273,7 @@ def check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, o
 
 def _check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
     """``check`` proper; ``check`` prints a failure that belongs to no binding as JSON when asked."""
+    from launcher.output import check_json, check_table
     manifest = load(manifest_path)
     observers.open(manifest)
     if offline:
@@ -302,6 +314,7 @@ def _plural(count: int, noun: str) -> str:
 @audit_option()
 def env(manifest_path: str | None, no_inline: bool, fmt: str, observers: Observing) -> int:
     """Print the resolved bindings (values included: the explicit "show me" command)."""
+    from launcher.output import dotenv_differs, format_env
     manifest = load(manifest_path)
     observers.open(manifest)
     resolver, resolution = resolve(manifest, no_inline, observers)
@@ -329,6 +342,8 @@ def env(manifest_path: str | None, no_inline: bool, fmt: str, observers: Observi
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(path: str, force: bool) -> int:
     """Write a commented starter manifest (and demo secrets for its file source)."""
+    from launcher.manifest.starter import write_starter
+
     write_starter(path, force)
     click.echo(f"wrote {path}; try: launcher check -m {path}")
     return 0

@@ -27,6 +27,7 @@ from tests.helpers import wait_for
 from tests.openbao import OpenBao, running_openbao, write_kv2
 
 if TYPE_CHECKING:
+    from tests.gcp_emulator import SecretManagerEmulator
     from tests.keyvault_emulator import KeyVaultEmulator
     from tests.moto_server import MotoServer
 
@@ -312,3 +313,20 @@ def test_copy_to_a_noexec_mount_warns_and_the_copy_cannot_run(image: Image) -> N
     assert done.returncode == 0, done.stderr
     assert f"{shared} is mounted noexec: the launcher copied there cannot be run from it" in done.stderr
     assert done.stdout.splitlines() == [f"copied the launcher to {shared}/launcher", "exit 126"]
+
+
+def test_ssm(image: Image, moto_server: MotoServer) -> None:
+    name = "/" + moto_server.unique("bundle/ssm").replace("/", "-")
+    moto_server.ssm.put_parameter(Name=name, Value=CANARY, Type="SecureString", Overwrite=True)
+    code, out, err = env_json(image, f"version: 1\nenv:\n  DB: ssm://{name}\n", moto_server.env())
+    assert code == 0, err
+    assert json.loads(out) == {"DB": CANARY}
+
+
+def test_google_secret_manager(image: Image, gcp: SecretManagerEmulator) -> None:
+    gcp.add_version("bundle-db", CANARY)
+    manifest = yaml.safe_dump({"version": 1, "sources": {"g": {"type": "gcp", "project": "launcher-test", "credentials": "none",
+                                                                "endpoint": gcp.url}}, "env": {"DB": "g://bundle-db"}})
+    code, out, err = env_json(image, manifest, {})
+    assert code == 0, err
+    assert json.loads(out) == {"DB": CANARY}

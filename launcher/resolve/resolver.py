@@ -30,7 +30,6 @@ from launcher.resolve.bindings import (
     select,
 )
 from launcher.resolve.cache import TTLCache
-from launcher.resolve.failover import with_fallback
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.retry import call_with_retry
 from launcher.resolve.rounds import BATCH_BOUND, BATCH_MIN, Reading, read_in_rounds
@@ -100,9 +99,14 @@ class Resolver:
         with lock:
             if name not in self._sources:
                 config = source_config(self.manifest, name)
-                # With a ``fallback``, the source is NAME's wrapped with OTHER's (README "Failover").
-                self._sources[name] = with_fallback(self._factory(config), config, self.manifest, self.source,
-                                                    clock=self.clock, events=self.events, stop=self.stopping)
+                source = self._factory(config)
+                if config.fallback is not None:
+                    from launcher.resolve.failover import with_fallback  # only a manifest with a fallback pays for it
+
+                    # With a ``fallback``, the source is NAME's wrapped with OTHER's (README "Failover").
+                    source = with_fallback(source, config, self.manifest, self.source, clock=self.clock, events=self.events,
+                                           stop=self.stopping)
+                self._sources[name] = source
             return self._sources[name]
 
     def close(self) -> None:
