@@ -35,6 +35,7 @@ from launcher.resolve.resolver import Resolver, inline_bindings, log_resolved
 from launcher.run.command import check_exec_limits, exec_command, exec_refusals, find_command
 from launcher.run.environment import ChildEnvironment
 from launcher.run.files import SecretFiles, stable_env_dir
+from launcher.sources.registry import described
 
 if TYPE_CHECKING:
     from launcher.observe.observers import Observers  # imported when something asks to observe
@@ -175,13 +176,14 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The sources named in the help are the registry's: a backend added there is listed here too.
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             help=f"Put secrets from {described()} into a process's environment, and supervise it.")
 @click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True, type=_LEVELS)
 @click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True, type=_FORMATS)
 @click.version_option(package_name="secret-launcher", prog_name="launcher")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
-    """Put Vault / OpenBao and Azure Key Vault secrets into a process's environment."""
     ctx.meta["launcher.logging"] = {"log_level": log_level.lower(), "log_format": log_format.lower()}
     logs.configure(log_level.lower(), log_format.lower())
 

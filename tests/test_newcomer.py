@@ -21,3 +21,26 @@ def test_vault_errors_name_the_openbao_variables_too(tmp_path: Path) -> None:
                                                          "HOME": str(tmp_path)}), cwd=tmp_path)
     assert no_token.returncode == 77, no_token.stderr
     assert "VAULT_TOKEN (or BAO_TOKEN)" in no_token.stderr
+
+
+def test_every_registered_source_is_offered_by_help_and_init(tmp_path: Path) -> None:
+    """`launcher --help` and the starter manifest list every backend of the registry (AWS was missing):
+    a backend added to the registry appears in both without editing them."""
+    from launcher.sources.registry import REGISTRY, label
+
+    shown = " ".join(run_launcher(["--help"]).stdout.split())  # click wraps the text
+    assert run_launcher(["init"], cwd=tmp_path).returncode == 0
+    starter = (tmp_path / "launcher.yaml").read_text()
+    for kind in REGISTRY:
+        assert label(kind) in shown, kind
+        assert f"type: {kind}" in starter, kind
+    assert run_launcher(["check", "--offline"], cwd=tmp_path).returncode == 0
+    # Each commented example source, uncommented, is a valid declaration too.
+    lines = starter.splitlines()
+    start, end = lines.index("sources:") + 1, lines.index("env:")
+    live = ["  " + line[4:] if line.startswith(("  # my-", "  #   ")) else line for line in lines[start:end]]
+    (tmp_path / "all.yaml").write_text("\n".join(["version: 1", "sources:", *live]) + "\n")
+    offline = run_launcher(["check", "--offline", "-m", "all.yaml"], cwd=tmp_path,
+                           env=launcher_env({"ROLE_ID": "r"}))
+    assert offline.returncode == 0, offline.stderr
+    assert f"{len(REGISTRY)} sources" in offline.stdout

@@ -337,4 +337,5 @@ BACKEND = Backend(
     loggers=("boto3", "botocore", "s3transfer"),  # botocore logs response bodies, values included, at DEBUG
     requires=("boto3",),
     extra="aws",
+    starter="region: eu-west-1   # default $AWS_REGION, then $AWS_DEFAULT_REGION\n",
 )

@@ -147,6 +147,7 @@ class Backend:
     loggers: tuple[str, ...] = ()  # third-party loggers capped at WARNING (they may log values)
     requires: tuple[str, ...] = ()  # importable modules; without them `type:` is 78 naming `extra`
     extra: str | None = None  # the pip extra that installs ``requires``
+    starter: str = ""  # example settings (YAML lines, `type:` aside) for the source `launcher init` shows
 
 
 def to_text(value: Any) -> str:
