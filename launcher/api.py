@@ -227,7 +227,7 @@ class Client:
             watching = replace(watching, watch=replace(watching.watch, interval=float(interval)))
         handle = WatchHandle(self, secrets_of(self.manifest, resolution), on_change, on_error)
         watcher = Watcher(watching, self.resolver, self._environ, handle._post, self._inline, clock=self.resolver.clock,
-                          events=self.resolver.events)
+                          events=self.resolver.events, kept="the watch keeps its last good values (handle.secrets)")
         watcher.track(resolution)
         with self._lock:
             self._check_open()

@@ -6,9 +6,14 @@ the Python API's are in-process, as a program uses it.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from tests.helpers import launcher_env, run_launcher
+import pytest
+
+import launcher
+from launcher.errors import LauncherError
+from tests.helpers import launcher_env, run_launcher, wait_for
 
 
 def test_vault_errors_name_the_openbao_variables_too(tmp_path: Path) -> None:
@@ -44,3 +49,18 @@ def test_every_registered_source_is_offered_by_help_and_init(tmp_path: Path) -> 
                            env=launcher_env({"ROLE_ID": "r"}))
     assert offline.returncode == 0, offline.stderr
     assert f"{len(REGISTRY)} sources" in offline.stdout
+
+
+def test_the_api_outage_warning_speaks_of_the_watch_not_a_child(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The watcher is shared by `run` and the API; in the API there is no child to keep values."""
+    (tmp_path / "secrets.yaml").write_text("api: key-1\n")
+    (tmp_path / "launcher.yaml").write_text("version: 1\nsources:\n  dev: {type: file, path: ./secrets.yaml}\n"
+                                            "env:\n  API_KEY: dev://api\n")
+    errors: list[LauncherError] = []
+    with launcher.Client(tmp_path / "launcher.yaml") as client:
+        client.watch(on_error=errors.append, interval=0.1)
+        (tmp_path / "secrets.yaml").unlink()
+        wait_for(lambda: errors, what="a failed check")
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "is failing" in r.getMessage()]
+    assert len(warned) == 1
+    assert "child" not in warned[0] and "the watch keeps its last good values" in warned[0]

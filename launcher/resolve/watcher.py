@@ -87,8 +87,10 @@ class Watcher:
         inline: bool = True,
         clock: Clock | None = None,
         events: EventSink = NOTHING,
+        kept: str = "the last good values are kept",
     ) -> None:
         self.manifest = manifest
+        self.kept = kept  # what an outage leaves in place, in the words of the face watching (the child, a handle)
         self.events = events
         self.watch = manifest.watch
         self.resolver = resolver
@@ -279,7 +281,7 @@ class Watcher:
         t.next_check = self._next_on_schedule(t, now, t.failures)
         if self._outage is None:
             self._outage = t.key.source
-            log.warning("source %s is failing (%s); the child keeps its last good values", t.key.source, exc)
+            log.warning("source %s is failing (%s); %s", t.key.source, exc, self.kept)
             self.events.emit(Event("outage", source=t.key.source, ref=str(t.key), outcome=status_of(exc)))
         self.post(Outage(exc))
 

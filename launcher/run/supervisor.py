@@ -369,7 +369,8 @@ def supervise(manifest: Manifest, argv: Sequence[str], resolver: Resolver, resol
     try:
         supervisor = Supervisor(manifest, argv, environment, events=events)
         if manifest.watch.enabled:
-            watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline, events=events)
+            kept = "the child keeps its last good values" if manifest.watch.on_error == "keep" else "stopping the child (watch.on_error)"
+            watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline, events=events, kept=kept)
             watcher.track(resolution)
         code = supervisor.run(resolution, ready=watcher.start if watcher is not None else None)
         return code
