@@ -6,14 +6,18 @@ the Python API's are in-process, as a program uses it.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
 from pathlib import Path
 
+import psutil
 import pytest
 
 import launcher
 from launcher.errors import LauncherError
-from tests.helpers import launcher_env, run_launcher, wait_for
+from tests.helpers import LAUNCHER, launcher_env, run_launcher, wait_for
 
 
 def test_vault_errors_name_the_openbao_variables_too(tmp_path: Path) -> None:
@@ -64,3 +68,29 @@ def test_the_api_outage_warning_speaks_of_the_watch_not_a_child(tmp_path: Path, 
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "is failing" in r.getMessage()]
     assert len(warned) == 1
     assert "child" not in warned[0] and "the watch keeps its last good values" in warned[0]
+
+
+@pytest.mark.parametrize("target", [None, "group"])
+def test_the_rotation_signal_goes_to_the_child_alone_by_default(tmp_path: Path, target: str | None) -> None:
+    """`on_change: signal` signalled the child's whole group: a shell child's helper `sleep` died of
+    the SIGHUP. The default is the child alone, as Vault Agent does; `watch.signal_target: group` opts in."""
+    (tmp_path / "secrets.json").write_text(json.dumps({"cert": "CERT-1"}))
+    option = f", signal_target: {target}" if target else ""
+    (tmp_path / "launcher.yaml").write_text(
+        "version: 1\nsources:\n  dev: {type: file, path: ./secrets.json}\n"
+        "env:\n  CERT: {ref: dev://cert, file: true, on_change: signal}\n"
+        f"watch: {{enabled: true, interval: 100ms, debounce: 0s{option}}}\nprocess: {{stop_timeout: 2s}}\n")
+    script = 'sleep 300 & echo $! > helper.pid; trap "echo hup >> hups" HUP; while kill -0 $! 2>/dev/null; do wait; done'
+    proc = subprocess.Popen([LAUNCHER, "run", "--", "sh", "-c", script], cwd=tmp_path, env=launcher_env(),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        helper = int(wait_for(lambda: (tmp_path / "helper.pid").exists() and (tmp_path / "helper.pid").read_text().strip(),
+                              what="the helper's pid"))
+        (tmp_path / "secrets.tmp").write_text(json.dumps({"cert": "CERT-2"}))
+        os.replace(tmp_path / "secrets.tmp", tmp_path / "secrets.json")
+        wait_for(lambda: (tmp_path / "hups").exists(), what="the child's SIGHUP")
+        alive = psutil.pid_exists(helper) and psutil.Process(helper).status() != psutil.STATUS_ZOMBIE
+        assert alive is (target is None)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

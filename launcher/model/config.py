@@ -99,6 +99,10 @@ class WatchConfig:
     interval: float = setting(60.0, "duration", positive=True, help="each secret is checked this often")
     on_change: Action = setting("restart", "choice", choices=ACTIONS, help="what a change does to the child")
     signal: signal.Signals = setting(signal.SIGHUP, "signal", help="sent when on_change is signal")
+    # The child alone by default, as Vault Agent signals its child: a shell's helpers (a `sleep`,
+    # a log shipper) die of a SIGHUP they never asked for. Forwarded signals follow process.signal_target.
+    signal_target: SignalTarget = setting("child", "choice", choices=SIGNAL_TARGETS,
+                                          help="where the rotation signal goes: the child alone, or its process group")
     debounce: float = setting(2.0, "duration", help="quiet period that batches a burst of changes")
     splay: float = setting(0.0, "duration", help="random delay before acting")
     on_error: OnError = setting("keep", "choice", choices=ON_ERRORS, help="keep the last good values, or exit")
@@ -117,7 +121,8 @@ class ProcessConfig:
     scrub: tuple[str, ...] = setting(kind="names", factory=default_scrub, extends=True,
                                      help="never passed to the child; added to the backends' own credentials")
     passthrough: tuple[str, ...] = setting((), "names", help="exempted from scrub")
-    signal_target: SignalTarget = setting("group", "choice", choices=SIGNAL_TARGETS, help="where forwarded signals go")
+    signal_target: SignalTarget = setting("group", "choice", choices=SIGNAL_TARGETS,
+                                          help="where forwarded signals go (the rotation signal: watch.signal_target)")
     files_dir: str | None = setting(None, "path", help="where private secret directories go (default: "
                                     "$XDG_RUNTIME_DIR, else /dev/shm, else the temp dir)")
     mask: bool = setting(False, "bool", help="conceal secret values in the child's output (or `launcher run --mask`)")

@@ -321,7 +321,7 @@ class Supervisor:
                 log.info("secrets changed: %s: sending %s", names, sig.name, extra=fields)
                 if self.child is not None:
                     self.events.emit(Event("signal", bindings=act.names, child_pid=self.child.pid, reason=sig.name))
-                    self.child.signal(sig)
+                    self.child.signal(sig, self.manifest.watch.signal_target)
                 self.current = act.payload
                 self._decide(policy.Restarted())
             case "exit":
