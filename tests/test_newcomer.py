@@ -9,15 +9,20 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 from pathlib import Path
 
+import jsonschema
 import psutil
 import pytest
 
 import launcher
 from launcher.errors import LauncherError
 from tests.helpers import LAUNCHER, launcher_env, run_launcher, wait_for
+from tests.openbao import OpenBao, write_kv2
+
+SCHEMA = Path(__file__).parent.parent / "docs" / "check-format.schema.json"
 
 
 def test_vault_errors_name_the_openbao_variables_too(tmp_path: Path) -> None:
@@ -94,3 +99,36 @@ def test_the_rotation_signal_goes_to_the_child_alone_by_default(tmp_path: Path, 
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def _dead_port() -> int:
+    """A local port nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.vault
+def test_check_shows_which_source_answered_when_the_primary_is_down(openbao: OpenBao, tmp_path: Path) -> None:
+    """With the primary dead and its fallback answering, `check` said `ok` and only stderr warned."""
+    path = openbao.unique("fo")
+    write_kv2(openbao, path, {"password": "fallback-canary-5d1e"})
+    (tmp_path / "dr.token").write_text(openbao.token)
+    (tmp_path / "launcher.yaml").write_text(
+        "version: 1\nsources:\n"
+        f"  prod: {{type: vault, address: 'http://127.0.0.1:{_dead_port()}', fallback: dr}}\n"
+        f"  dr: {{type: vault, address: '{openbao.addr}', auth: {{method: token, token_file: ./dr.token}}}}\n"
+        f"env:\n  DB_PASSWORD: prod://secret/{path}#password\n  LEVEL: info\n"
+        "retry: {attempts: 2, initial_delay: 50ms, deadline: 4s}\n")
+    env = launcher_env({"VAULT_TOKEN": "unused", "HOME": str(tmp_path)})
+    text = run_launcher(["check"], env=env, cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    rows = {line.split()[0]: line for line in text.stdout.splitlines()[1:]}
+    assert rows["DB_PASSWORD"].endswith("ok (fallback: dr)") and rows["LEVEL"].endswith(" ok")
+    as_json = run_launcher(["check", "--format", "json"], env=env, cwd=tmp_path)
+    doc = json.loads(as_json.stdout)
+    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
+    by = {b["name"]: b["answered_by"] for b in doc["bindings"]}
+    assert by == {"DB_PASSWORD": "dr", "LEVEL": None}
+    assert doc["summary"]["answered_by_fallback"] == 1 and doc["summary"]["counts"] == {"ok": 2}
+    assert "fallback-canary" not in text.stdout + text.stderr + as_json.stdout + as_json.stderr

@@ -41,10 +41,14 @@ class Secret:
     fields: Mapping[str, str] | None = None
     version: str | None = None
     lease: Lease | None = None
+    # The source that answered in place of the one the reference names (its ``fallback:``, set by
+    # ``launcher.resolve.failover``); None when the named source answered itself.
+    answered_by: str | None = None
 
     def __repr__(self) -> str:
         shape = f"fields={sorted(self.fields)}" if self.fields is not None else "value=<hidden>"
-        return f"Secret({shape}, version={self.version!r}, lease={self.lease!r})"
+        by = f", answered_by={self.answered_by!r}" if self.answered_by else ""
+        return f"Secret({shape}, version={self.version!r}, lease={self.lease!r}{by})"
 
 
 class ContentVersions:
