@@ -19,7 +19,7 @@ import pytest
 
 import launcher
 from launcher.errors import LauncherError
-from tests.helpers import LAUNCHER, launcher_env, run_launcher, wait_for
+from tests.helpers import LAUNCHER, FakeHTTP, launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
 
 SCHEMA = Path(__file__).parent.parent / "docs" / "check-format.schema.json"
@@ -132,3 +132,23 @@ def test_check_shows_which_source_answered_when_the_primary_is_down(openbao: Ope
     assert by == {"DB_PASSWORD": "dr", "LEVEL": None}
     assert doc["summary"]["answered_by_fallback"] == 1 and doc["summary"]["counts"] == {"ok": 2}
     assert "fallback-canary" not in text.stdout + text.stderr + as_json.stdout + as_json.stderr
+
+
+def test_https_to_a_plain_http_server_fails_at_once_with_a_hint(tmp_path: Path) -> None:
+    """`https://` against a plain-HTTP server was "TLS handshake failed", retried for 6 s: no retry
+    can heal it, so it is 69 at once, saying what to try (Vault, and AWS's endpoint too)."""
+    server = FakeHTTP()
+    address = server.url.replace("http://", "https://")
+    try:
+        vault = run_launcher(["check"], cwd=tmp_path, env=launcher_env({
+            "VAULT_ADDR": address, "VAULT_TOKEN": "t", "DB": "vault://secret/app#password"}))
+        aws = run_launcher(["check"], cwd=tmp_path, env=launcher_env({
+            "AWS_ENDPOINT_URL": address, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/dev/null", "AWS_SHARED_CREDENTIALS_FILE": "/dev/null", "DB": "aws://app/db"}))
+    finally:
+        server.stop()
+    for proc in (vault, aws):
+        assert proc.returncode == 69, proc.stderr
+        assert "is the server plain HTTP? try http://" in proc.stderr
+        assert "retry 2/" not in proc.stderr  # not retried

@@ -266,7 +266,7 @@ def map_error(
     if isinstance(exc, bx.ReadTimeoutError):
         return TransientError(f"{where}: no answer from {endpoint} {in_region} (timed out after {read_timeout:g}s)")
     if isinstance(exc, bx.SSLError):
-        return TransientError(f"{where}: cannot reach {endpoint} {in_region} (TLS handshake failed)")
+        return _tls_error(exc, f"{where}: cannot reach {endpoint} {in_region}")
     if isinstance(exc, bx.ConnectionClosedError):
         return TransientError(f"{where}: {endpoint} {in_region} closed the connection before answering")
     if isinstance(exc, (bx.ConnectionError, bx.HTTPClientError)):
@@ -274,6 +274,19 @@ def map_error(
         reason = errno.group(1).strip().lower() if errno else "connection failed"
         return TransientError(f"{where}: cannot reach {endpoint} {in_region} ({reason})")
     return UnavailableError(f"{where}: AWS SDK error {in_region}: {_detail(exc)}")
+
+
+def _tls_error(exc: Exception, what: str) -> LauncherError:
+    """A failed TLS handshake: transient, but at once 69 when no retry can heal it (a plain-HTTP
+    server behind https://, a certificate that does not verify)."""
+    from launcher.sources.transport import NOT_TLS_HINT, lasting_tls_failure  # urllib3: only on this path
+
+    lasting = lasting_tls_failure(exc)
+    if lasting == "not-tls":
+        return UnavailableError(f"{what} (TLS handshake failed: {NOT_TLS_HINT})")
+    if lasting == "untrusted":
+        return UnavailableError(f"{what} (the server's TLS certificate is not trusted: check AWS_CA_BUNDLE)")
+    return TransientError(f"{what} (TLS handshake failed)")
 
 
 def _map_client_error(exc: Any, where: str, in_region: str) -> LauncherError:
