@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 import launcher
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, errors_of
 from tests.helpers import LAUNCHER, FakeHTTP, launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
 
@@ -152,3 +152,27 @@ def test_https_to_a_plain_http_server_fails_at_once_with_a_hint(tmp_path: Path) 
         assert proc.returncode == 69, proc.stderr
         assert "is the server plain HTTP? try http://" in proc.stderr
         assert "retry 2/" not in proc.stderr  # not retried
+
+
+def test_the_api_takes_a_manifest_as_a_mapping(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`load({...})` failed with a raw TypeError: a mapping (parsed YAML) is read by the one manifest
+    reader, with the same checks; a problem names `<mapping>` and the field, as a dict has no lines."""
+    monkeypatch.chdir(tmp_path)  # relative paths in a mapping are taken from the current directory
+    (tmp_path / "secrets.yaml").write_text("db: {password: pw-canary-77}\n")
+    manifest = {"version": 1, "sources": {"dev": {"type": "file", "path": "secrets.yaml"}},
+                "env": {"DB_PASSWORD": "dev://db#password", "PORT": 5432}, "watch": {"interval": 0.5}}
+    assert dict(launcher.load(manifest)) == {"DB_PASSWORD": "pw-canary-77", "PORT": "5432"}
+    assert launcher.get("dev://db#password", manifest) == "pw-canary-77"
+    read = launcher.read_manifest(manifest)
+    assert isinstance(read, launcher.Manifest) and read.path is None and read.watch.interval == 0.5
+    with launcher.Client(read) as client:
+        assert client.load()["DB_PASSWORD"] == "pw-canary-77"
+    bad = {**manifest, "env": {"DB": "prd://db#password", "FLAG": True}, "retry": {"attemps": 3}}
+    with pytest.raises(launcher.ManifestError) as info:
+        launcher.load(bad)
+    problems = [str(p) for p in errors_of(info.value)]
+    assert problems[0].startswith("<mapping>: env.DB: unknown source 'prd'")
+    assert any(p.startswith("<mapping>: env.FLAG: ") for p in problems)
+    assert any(p.startswith("<mapping>: retry.attemps: unknown key (did you mean 'attempts'?)") for p in problems)
+    with pytest.raises(launcher.ManifestError, match=r"^<mapping>: env\.KEY: a bytes is not a manifest value"):
+        launcher.load({"version": 1, "env": {"KEY": b"raw-canary"}})

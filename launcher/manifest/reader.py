@@ -88,6 +88,9 @@ class Reader:
     # -- errors ----------------------------------------------------------------
 
     def where(self, node: yaml.Node) -> str:
+        """``file:line`` of ``node``; the name alone for a node without a place (a manifest given as a mapping)."""
+        if node.start_mark is None:
+            return self.filename
         return f"{self.filename}:{node.start_mark.line + 1}"
 
     def fail(self, node: yaml.Node, field: str, message: str) -> ManifestError:
