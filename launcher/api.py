@@ -210,7 +210,7 @@ class Client:
             keys = [self._parse(ref).fetch_key]
         else:
             with self._lock:
-                keys = [*self._seen, *(r.fetch_key for b in self.manifest.env for r in b.refs),
+                keys = [*self._seen, *(r.fetch_key for b in self.manifest.bindings for r in b.refs),
                         *(e.ref.fetch_key for e in self.manifest.env_from)]
         for key in keys:
             self.resolver.cache.invalidate(key)

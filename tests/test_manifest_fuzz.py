@@ -35,7 +35,7 @@ EXCEPTION_NAMES = sorted(
        "RepresenterError", "EmitterError", "RefSyntaxError", "LauncherError", "ManifestError", "Traceback"}
 )
 
-TOP_KEYS = ["version", "sources", "env", "env_from", "cache", "retry", "watch", "process"]
+TOP_KEYS = ["version", "sources", "env", "env_from", "env_files", "cache", "retry", "watch", "process"]
 SECTION_FIELDS = {
     "cache": ["ttl", "max_entries"],
     "retry": ["attempts", "initial_delay", "max_delay", "multiplier", "jitter", "deadline"],

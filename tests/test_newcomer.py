@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -176,3 +177,38 @@ def test_the_api_takes_a_manifest_as_a_mapping(tmp_path: Path, monkeypatch: pyte
     assert any(p.startswith("<mapping>: retry.attemps: unknown key (did you mean 'attempts'?)") for p in problems)
     with pytest.raises(launcher.ManifestError, match=r"^<mapping>: env\.KEY: a bytes is not a manifest value"):
         launcher.load({"version": 1, "env": {"KEY": b"raw-canary"}})
+
+
+PRINT_ENV = [sys.executable, "-c", "import json, os; print(json.dumps({k: os.environ.get(k) for k in "
+             "['DB_PASSWORD', 'DB_URL', 'API_KEY', 'LEVEL', 'RAW', 'FROM_ENV', 'ONLY_CLI']}))"]
+
+
+def test_env_files_from_the_manifest_and_the_command_line(tmp_path: Path) -> None:
+    """`env_files:` and `--env-file` (op run's shape): dotenv values that are references, templates or
+    literals, resolved like inline references; manifest bindings win over a file, a later file over an
+    earlier one, a file over inline references; a missing file is 78 unless NAME?."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "secrets.yaml").write_text("db: {user: app, password: pw-canary-2f}\napi: key-canary-9a\n")
+    (tmp_path / "conf" / "launcher.yaml").write_text(
+        "version: 1\nsources:\n  dev: {type: file, path: ./secrets.yaml}\n"
+        "env_files: [./app.env, ./local.env?]\nenv:\n  API_KEY: dev://api\n")
+    (tmp_path / "conf" / "app.env").write_text(
+        "# relative to the manifest\nexport DB_PASSWORD=dev://db#password\n"
+        "DB_URL='postgres://{{ dev://db#user }}:{{ dev://db#password }}@db/app'\n"
+        "API_KEY=loses-to-the-manifest\nLEVEL=debug\nRAW=${HOME}\nFROM_ENV=from-the-file\n")
+    (tmp_path / "cli.env").write_text("LEVEL=trace\nONLY_CLI=dev://api\n")
+    env = launcher_env({"FROM_ENV": "dev://api"})  # an inline reference: the file's binding wins over it
+    proc = run_launcher(["exec", "-m", "conf/launcher.yaml", "--env-file", "cli.env", "--env-file", "absent.env?", "--",
+                         *PRINT_ENV], env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "DB_PASSWORD": "pw-canary-2f", "DB_URL": "postgres://app:pw-canary-2f@db/app", "API_KEY": "key-canary-9a",
+        "LEVEL": "trace", "RAW": "${HOME}", "FROM_ENV": "from-the-file", "ONLY_CLI": "key-canary-9a"}
+    for command in (["check"], ["env"], ["run", "--", "true"]):
+        missing = run_launcher([*command[:1], "--env-file", "absent.env", *command[1:]], cwd=tmp_path)
+        assert missing.returncode == 78, missing.stderr
+        assert "--env-file: env file absent.env does not exist" in missing.stderr
+    (tmp_path / "bad.env").write_text("OK=fine\nTYPO=prd://db#password\n")
+    bad = run_launcher(["check", "-m", "conf/launcher.yaml", "--env-file", "bad.env"], cwd=tmp_path)
+    assert bad.returncode == 78 and "bad.env:2: TYPO: unknown source 'prd'" in bad.stderr, bad.stderr
+    assert "canary" not in proc.stderr + bad.stderr + bad.stdout

@@ -50,6 +50,7 @@ class Binding:
     template: str | None = None  # the template file the parts were read from (for messages and check)
     path: str | None = None  # write the file at this exact path (implies ``file``)
     mode: int = 0o600  # of a file at ``path``
+    field: str | None = None  # how messages name it after ``where``; None: ``env.NAME`` (a manifest's binding)
 
     @property
     def refs(self) -> list[Reference]:
@@ -66,6 +67,22 @@ class Binding:
         if self.template is not None:
             return f"{self.template} ({', '.join(dict.fromkeys(str(r) for r in self.refs)) or 'no references'})"
         return render(self.parts) if self.refs else "-"
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """A dotenv file of bindings (``env_files:`` or ``--env-file``) and what was read from it.
+
+    Its values are literals, references or ``{{ }}`` templates, as in ``env``; ``bindings``
+    is empty for an optional file (``NAME?``) that does not exist. ``where`` says where it
+    was named (the manifest's file:line, or the command line); each binding's ``where`` is
+    the file's own file:line.
+    """
+
+    path: str
+    optional: bool = False
+    bindings: tuple[Binding, ...] = ()
+    where: str = "<manifest>"
 
 
 @dataclass(frozen=True)
@@ -162,12 +179,23 @@ class Manifest:
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     env: tuple[Binding, ...] = ()
     env_from: tuple[EnvFrom, ...] = ()
+    env_files: tuple[EnvFile, ...] = ()  # the manifest's, then the command line's
     cache: CacheConfig = field(default_factory=CacheConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def bindings(self) -> tuple[Binding, ...]:
+        """``env``, then the env files' bindings of names ``env`` does not bind (a later file wins
+        over an earlier one): what is resolved, before inline references and after ``env_from``."""
+        taken = {b.name for b in self.env}
+        found: dict[str, Binding] = {}
+        for env_file in self.env_files:
+            found.update((b.name, b) for b in env_file.bindings if b.name not in taken)
+        return (*self.env, *found.values())
 
     @property
     def known_sources(self) -> frozenset[str]:

@@ -52,12 +52,12 @@ class BindingResult:
 def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
     """Variables of our own environment whose whole value references a known source.
 
-    Manifest bindings win, so their names are skipped. Anything else in the
+    Manifest bindings (and env files') win, so their names are skipped. Anything else in the
     environment (URLs, unknown ``NAME://`` values, names that are not valid
     variable names) is left as it is.
     """
     known = manifest.known_sources
-    taken = {b.name for b in manifest.env}
+    taken = {b.name for b in manifest.bindings}
     out = []
     for name, value in sorted(environ.items()):
         if name in taken or not ENV_NAME_RE.match(name):
@@ -179,7 +179,7 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
 def _binding_context(binding: Binding) -> str:
     if binding.where == "<environment>":
         return f"<environment>: {binding.name}"
-    return f"{binding.where}: env.{binding.name}"
+    return f"{binding.where}: {binding.field or f'env.{binding.name}'}"
 
 
 def expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[BindingResult, dict[str, str]]:
