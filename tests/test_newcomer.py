@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -212,3 +214,32 @@ def test_env_files_from_the_manifest_and_the_command_line(tmp_path: Path) -> Non
     bad = run_launcher(["check", "-m", "conf/launcher.yaml", "--env-file", "bad.env"], cwd=tmp_path)
     assert bad.returncode == 78 and "bad.env:2: TYPO: unknown source 'prd'" in bad.stderr, bad.stderr
     assert "canary" not in proc.stderr + bad.stderr + bad.stdout
+
+
+HONCHO = shutil.which("honcho", path=str(Path(sys.executable).parent))
+
+
+@pytest.mark.skipif(HONCHO is None, reason="needs honcho (pip install honcho)")
+def test_the_procfile_example_stops_with_the_childs_code_under_honcho(tmp_path: Path) -> None:
+    """Under honcho each entry runs through `sh -c`: without `exec` the shell died of the SIGTERM
+    (`rc=-15`) before the launcher had stopped its child. The example's entries use `exec`."""
+    examples = Path(__file__).parent.parent / "examples"
+    for name in ("procfile", "quickstart"):  # the Procfile's manifests read ../quickstart/secrets.dev.yaml
+        shutil.copytree(examples / name, tmp_path / name)
+    procfile = tmp_path / "procfile" / "Procfile"
+    procfile.write_text(procfile.read_text().replace("8000", str(_dead_port())))  # a free port, not 8000
+    out = tmp_path / "honcho.out"
+    env = launcher_env({"PATH": os.pathsep.join([str(Path(LAUNCHER).parent), os.environ.get("PATH", "")])})
+    with out.open("w") as sink:
+        proc = subprocess.Popen([str(HONCHO), "start"], cwd=tmp_path / "procfile", env=env, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "worker has DB_PASSWORD: True" in out.read_text() and "Serving HTTP" in out.read_text(),
+                     timeout=30, what="both entries running")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait()
+    log = out.read_text()
+    assert "rc=-15" not in log, log
+    assert "worker.1 stopped (rc=0)" in log and "web.1 stopped (rc=143)" in log, log  # http.server dies of SIGTERM
