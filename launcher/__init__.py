@@ -5,6 +5,7 @@ From Python (README, "Use from Python")::
     import launcher
 
     env = launcher.load("launcher.yaml")        # Secrets: read-only mapping, repr shows names only
+    env = launcher.load({"version": 1, "env": {"DB": "vault://secret/app/db#password"}})   # or parsed YAML
     with launcher.Client("launcher.yaml") as client:
         password = client.get("vault://secret/app/db#password")
 
@@ -26,6 +27,8 @@ _LAZY = {
     "load": "launcher.api",
     "get": "launcher.api",
     "aload": "launcher.api",
+    "read_manifest": "launcher.api",
+    "Manifest": "launcher.model.config",
     "LauncherError": "launcher.errors",
     "NotFoundError": "launcher.errors",
     "AuthError": "launcher.errors",
@@ -39,6 +42,7 @@ __all__ = [
     "Client",
     "CompoundError",
     "LauncherError",
+    "Manifest",
     "ManifestError",
     "NotFoundError",
     "Secrets",
@@ -48,11 +52,13 @@ __all__ = [
     "aload",
     "get",
     "load",
+    "read_manifest",
 ]
 
 if TYPE_CHECKING:
-    from launcher.api import Client, Secrets, WatchHandle, aload, get, load
+    from launcher.api import Client, Secrets, WatchHandle, aload, get, load, read_manifest
     from launcher.errors import AuthError, CompoundError, LauncherError, ManifestError, NotFoundError, UnavailableError
+    from launcher.model.config import Manifest
 else:
     # Hidden from type checkers, so a misspelt ``launcher.lod`` is an error there, not ``Any``.
     def __getattr__(name: str) -> object:

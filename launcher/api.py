@@ -34,7 +34,8 @@ from launcher.sources.catalog import reference_problem
 
 log = logging.getLogger(__name__)
 
-ManifestArg = str | os.PathLike[str] | Manifest | None
+# A path, a mapping (the parsed YAML of a manifest), a ``Manifest`` (``read_manifest``), or None.
+ManifestArg = str | os.PathLike[str] | Mapping[str, Any] | Manifest | None
 
 
 def find_manifest(manifest: ManifestArg, environ: Mapping[str, str]) -> Manifest:
@@ -42,6 +43,16 @@ def find_manifest(manifest: ManifestArg, environ: Mapping[str, str]) -> Manifest
     if isinstance(manifest, Manifest):
         return manifest
     return find(manifest if manifest is not None else environ.get("LAUNCHER_MANIFEST") or None, environ)
+
+
+def read_manifest(manifest: ManifestArg = None, *, environ: Mapping[str, str] | None = None) -> Manifest:
+    """The validated manifest ``load``, ``get`` and ``Client`` would use: read once, passed to each.
+
+    ``manifest``: a path, a mapping (parsed YAML: the same keys and checks; a problem names
+    ``<mapping>`` and the field), or None (found as ``Client`` finds it). No secret is read.
+    Raises ``ManifestError`` (78) with every problem found.
+    """
+    return find_manifest(manifest, dict(os.environ if environ is None else environ))
 
 
 class Secrets(Mapping[str, str]):
@@ -108,9 +119,10 @@ def raise_for(resolution: Resolution) -> None:
 class Client:
     """Sources, cache and retry of one manifest, shared by threads; close it (or use ``with``).
 
-    ``manifest``: a path, a ``Manifest``, or None (``$LAUNCHER_MANIFEST``, else ``./launcher.yaml``
-    when it exists, else the built-in sources). ``environ`` (default ``os.environ``, copied) is
-    used for ``${VAR}`` in the manifest and inline references; ``inline=False`` ignores those.
+    ``manifest``: a path, a mapping (parsed YAML), a ``Manifest`` (``read_manifest``), or None
+    (``$LAUNCHER_MANIFEST``, else ``./launcher.yaml`` when it exists, else the built-in sources).
+    ``environ`` (default ``os.environ``, copied) is used for ``${VAR}`` in the manifest and
+    inline references; ``inline=False`` ignores those.
     Sources read their own variables (``VAULT_ADDR``...) from ``os.environ``, as on the command line.
     """
 
@@ -198,7 +210,7 @@ class Client:
             keys = [self._parse(ref).fetch_key]
         else:
             with self._lock:
-                keys = [*self._seen, *(r.fetch_key for b in self.manifest.env for r in b.refs),
+                keys = [*self._seen, *(r.fetch_key for b in self.manifest.bindings for r in b.refs),
                         *(e.ref.fetch_key for e in self.manifest.env_from)]
         for key in keys:
             self.resolver.cache.invalidate(key)
@@ -227,7 +239,7 @@ class Client:
             watching = replace(watching, watch=replace(watching.watch, interval=float(interval)))
         handle = WatchHandle(self, secrets_of(self.manifest, resolution), on_change, on_error)
         watcher = Watcher(watching, self.resolver, self._environ, handle._post, self._inline, clock=self.resolver.clock,
-                          events=self.resolver.events)
+                          events=self.resolver.events, kept="the watch keeps its last good values (handle.secrets)")
         watcher.track(resolution)
         with self._lock:
             self._check_open()

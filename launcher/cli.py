@@ -25,6 +25,7 @@ from launcher.errors import (
 )
 from launcher.events import Broadcast, EventSink
 from launcher.manifest import DEFAULT_MANIFEST, find
+from launcher.manifest.envfile import with_env_files
 from launcher.model.config import Manifest, listen_address
 from launcher.model.vocabulary import ACTIONS
 from launcher.resolve.bindings import BindingResult
@@ -34,6 +35,7 @@ from launcher.run.command import check_exec_limits, exec_command, exec_refusals,
 from launcher.run.environment import ChildEnvironment
 from launcher.run.files import SecretFiles, stable_env_dir
 from launcher.run.linux import make_undumpable
+from launcher.sources.registry import described
 
 if TYPE_CHECKING:
     from launcher.observe.observers import Observers  # imported when something asks to observe
@@ -45,9 +47,10 @@ AUDIT_VARIABLE = "LAUNCHER_AUDIT"  # names the audit trail; wins over the manife
 _COMMAND_SETTINGS: dict[str, Any] = {"allow_interspersed_args": False}
 
 
-def load(manifest_path: str | None) -> Manifest:
-    """The named manifest (78 when missing), else ./launcher.yaml when it exists, else none."""
-    return find(manifest_path)
+def load(manifest_path: str | None, env_files: tuple[str, ...] = ()) -> Manifest:
+    """The named manifest (78 when missing), else ./launcher.yaml when it exists, else none;
+    with the ``--env-file`` files after its own ``env_files`` (78 for one missing, unless NAME?)."""
+    return with_env_files(find(manifest_path), env_files)
 
 
 def resolve(manifest: Manifest, no_inline: bool, observers: Observing, strict: bool = True) -> tuple[Resolver, Resolution]:
@@ -77,6 +80,8 @@ def resolve(manifest: Manifest, no_inline: bool, observers: Observing, strict: b
 
 def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--no-inline", is_flag=True, help="Do not resolve references found in the environment.")(fn)
+    fn = click.option("--env-file", "env_files", multiple=True, metavar="PATH",
+                      help="A dotenv file of bindings (references, templates, literals); repeatable; PATH? if optional.")(fn)
     fn = click.option(
         "-m", "--manifest", "manifest_path", envvar="LAUNCHER_MANIFEST", type=str,
         help="Manifest file (default: ./launcher.yaml when it exists).",
@@ -186,14 +191,15 @@ def _version(ctx: click.Context, value: bool) -> None:
     ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The sources named in the help are the registry's: a backend added there is listed here too.
+@click.group(context_settings={"help_option_names": ["-h", "--help"]},
+             help=f"Put secrets from {described()} into a process's environment, and supervise it.")
 @click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True, type=_LEVELS)
 @click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True, type=_FORMATS)
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _, value: _version(ctx, value),
               help="Show the version (and, from a bundle, its C library floor) and exit.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
-    """Put Vault / OpenBao and Azure Key Vault secrets into a process's environment."""
     ctx.meta["launcher.logging"] = {"log_level": log_level.lower(), "log_format": log_format.lower()}
     logs.configure(log_level.lower(), log_format.lower())
 
@@ -206,12 +212,12 @@ def cli(ctx: click.Context, log_level: str, log_format: str) -> None:
 @click.option("--metrics", metavar="ADDR", callback=_listen, help="Serve /metrics and /healthz on HOST:PORT (default: metrics.listen).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @audit_option(reports_exit=False)  # the supervisor writes the exit event
-def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_change: str | None, mask: bool | None,
-        metrics: str | None, command: tuple[str, ...], observers: Observing) -> int:
+def run(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...], watch: bool | None, on_change: str | None,
+        mask: bool | None, metrics: str | None, command: tuple[str, ...], observers: Observing) -> int:
     """Resolve, start COMMAND as a supervised child, exit with its code."""
     from launcher.run.supervisor import supervise
 
-    manifest = load(manifest_path)
+    manifest = load(manifest_path, env_files)
     if watch is not None or on_change is not None:
         w = manifest.watch
         action = ACTIONS[ACTIONS.index(on_change)] if on_change else w.on_change  # click's choice, as the vocabulary's word
@@ -231,9 +237,10 @@ def run(manifest_path: str | None, no_inline: bool, watch: bool | None, on_chang
 @manifest_options
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @audit_option()
-def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], observers: Observing) -> int:
+def exec_(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...], command: tuple[str, ...],
+          observers: Observing) -> int:
     """Resolve, then replace this process with COMMAND (no supervisor left)."""
-    manifest = load(manifest_path)
+    manifest = load(manifest_path, env_files)
     observers.open(manifest)
     argv = list(command)
     environment = ChildEnvironment(manifest, os.environ)
@@ -259,26 +266,27 @@ def exec_(manifest_path: str | None, no_inline: bool, command: tuple[str, ...], 
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="json: one object per binding and a summary, for programs (docs/check-format.schema.json).")
 @audit_option()
-def check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
+def check(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...], offline: bool, fmt: str,
+          observers: Observing) -> int:
     """Validate the manifest and fetch every secret; print NAME / REF / VERSION / STATUS."""
     from launcher.output import check_json
 
     try:
-        return _check(manifest_path, no_inline, offline, fmt, observers)
+        return _check(load(manifest_path, env_files), no_inline, offline, fmt, observers)
     except LauncherError as exc:
         if fmt == "json" and exc is not observers.reported:  # a failure of the bindings is printed with them already
             click.echo(check_json([], manifest=manifest_path, exit_code=exc.exit_code, problems=[str(e) for e in errors_of(exc)]))
         raise
 
 
-def _check(manifest_path: str | None, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
+def _check(manifest: Manifest, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
     """``check`` proper; ``check`` prints a failure that belongs to no binding as JSON when asked."""
     from launcher.output import check_json, check_table
-    manifest = load(manifest_path)
+
     observers.open(manifest)
     if offline:
         inline = [] if no_inline else inline_bindings(os.environ, manifest)
-        count = len(manifest.env) + len(inline) + len(manifest.env_from)
+        count = len(manifest.bindings) + len(inline) + len(manifest.env_from)
         if fmt == "json":
             click.echo(check_json([], manifest=manifest.path, exit_code=0, offline=count))
         else:
@@ -312,10 +320,11 @@ def _plural(count: int, noun: str) -> str:
 @manifest_options
 @click.option("--format", "fmt", type=click.Choice(["dotenv", "json", "shell"]), default="dotenv", show_default=True)
 @audit_option()
-def env(manifest_path: str | None, no_inline: bool, fmt: str, observers: Observing) -> int:
+def env(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...], fmt: str, observers: Observing) -> int:
     """Print the resolved bindings (values included: the explicit "show me" command)."""
     from launcher.output import dotenv_differs, format_env
-    manifest = load(manifest_path)
+
+    manifest = load(manifest_path, env_files)
     observers.open(manifest)
     resolver, resolution = resolve(manifest, no_inline, observers)
     resolver.close()

@@ -11,7 +11,7 @@ def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | Non
     """NAME / REF / VERSION / STATUS (plus any extra column); never a value."""
     results = list(results)  # read twice below: a generator would leave the extra column empty
     header = ["NAME", "REF", "VERSION", "STATUS"]
-    rows = [[r.name, r.ref, r.version or "-", r.status] for r in results]
+    rows = [[r.name, r.ref, r.version or "-", _status(r)] for r in results]
     if extra is not None:
         header.append("NEXT_CHECK")
         for row, r in zip(rows, results, strict=True):
@@ -19,6 +19,11 @@ def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | Non
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
     return "\n".join(lines)
+
+
+def _status(result: BindingResult) -> str:
+    """The STATUS cell: ``ok (fallback: dr)`` when a fallback answered for the source the reference names."""
+    return f"{result.status} (fallback: {result.answered_by})" if result.answered_by else result.status
 
 
 _NOTES = {"default": "missing: its default is used", "optional": "missing: optional, left unset"}
@@ -29,14 +34,16 @@ def check_json(results: Iterable[BindingResult], extra: Mapping[str, str] | None
     """``check --format json``: one object per binding and a summary (docs/check-format.schema.json).
 
     ``next_check`` is there when watching (``extra``); ``message`` is the failure (or what
-    was done about a missing optional secret), null when all is well; ``problems``
+    was done about a missing optional secret), null when all is well; ``answered_by`` the
+    fallback source that answered for an unavailable one (null when none had to); ``problems``
     are failures that belong to no binding (a manifest that cannot be read). ``offline``: the
     number of bindings ``check --offline`` validated (none is listed: nothing was fetched). Never a value.
     """
     bindings = []
     for r in results:
         item: dict[str, object] = {"name": r.name, "ref": r.ref, "version": r.version, "status": r.status,
-                                   "message": str(r.error) if r.error is not None else _NOTES.get(r.status)}
+                                   "message": str(r.error) if r.error is not None else _NOTES.get(r.status),
+                                   "answered_by": r.answered_by}
         if extra is not None:
             item["next_check"] = extra.get(r.name, "-")
         bindings.append(item)
@@ -45,7 +52,7 @@ def check_json(results: Iterable[BindingResult], extra: Mapping[str, str] | None
         counts[str(item["status"])] = counts.get(str(item["status"]), 0) + 1
     summary = {"manifest": manifest, "status": "ok" if exit_code == 0 else "failed", "exit_code": exit_code,
                "offline": offline is not None, "bindings": len(bindings) if offline is None else offline, "counts": counts,
-               "problems": list(problems)}
+               "answered_by_fallback": sum(1 for item in bindings if item["answered_by"]), "problems": list(problems)}
     import json
 
     return json.dumps({"bindings": bindings, "summary": summary}, indent=2)

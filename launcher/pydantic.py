@@ -82,7 +82,7 @@ class LauncherSettingsSource(PydanticBaseEnvSettingsSource):
         """The route of every field that has one, and a manifest of just the bindings they use."""
         environ = dict(os.environ if self.environ is None else self.environ)
         manifest = find_manifest(self.manifest, environ)
-        found = [*manifest.env, *(inline_bindings(environ, manifest) if self.inline else ())]
+        found = [*manifest.bindings, *(inline_bindings(environ, manifest) if self.inline else ())]
         by_name: dict[str, Binding] = {}
         for binding in found:
             by_name.setdefault(self._apply_case_sensitive(binding.name), binding)
@@ -106,7 +106,7 @@ class LauncherSettingsSource(PydanticBaseEnvSettingsSource):
             known = bindings.get(route.binding.name)
             if known is None or (known.optional and not route.binding.optional):
                 bindings[route.binding.name] = route.binding
-        return replace(manifest, env=tuple(bindings.values()), env_from=()), routes
+        return replace(manifest, env=tuple(bindings.values()), env_from=(), env_files=()), routes
 
     def _secret_binding(self, manifest: Manifest, name: str, text: str, optional: bool) -> Binding:
         where, what = f"{self.settings_cls.__name__}.{name}", f"json_schema_extra[{SECRET_KEY!r}]"

@@ -56,7 +56,8 @@ def test_every_status_per_binding_and_the_exit_code_of_the_text_form(tmp_path: P
     assert rows["GONE"]["status"] == "missing" and "nope" in rows["GONE"]["message"] and rows["GONE"]["version"] is None
     assert "launcher.yaml:" in rows["GONE"]["message"]  # where the binding is
     assert rows["WITH_DEFAULT"]["status"] == "default" and rows["MAYBE"]["status"] == "optional"
-    assert rows["LEVEL"] == {"name": "LEVEL", "ref": "-", "version": None, "status": "ok", "message": None}
+    assert rows["LEVEL"] == {"name": "LEVEL", "ref": "-", "version": None, "status": "ok", "message": None,
+                             "answered_by": None}
     assert all("next_check" not in b for b in doc["bindings"])  # not watching
     summary = doc["summary"]
     assert summary["status"] == "failed" and summary["bindings"] == 5 and not summary["offline"]

@@ -202,7 +202,7 @@ def test_twelve_secrets_are_bounded_by_one_deadline_and_retried_in_rounds(openba
 
 
 @pytest.mark.slow
-def test_tls_to_a_plain_http_server_is_a_retried_handshake_failure(openbao: OpenBao, tmp_path: Path) -> None:
+def test_tls_to_a_plain_http_server_fails_at_once_with_a_hint(openbao: OpenBao, tmp_path: Path) -> None:
     path = secret(openbao, k="v1")
     host, port = target(openbao)
     m = manifest(tmp_path, f"env:\n  K: vault://secret/{path}#k\n" + RETRY.replace("deadline: 4s", "deadline: 2s"))
@@ -214,7 +214,8 @@ def test_tls_to_a_plain_http_server_is_a_retried_handshake_failure(openbao: Open
     assert_plain(stderr)
     final = final_error(stderr)
     assert "tls" in final.lower() and f"{host}:{port}" in final, final
-    assert retry_lines(stderr), f"a TLS handshake failure is retried:\n{stderr}"
+    assert "is the server plain HTTP? try http://" in final, final
+    assert not retry_lines(stderr), f"an answer that is not TLS cannot heal: not retried:\n{stderr}"
 
 
 # -- (c) configuration that cannot work ------------------------------------------------

@@ -576,7 +576,8 @@ def test_aliases_cannot_multiply_the_work() -> None:
     text = f"version: 1\nx: &s '{'a' * 200_000}'\nenv:\n" + "".join(f"  A{i}: *s\n" for i in range(4_000))
     problems = [str(e) for e in errors_of(manifest_error(text))]
     assert problems == [
-        "/etc/app/launcher.yaml:2: x: unknown key (allowed: version, sources, env, env_from, cache, retry, watch, process, audit, metrics)",
+        "/etc/app/launcher.yaml:2: x: unknown key (allowed: version, sources, env, env_from, env_files, cache, retry, watch, "
+        "process, audit, metrics)",
         "/etc/app/launcher.yaml:2: aliases repeat more than 4 MiB of the manifest; use fewer or smaller aliases",
     ]
 

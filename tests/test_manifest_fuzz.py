@@ -38,11 +38,12 @@ EXCEPTION_NAMES = sorted(
        "RepresenterError", "EmitterError", "RefSyntaxError", "LauncherError", "ManifestError", "Traceback"}
 )
 
-TOP_KEYS = ["version", "sources", "env", "env_from", "cache", "retry", "watch", "process"]
+TOP_KEYS = ["version", "sources", "env", "env_from", "env_files", "cache", "retry", "watch", "process"]
 SECTION_FIELDS = {
     "cache": ["ttl", "max_entries"],
     "retry": ["attempts", "initial_delay", "max_delay", "multiplier", "jitter", "deadline"],
-    "watch": ["enabled", "interval", "on_change", "signal", "debounce", "splay", "on_error", "max_restarts", "restart_window"],
+    "watch": ["enabled", "interval", "on_change", "signal", "signal_target", "debounce", "splay", "on_error", "max_restarts",
+              "restart_window"],
     "process": ["stop_signal", "stop_timeout", "pristine", "inherit", "scrub", "passthrough", "signal_target", "files_dir"],
 }
 SOURCE_FIELDS = {

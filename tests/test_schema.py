@@ -126,3 +126,17 @@ def test_completion_scripts_are_produced_and_complete_the_commands() -> None:
     assert {"run", "exec", "check", "env", "init", "schema", "completion"} <= offered, asked.stdout
     bad = run_launcher(["completion", "powershell"])
     assert bad.returncode == 2
+
+
+def test_init_names_the_schema_for_editors_and_writes_it_beside(tmp_path: Path) -> None:
+    done = run_launcher(["init", str(tmp_path / "launcher.yaml")])
+    assert done.returncode == 0, done.stderr
+    text = (tmp_path / "launcher.yaml").read_text()
+    assert text.splitlines()[0] == "# yaml-language-server: $schema=launcher.schema.json"
+    written = json.loads((tmp_path / "launcher.schema.json").read_text())
+    assert written == json.loads(schema_text())
+    jsonschema.validate(yaml.safe_load(text), written, cls=jsonschema.Draft202012Validator)
+    # A schema file of the user's is never replaced.
+    (tmp_path / "launcher.schema.json").write_text("{}")
+    assert run_launcher(["init", "--force", str(tmp_path / "launcher.yaml")]).returncode == 0
+    assert (tmp_path / "launcher.schema.json").read_text() == "{}"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import launcher
+try:
+    import launcher
+except ModuleNotFoundError:  # what is missing, in one line rather than a traceback
+    raise SystemExit("script.py needs the launcher package: pip install secret-launcher") from None
 
 MANIFEST = Path(__file__).with_name("launcher.yaml")
 

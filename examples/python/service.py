@@ -20,7 +20,10 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import launcher
+try:
+    import launcher
+except ModuleNotFoundError:  # what is missing, in one line rather than a traceback
+    raise SystemExit("service.py needs the launcher package: pip install secret-launcher") from None
 
 MANIFEST = Path(__file__).with_name("launcher.yaml")
 log = logging.getLogger("service")

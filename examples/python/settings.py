@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+try:
+    from pydantic import Field, SecretStr
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from launcher.pydantic import LauncherSettingsSource, Refreshing
+    from launcher.pydantic import LauncherSettingsSource, Refreshing
+except ModuleNotFoundError as missing:  # what is missing, in one line rather than a traceback
+    raise SystemExit(f"settings.py needs {missing.name}: pip install 'secret-launcher[pydantic]'") from None
 
 MANIFEST = Path(__file__).with_name("launcher.yaml")
 

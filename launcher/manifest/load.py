@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from launcher.errors import ManifestError
 from launcher.manifest.document import ManifestReader
+from launcher.manifest.mapping import parse_mapping
 from launcher.manifest.textfile import MAX_MANIFEST_BYTES, read_capped
 from launcher.model.config import Manifest
 from launcher.model.yamltext import InvalidYamlError, compose_yaml, decode_text, line_of
@@ -32,9 +34,13 @@ from launcher.model.yamltext import InvalidYamlError, compose_yaml, decode_text,
 DEFAULT_MANIFEST = "launcher.yaml"
 
 
-def find(path: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None) -> Manifest:
+def find(path: str | os.PathLike[str] | Mapping[str, Any] | None, environ: Mapping[str, str] | None = None) -> Manifest:
     """The manifest at ``path`` (78 when missing), else ``./launcher.yaml`` when it exists, else
-    none (the built-in sources only). The CLI and the Python API find it the same way."""
+    none (the built-in sources only). The CLI and the Python API find it the same way. A
+    mapping (parsed YAML, for the Python API) is read as the file holding it would be
+    (``launcher.manifest.mapping``)."""
+    if isinstance(path, Mapping):
+        return parse_mapping(path, os.environ if environ is None else environ)
     if path is not None:
         return load_manifest(path, environ)
     if os.path.exists(DEFAULT_MANIFEST):

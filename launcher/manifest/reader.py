@@ -84,10 +84,14 @@ class Reader:
         self.unit = _Collect(self.record)
         self.seen: set[int] = set()
         self.repeated = 0
+        self.named_at: dict[str, int] = {}  # another file the manifest names (an env file) -> that line: its problems sort there
 
     # -- errors ----------------------------------------------------------------
 
     def where(self, node: yaml.Node) -> str:
+        """``file:line`` of ``node``; the name alone for a node without a place (a manifest given as a mapping)."""
+        if node.start_mark is None:
+            return self.filename
         return f"{self.filename}:{node.start_mark.line + 1}"
 
     def fail(self, node: yaml.Node, field: str, message: str) -> ManifestError:
@@ -112,8 +116,10 @@ class Reader:
         return ManifestError(first.detail, where=first.where, field=first.field, more=more)
 
     def _line(self, exc: ManifestError) -> int:
-        tail = (exc.where or "")[len(self.filename) + 1 :]
-        return int(tail) if tail.isdecimal() else 0
+        name, _, line = (exc.where or "").rpartition(":")
+        if name != self.filename:
+            return self.named_at.get(name, 0)
+        return int(line) if line.isdecimal() else 0
 
     def visit(self, node: yaml.Node) -> None:
         """Count what aliases make the reader see again, and stop an alias bomb.

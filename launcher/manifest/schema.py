@@ -60,6 +60,9 @@ def manifest_schema() -> Schema:
                 "propertyNames": {"pattern": ENV_NAME}, "additionalProperties": {"$ref": "#/$defs/binding"}},
         "env_from": {"type": ["array", "null"], "description": "every key of a secret, as PREFIX + KEY",
                      "items": {"$ref": "#/$defs/env_from"}},
+        "env_files": {"type": ["array", "null"], "description": "dotenv files of bindings (relative to the manifest; "
+                      "a name ending in ? is optional); env wins over them, they over inline references",
+                      "items": {"type": "string", "minLength": 1}},
         **{name: _settings(cls, nullable=True) for name, cls in SECTIONS.items()},
     }
     missing = [key for key in TOP_KEYS if key not in properties]

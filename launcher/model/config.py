@@ -50,6 +50,7 @@ class Binding:
     template: str | None = None  # the template file the parts were read from (for messages and check)
     path: str | None = None  # write the file at this exact path (implies ``file``)
     mode: int = 0o600  # of a file at ``path``
+    field: str | None = None  # how messages name it after ``where``; None: ``env.NAME`` (a manifest's binding)
 
     @property
     def refs(self) -> list[Reference]:
@@ -66,6 +67,22 @@ class Binding:
         if self.template is not None:
             return f"{self.template} ({', '.join(dict.fromkeys(str(r) for r in self.refs)) or 'no references'})"
         return render(self.parts) if self.refs else "-"
+
+
+@dataclass(frozen=True)
+class EnvFile:
+    """A dotenv file of bindings (``env_files:`` or ``--env-file``) and what was read from it.
+
+    Its values are literals, references or ``{{ }}`` templates, as in ``env``; ``bindings``
+    is empty for an optional file (``NAME?``) that does not exist. ``where`` says where it
+    was named (the manifest's file:line, or the command line); each binding's ``where`` is
+    the file's own file:line.
+    """
+
+    path: str
+    optional: bool = False
+    bindings: tuple[Binding, ...] = ()
+    where: str = "<manifest>"
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,10 @@ class WatchConfig:
     interval: float = setting(60.0, "duration", positive=True, help="each secret is checked this often")
     on_change: Action = setting("restart", "choice", choices=ACTIONS, help="what a change does to the child")
     signal: signal.Signals = setting(signal.SIGHUP, "signal", help="sent when on_change is signal")
+    # The child alone by default, as Vault Agent signals its child: a shell's helpers (a `sleep`,
+    # a log shipper) die of a SIGHUP they never asked for. Forwarded signals follow process.signal_target.
+    signal_target: SignalTarget = setting("child", "choice", choices=SIGNAL_TARGETS,
+                                          help="where the rotation signal goes: the child alone, or its process group")
     debounce: float = setting(2.0, "duration", help="quiet period that batches a burst of changes")
     splay: float = setting(0.0, "duration", help="random delay before acting")
     on_error: OnError = setting("keep", "choice", choices=ON_ERRORS, help="keep the last good values, or exit")
@@ -117,7 +138,8 @@ class ProcessConfig:
     scrub: tuple[str, ...] = setting(kind="names", factory=default_scrub, extends=True,
                                      help="never passed to the child; added to the backends' own credentials")
     passthrough: tuple[str, ...] = setting((), "names", help="exempted from scrub")
-    signal_target: SignalTarget = setting("group", "choice", choices=SIGNAL_TARGETS, help="where forwarded signals go")
+    signal_target: SignalTarget = setting("group", "choice", choices=SIGNAL_TARGETS,
+                                          help="where forwarded signals go (the rotation signal: watch.signal_target)")
     files_dir: str | None = setting(None, "path", help="where private secret directories go (default: "
                                     "$XDG_RUNTIME_DIR, else /dev/shm, else the temp dir)")
     mask: bool = setting(False, "bool", help="conceal secret values in the child's output (or `launcher run --mask`)")
@@ -164,12 +186,23 @@ class Manifest:
     sources: Mapping[str, SourceConfig] = field(default_factory=dict)
     env: tuple[Binding, ...] = ()
     env_from: tuple[EnvFrom, ...] = ()
+    env_files: tuple[EnvFile, ...] = ()  # the manifest's, then the command line's
     cache: CacheConfig = field(default_factory=CacheConfig)
     retry: RetryConfig = field(default_factory=RetryConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     process: ProcessConfig = field(default_factory=ProcessConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    @property
+    def bindings(self) -> tuple[Binding, ...]:
+        """``env``, then the env files' bindings of names ``env`` does not bind (a later file wins
+        over an earlier one): what is resolved, before inline references and after ``env_from``."""
+        taken = {b.name for b in self.env}
+        found: dict[str, Binding] = {}
+        for env_file in self.env_files:
+            found.update((b.name, b) for b in env_file.bindings if b.name not in taken)
+        return (*self.env, *found.values())
 
     @property
     def known_sources(self) -> frozenset[str]:

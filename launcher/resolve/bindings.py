@@ -46,17 +46,18 @@ class BindingResult:
     error: LauncherError | None = None
     keys: tuple[FetchKey, ...] = ()  # the secrets it was built from (for ``check``'s NEXT CHECK)
     where: str = "<manifest>"  # file:line of the binding, to report failures in manifest order
+    answered_by: str | None = None  # the fallback source(s) that answered for the one named (comma-separated)
 
 
 def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
     """Variables of our own environment whose whole value references a known source.
 
-    Manifest bindings win, so their names are skipped. Anything else in the
+    Manifest bindings (and env files') win, so their names are skipped. Anything else in the
     environment (URLs, unknown ``NAME://`` values, names that are not valid
     variable names) is left as it is.
     """
     known = manifest.known_sources
-    taken = {b.name for b in manifest.env}
+    taken = {b.name for b in manifest.bindings}
     out = []
     for name, value in sorted(environ.items()):
         if name in taken or not ENV_NAME_RE.match(name):
@@ -146,6 +147,7 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
     ref_text = binding.shown
     pieces: list[str] = []
     versions: list[str] = []
+    fallbacks: list[str] = []
     try:
         for part in binding.parts:
             if isinstance(part, str):
@@ -157,6 +159,8 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
             pieces.append(select(outcome, part))
             if outcome.version and outcome.version not in versions:
                 versions.append(outcome.version)
+            if outcome.answered_by and outcome.answered_by not in fallbacks:
+                fallbacks.append(outcome.answered_by)
     except NotFoundError as exc:
         keys = tuple(r.fetch_key for r in binding.refs)  # watched, so the secret is noticed once it exists
         if binding.default is not None:
@@ -168,13 +172,14 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
         return BindingResult(binding.name, ref_text, exc.status, error=exc.with_context(_binding_context(binding)), where=binding.where)
     keys = tuple(r.fetch_key for r in binding.refs)
     value = "".join(pieces)
-    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where)
+    return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where,
+                         answered_by=",".join(fallbacks) or None)
 
 
 def _binding_context(binding: Binding) -> str:
     if binding.where == "<environment>":
         return f"<environment>: {binding.name}"
-    return f"{binding.where}: env.{binding.name}"
+    return f"{binding.where}: {binding.field or f'env.{binding.name}'}"
 
 
 def expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[BindingResult, dict[str, str]]:
@@ -201,4 +206,5 @@ def expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[Bi
             return BindingResult(label, ref_text, "invalid", error=err, where=entry.where), {}
         key_of[name] = key
         found[name] = value
-    return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,), where=entry.where), found
+    return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,), where=entry.where,
+                         answered_by=outcome.answered_by), found

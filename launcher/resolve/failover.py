@@ -16,6 +16,8 @@ what the resolver and the watcher use under NAME:
   OTHER). An answer, any answer but unavailability, is a recovery; otherwise NAME is
   held off again. Failover and recovery are one WARNING line and one event each.
 - Leases stay where they were issued: a lease from OTHER is renewed at OTHER.
+- A secret OTHER answered says so (``Secret.answered_by``: OTHER, or the link of a
+  chain that answered), so ``check`` can show it.
 - Versions of two sources are not comparable: when a version check is answered by
   another source than the one that answered the last read of that path, the check
   reports a version never seen, so the watcher re-reads once and the supervisor
@@ -104,6 +106,7 @@ class FailoverSource:
 
     def fetch(self, path: str, version: str | None) -> Secret:
         secret, by = self._ask(FetchKey(self.name, path, version), lambda s: s.fetch(path, version), self.retry.attempts)
+        secret = _answered(secret, by, self.fallback)
         with self._lock:
             if version is None:
                 self._answered[path] = by
@@ -123,7 +126,7 @@ class FailoverSource:
         source = self.fallback if held else self.primary
         if not isinstance(source, Batching):
             return {}
-        found = source.read_many(items, within)
+        found = {item: _answered(secret, source, self.fallback) for item, secret in source.read_many(items, within).items()}
         with self._lock:
             for (path, version), secret in found.items():
                 if version is None:
@@ -255,3 +258,10 @@ class FailoverSource:
         log.warning("source %s answers again; reads go back to it from %s", self.name, self.fallback.name,
                     extra={"fields": {"source": self.name, "fallback": self.fallback.name}})
         self.events.emit(Event("recovery", source=self.name))
+
+
+def _answered(secret: Secret, by: Source, fallback: Source) -> Secret:
+    """``secret`` marked as answered by ``fallback`` when it did (a chain's deeper link keeps its own mark)."""
+    if by is not fallback or secret.answered_by is not None:
+        return secret
+    return dataclasses.replace(secret, answered_by=fallback.name)

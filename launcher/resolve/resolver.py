@@ -254,7 +254,7 @@ class Resolver:
 
     def resolve(self, environ: Mapping[str, str], inline: bool = True, use_cache: bool = True) -> Resolution:
         """Resolve ``env``, inline references from ``environ`` and ``env_from``."""
-        bindings = list(self.manifest.env)
+        bindings = list(self.manifest.bindings)  # env, then the env files' (Manifest.bindings)
         if inline:
             bindings += inline_bindings(environ, self.manifest)
         uses: dict[FetchKey, list[str]] = {}

@@ -86,8 +86,10 @@ class Watcher:
         inline: bool = True,
         clock: Clock | None = None,
         events: EventSink = NOTHING,
+        kept: str = "the last good values are kept",
     ) -> None:
         self.manifest = manifest
+        self.kept = kept  # what an outage leaves in place, in the words of the face watching (the child, a handle)
         self.events = events
         self.watch = manifest.watch
         self.resolver = resolver
@@ -315,7 +317,7 @@ class Watcher:
         """A check or re-read of ``t`` failed: its source is failing, probed again in one interval."""
         source = t.key.source
         if source not in self._down:
-            log.warning("source %s is failing (%s); the child keeps its last good values", source, exc)
+            log.warning("source %s is failing (%s); %s", source, exc, self.kept)
             self.events.emit(Event("outage", source=source, ref=str(t.key), outcome=status_of(exc)))
         self._down[source] = now + self.watch.interval
         self.post(Outage(exc))

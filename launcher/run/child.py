@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from launcher.clock import SYSTEM, Clock
 from launcher.errors import CommandError
 from launcher.model.config import ProcessConfig
+from launcher.model.vocabulary import SignalTarget
 from launcher.run.command import not_found_message
 from launcher.run.reaper import exit_code
 
@@ -114,9 +115,10 @@ class ChildProcess:
         """Exited, and nothing is left of its group (or what was left got SIGKILL)."""
         return self.exit_code is not None and (self._killed or not group_alive(self.pid))
 
-    def signal(self, sig: int) -> bool:
-        """Forward ``sig`` to the child's group (``signal_target: group``) or the child alone."""
-        return self.running and send(self.pid, sig, group=self.process.signal_target == "group")
+    def signal(self, sig: int, target: SignalTarget | None = None) -> bool:
+        """Send ``sig`` to the child's group or the child alone: ``target``, else ``process.signal_target``
+        (a forwarded signal's rule; the rotation signal passes ``watch.signal_target``)."""
+        return self.running and send(self.pid, sig, group=(target or self.process.signal_target) == "group")
 
     def stop(self) -> None:
         """``stop_signal`` to the group now, SIGKILL after ``stop_timeout``; a second call changes nothing."""

@@ -47,7 +47,7 @@ class ChildEnvironment:
 
     def preview(self) -> dict[str, str]:
         """The environment before any secret is fetched (literal bindings only): where to find the command."""
-        literals = {b.name: "".join(p for p in b.parts if isinstance(p, str)) for b in self.manifest.env if b.is_literal}
+        literals = {b.name: "".join(p for p in b.parts if isinstance(p, str)) for b in self.manifest.bindings if b.is_literal}
         return child_environment(self.inherited, literals, self.process)
 
     def bindings(self, resolution: Resolution) -> dict[str, str]:

@@ -321,7 +321,7 @@ class Supervisor:
                 log.info("secrets changed: %s: sending %s", names, sig.name, extra=fields)
                 if self.child is not None:
                     self.events.emit(Event("signal", bindings=act.names, child_pid=self.child.pid, reason=sig.name))
-                    self.child.signal(sig)
+                    self.child.signal(sig, self.manifest.watch.signal_target)
                 self.current = act.payload
                 self._decide(policy.Restarted())
             case "exit":
@@ -369,7 +369,8 @@ def supervise(manifest: Manifest, argv: Sequence[str], resolver: Resolver, resol
     try:
         supervisor = Supervisor(manifest, argv, environment, events=events)
         if manifest.watch.enabled:
-            watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline, events=events)
+            kept = "the child keeps its last good values" if manifest.watch.on_error == "keep" else "stopping the child (watch.on_error)"
+            watcher = Watcher(manifest, resolver, os.environ, supervisor.post, inline, events=events, kept=kept)
             watcher.track(resolution)
         code = supervisor.run(resolution, ready=watcher.start if watcher is not None else None)
         return code

@@ -41,10 +41,14 @@ class Secret:
     fields: Mapping[str, str] | None = None
     version: str | None = None
     lease: Lease | None = None
+    # The source that answered in place of the one the reference names (its ``fallback:``, set by
+    # ``launcher.resolve.failover``); None when the named source answered itself.
+    answered_by: str | None = None
 
     def __repr__(self) -> str:
         shape = f"fields={sorted(self.fields)}" if self.fields is not None else "value=<hidden>"
-        return f"Secret({shape}, version={self.version!r}, lease={self.lease!r})"
+        by = f", answered_by={self.answered_by!r}" if self.answered_by else ""
+        return f"Secret({shape}, version={self.version!r}, lease={self.lease!r}{by})"
 
 
 class ContentVersions:
@@ -147,6 +151,7 @@ class Backend:
     loggers: tuple[str, ...] = ()  # third-party loggers capped at WARNING (they may log values)
     requires: tuple[str, ...] = ()  # importable modules; without them `type:` is 78 naming `extra`
     extra: str | None = None  # the pip extra that installs ``requires``
+    starter: str = ""  # example settings (YAML lines, `type:` aside) for the source `launcher init` shows
 
 
 def to_text(value: Any) -> str:

@@ -366,4 +366,5 @@ def _client_error(exc: Any, operation: str, where: str, region: str | None, miss
 
 # botocore logs response bodies, values included, at DEBUG: its loggers are capped.
 BACKEND = Backend(type="ssm", config=SsmSourceConfig, open=lambda config, events: SsmSource(config),
-                  reference_problem=reference_problem, loggers=("boto3", "botocore", "s3transfer"), requires=("boto3",), extra="aws")
+                  reference_problem=reference_problem, loggers=("boto3", "botocore", "s3transfer"), requires=("boto3",), extra="aws",
+                  starter="region: eu-west-1   # default $AWS_REGION; references: my-ssm:///app/db/password\n")

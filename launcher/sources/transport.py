@@ -7,7 +7,10 @@
   through an adapter) and the Azure SDK's (through an azure-core transport) all
   go through such a pool.
 - ``describe`` turns a transport failure into the few words a user needs
-  (``connection refused``, ``TLS handshake failed``, ``timed out after 10s``).
+  (``connection refused``, ``TLS handshake failed``, ``timed out after 10s``);
+  ``lasting_tls_failure`` tells the TLS failures no retry can heal (a plain-HTTP
+  server behind https://, a certificate that does not verify), which backends
+  raise at once rather than as transient.
 - ``check_url`` refuses, before any request, an address that cannot work.
 - ``retry_after`` reads a Retry-After header (seconds or an HTTP date).
 
@@ -205,6 +208,29 @@ def cert_not_trusted(exc: BaseException) -> bool:
     return any(isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e) for e in causes(exc))
 
 
+# What OpenSSL says when the answer to its hello is not TLS at all (a plain-HTTP server behind an
+# https:// address): 1.1 and 3.0 "wrong version number", 3.2 on "record layer failure" or
+# "packet length too long" (the reason codes, and the same words in SDKs' wrapped messages).
+_NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+            "wrong version number", "record layer failure", "packet length too long")
+NOT_TLS_HINT = "the server does not speak TLS (is the server plain HTTP? try http://)"
+
+
+def not_tls(exc: BaseException) -> bool:
+    """True when a TLS handshake got an answer that is not TLS: the address says https:// to a plain-HTTP server."""
+    return any(getattr(e, "reason", None) in _NOT_TLS or any(words in str(e) for words in _NOT_TLS) for e in causes(exc))
+
+
+def lasting_tls_failure(exc: BaseException) -> Literal["not-tls", "untrusted"] | None:
+    """A TLS failure that no retry can heal: ``not-tls`` (a plain-HTTP server), ``untrusted`` (the
+    server's certificate does not verify); None for any other failure (a reset handshake heals)."""
+    if not tls_failed(exc) and not not_tls(exc):
+        return None
+    if cert_not_trusted(exc):
+        return "untrusted"
+    return "not-tls" if not_tls(exc) else None
+
+
 # What a transport failure means, most specific first: a refused connection shows up
 # inside urllib3's NewConnectionError, which is itself a kind of ConnectTimeoutError.
 _PLAIN_WORDS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
@@ -226,7 +252,9 @@ def describe(exc: BaseException, read_timeout: float | None = None) -> str:
         return "no answer within the time left (retry.deadline)"
     chain = list(causes(exc))
     if tls_failed(exc):
-        return "TLS certificate not trusted" if cert_not_trusted(exc) else "TLS handshake failed"
+        if cert_not_trusted(exc):
+            return "TLS certificate not trusted"
+        return f"TLS handshake failed: {NOT_TLS_HINT}" if not_tls(exc) else "TLS handshake failed"
     for kinds, words in _PLAIN_WORDS:
         if any(isinstance(e, kinds) for e in chain):
             return words

@@ -33,4 +33,8 @@ BACKEND = Backend(
     open=_open,
     reference_problem=reference_problem,
     loggers=("azure", "msal", "msal_extensions"),
+    starter="""\
+vault_url: https://corp-kv.vault.azure.net/
+credential: default   # default | managed_identity | workload_identity | client_secret | cli
+""",
 )

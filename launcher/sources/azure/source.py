@@ -34,7 +34,7 @@ from launcher.model.refs import FetchKey
 from launcher.sources.azure.config import AZURE_VERSION_RE, AzureSourceConfig, locate
 from launcher.sources.azure.transport import CONNECTION_TIMEOUT, READ_TIMEOUT
 from launcher.sources.base import Secret
-from launcher.sources.transport import causes, describe, retry_after
+from launcher.sources.transport import causes, describe, lasting_tls_failure, retry_after
 
 _MAX_DETAIL = 300
 _MIN_REDACT = 8  # scrubbing a shorter string would mangle messages and protect nothing
@@ -157,9 +157,7 @@ def map_error(exc: Exception, where: str, vault_url: str, redact: str | None = N
         # (DefaultAzureCredential drops the cause, so through it they stay 77.)
         cause = _network_cause(exc)
         if cause is not None:
-            words = describe(cause, read_timeout)
-            return TransientError(f"{where}: cannot reach the token endpoint ({words})", cause=f"token endpoint: {words}",
-                                  where=vault_url)
+            return _unreachable(cause, f"{where}: cannot reach the token endpoint", read_timeout)
         status = _token_endpoint_status(exc)
         if status is not None and _retryable(status):
             return TransientError(f"{where}: the token endpoint answered {status}", cause=f"token endpoint: HTTP {status}",
@@ -184,9 +182,18 @@ def map_error(exc: Exception, where: str, vault_url: str, redact: str | None = N
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         # ServiceRequestError: never sent (DNS, refused, TLS, connect timeout);
         # ServiceResponseError: sent but no complete answer (read timeout, reset).
-        words = describe(exc, read_timeout)
-        return TransientError(f"{where}: cannot reach {vault_url} ({words})", cause=words, where=vault_url)
+        return _unreachable(exc, f"{where}: cannot reach {vault_url}", read_timeout)
     return UnavailableError(f"{where}: {type(exc).__name__} talking to {vault_url}")
+
+
+def _unreachable(exc: BaseException, what: str, read_timeout: float | None) -> LauncherError:
+    """No answer: transient, but at once 69 for a TLS failure no retry can heal (a plain-HTTP
+    server behind https://, a certificate that does not verify: 69 as before, now not retried)."""
+    lasting = lasting_tls_failure(exc)
+    if lasting is None:
+        words = describe(exc, read_timeout)
+        return TransientError(f"{what} ({words})", cause=words)
+    return UnavailableError(f"{what} ({describe(exc, read_timeout)}{'; check tls.ca_cert' if lasting == 'untrusted' else ''})")
 
 
 def _retryable(status: int) -> bool:

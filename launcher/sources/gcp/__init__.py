@@ -34,4 +34,5 @@ BACKEND = Backend(
     loggers=("google", "grpc"),  # the SDK logs whole answers at DEBUG
     requires=("google.cloud.secretmanager_v1",),
     extra="gcp",
+    starter="project: my-project   # default $GOOGLE_CLOUD_PROJECT; references: my-gcp://db-password\n",
 )

@@ -34,4 +34,8 @@ BACKEND = Backend(
     config=VaultSourceConfig,
     open=_open,
     loggers=("hvac", "urllib3", "requests"),
+    starter="""\
+address: https://vault.example.com:8200   # default $VAULT_ADDR (or $BAO_ADDR)
+auth: {method: approle, role_id: "${ROLE_ID}", secret_id_file: /run/secrets/sid}   # default: $VAULT_TOKEN
+""",
 )

@@ -173,7 +173,7 @@ class TokenKeeper:
         helper = os.path.join(home, ".vault-token")
         if os.path.exists(helper):
             return usable_token(read_credential(helper, self._what), f"{self._what}: {helper}")
-        raise AuthError(f"{self._what}: no token (set VAULT_TOKEN, auth.token_file or ~/.vault-token)")
+        raise AuthError(f"{self._what}: no token (set VAULT_TOKEN (or BAO_TOKEN), auth.token_file or ~/.vault-token)")
 
     def _login(self) -> None:
         try:

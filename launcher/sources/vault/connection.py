@@ -54,7 +54,7 @@ def connection_settings(config: VaultSourceConfig, environ: Mapping[str, str]) -
     if not address:
         origin, address = _variable(environ, "ADDR")
     if not address:
-        raise ManifestError(f"{what}: no Vault address (set VAULT_ADDR or sources.{config.name}.address)")
+        raise ManifestError(f"{what}: no Vault address (set VAULT_ADDR (or BAO_ADDR), or sources.{config.name}.address)")
     namespace = config.namespace or _variable(environ, "NAMESPACE")[1] or None
     if namespace is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in namespace):
         raise ManifestError(f"{what}: the namespace holds a control character")

@@ -29,7 +29,7 @@ import urllib3
 
 from launcher import deadline
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.sources.transport import causes, cert_not_trusted, describe, http_pool, retry_after, tls_failed
+from launcher.sources.transport import NOT_TLS_HINT, causes, describe, http_pool, lasting_tls_failure, retry_after, tls_failed
 from launcher.sources.vault.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -194,13 +194,18 @@ def from_transport(exc: BaseException, what: str, address: str, read_timeout: fl
 
 
 def tls_failure(exc: BaseException, what: str, address: str) -> LauncherError:
-    """A failed TLS handshake: 77 when the certificate does not verify, else transient.
+    """A failed TLS handshake: 77 when the certificate does not verify, 69 at once when the
+    server does not speak TLS, else transient.
 
     Decision: a certificate that does not verify is 77, not 69. The server failed
-    to authenticate itself; retrying for a minute cannot fix a wrong CA. Other
-    TLS failures (plain HTTP behind an https:// address, a reset during the
+    to authenticate itself; retrying for a minute cannot fix a wrong CA. An answer
+    that is not TLS (a plain-HTTP server behind an https:// address) cannot heal
+    either: 69, not retried, with the hint. Other TLS failures (a reset during the
     handshake) stay transient.
     """
-    if cert_not_trusted(exc):
+    lasting = lasting_tls_failure(exc)
+    if lasting == "untrusted":
         return AuthError(f"{what}: Vault at {address}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
+    if lasting == "not-tls":
+        return UnavailableError(f"{what}: Vault at {address}: TLS handshake failed: {NOT_TLS_HINT}")
     return TransientError(f"{what}: Vault at {address}: TLS handshake failed", cause="TLS handshake failed", where=address)
