@@ -80,6 +80,8 @@ def source(addr: str, token: str = "t") -> VaultSource:
     (200, b"<html>a captive portal</html>", TransientError, "not Vault's"),
     (200, b"", TransientError, "not Vault's"),
     (200, b"[1, 2]", TransientError, "not Vault's"),
+    (204, b"", NotFoundError, "not found"),  # no mount in the answer (a proxy's): guessed, then the reads say
+    (200, b'{"request_id": "x"}', NotFoundError, "not found"),  # JSON without data: the same, never a crash (70)
     (400, b'{"errors": ["invalid parameter version"]}', ManifestError, "invalid parameter version"),
     (403, b'{"errors": ["permission denied"]}', AuthError, "permission denied (403)"),
     (404, b"", NotFoundError, "not found"),

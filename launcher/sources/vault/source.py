@@ -180,9 +180,12 @@ class VaultSource:
                 mount = max(known, key=len)
                 return mount, self._mounts[mount]
             try:
-                data = self._get(f"sys/internal/ui/mounts/{path}", ref)["data"]
+                data = self._get(f"sys/internal/ui/mounts/{path}", ref).get("data")
             except (AuthError, NotFoundError, ManifestError):
-                # Denied (or no such mount): guess the first segment, as the CLI does.
+                data = None  # denied, or no such mount
+            if not isinstance(data, dict):
+                # Denied, no such mount, or an answer without the mount (a proxy's, an old server's):
+                # guess the first segment, as the CLI does, and let the reads tell.
                 mount = path.split("/", 1)[0] + "/"
                 self._mounts[mount] = UNKNOWN
                 return mount, UNKNOWN
