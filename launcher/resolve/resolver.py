@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 
 from launcher.clock import SYSTEM, Clock
-from launcher.errors import LauncherError
+from launcher.errors import LauncherError, ManifestError
 from launcher.events import NOTHING, Event, EventSink
 from launcher.model.config import Manifest, SourceConfig
 from launcher.model.refs import FetchKey
@@ -33,7 +33,7 @@ from launcher.resolve.cache import TTLCache
 from launcher.resolve.failover import with_fallback
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.retry import call_with_retry
-from launcher.sources.base import Batching, Local, Secret, Source
+from launcher.sources.base import Batching, Local, Secret, Source, Writing, renew_after
 from launcher.sources.catalog import open_source, source_config
 
 __all__ = [  # what the resolver's callers use, some of it from bindings.py and resolution.py
@@ -161,7 +161,7 @@ class Resolver:
         """Read ``key`` from its backend (with retry), cache it, and tell ``events``."""
         try:
             src = self.source(key.source)
-            secret = call_with_retry(lambda: src.fetch(key.path, key.version), self.manifest.retry, self.clock, stop=self.stopping)
+            secret = call_with_retry(lambda: _read_from(src, key), self.manifest.retry, self.clock, stop=self.stopping)
         except LauncherError as exc:
             self.events.emit(Event("fetch", source=key.source, ref=str(key), bindings=bindings, outcome=exc.status))
             raise
@@ -169,8 +169,12 @@ class Resolver:
         return secret
 
     def _store(self, key: FetchKey, secret: Secret, bindings: tuple[str, ...]) -> None:
-        """Cache a secret just read from its backend, and tell ``events``."""
-        self.cache.put(key, secret)
+        """Cache a secret just read from its backend, and tell ``events``.
+
+        An issued secret (a certificate) is cached until it is due to be issued again,
+        whatever ``cache.ttl`` says: its value never changes at the source, it expires.
+        """
+        self.cache.put(key, secret, renew_after(secret, self.clock.wall()))
         expires = self.clock.wall() + secret.lease.duration if secret.lease is not None else None
         self.events.emit(Event("fetch", source=key.source, ref=str(key), version=secret.version, bindings=bindings,
                                expires_at=expires))
@@ -185,7 +189,8 @@ class Resolver:
         """
         by_source: dict[str, list[FetchKey]] = {}
         for key in keys:
-            by_source.setdefault(key.source, []).append(key)
+            if not key.data:  # a write is never batched
+                by_source.setdefault(key.source, []).append(key)
         within = min(BATCH_BOUND, self.manifest.retry.deadline / 10)
         found: dict[FetchKey, Secret] = {}
         for name, group in by_source.items():
@@ -328,6 +333,15 @@ class Resolver:
             errors=tuple(r.error for r in results if r.error is not None),
             sources_used=frozenset(k.source for k in outcomes),
         )
+
+
+def _read_from(src: Source, key: FetchKey) -> Secret:
+    """One attempt at ``key``: a read, or a write of its request data (``Writing``)."""
+    if not key.data:
+        return src.fetch(key.path, key.version)
+    if not isinstance(src, Writing):  # the manifest refuses such references: kept for sources built by hand
+        raise ManifestError(f"{key}: source {key.source!r} takes no request data (?NAME=VALUE)")
+    return src.write(key.path, dict(key.data))
 
 
 def log_resolved(resolution: Resolution, started: float, then: str = "") -> None:

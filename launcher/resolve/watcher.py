@@ -5,7 +5,11 @@ on a schedule of its own (see ``Tracked.phase``), for the current version as
 cheaply as the backend allows
 (``current_version``); a leased secret is renewed at 2/3 of its lease and
 re-read once it cannot be renewed to full length, before 90 % of its life;
-any secret is re-read once it is older than ``cache.ttl``. When something
+an issued secret (a certificate: ``Secret.expires_at``) is issued again at 2/3
+of its lifetime, and after a failure again and again until it is (warned about
+each time: the child keeps the old one, until it expires and beyond); any other
+secret is re-read once it is older than ``cache.ttl``. References with request
+data (a write) are never version-checked: nothing but the write itself is sent. When something
 changed, the watcher re-resolves (only the changed keys are fetched again)
 and posts the new resolution. It never touches the child.
 """
@@ -28,7 +32,7 @@ from launcher.model.durations import format_duration
 from launcher.model.refs import FetchKey
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver
-from launcher.sources.base import Lease, Leasing, Secret, TokenHolding, Versioned
+from launcher.sources.base import RENEW_SHARE, Lease, Leasing, Secret, TokenHolding, Versioned
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,11 @@ class Tracked:
     full_duration: float = 0.0
     failures: int = 0
     missing: bool = False  # an optional secret that did not exist at the last read
+    # An issued secret (a certificate) cannot be renewed, only issued again: it is due at
+    # ``renew_at`` (2/3 of its lifetime, or the next attempt after a failure), neither by
+    # version nor by ``cache.ttl``, and it ends at ``expires`` (both monotonic).
+    expires: float | None = None
+    renew_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +150,9 @@ class Watcher:
         t = self._scheduled(key, secret.version, now)
         if secret.lease is not None:
             t.lease, t.lease_at, t.issued_at, t.full_duration = secret.lease, now, now, secret.lease.duration
+        if secret.expires_at is not None:
+            left = secret.expires_at - self.clock.wall()
+            t.expires, t.renew_at = now + left, now + max(0.0, left) * RENEW_SHARE
         return t
 
     def start(self) -> None:
@@ -165,7 +177,9 @@ class Watcher:
         return t.phase + (after + (1 << min(failures, 3)) - 1) * interval
 
     def due(self, t: Tracked) -> float:
-        """When ``t`` next needs attention (a check, a lease renewal or a re-read)."""
+        """When ``t`` next needs attention (a check, a lease renewal, a re-read or a new issue)."""
+        if t.expires is not None:
+            return t.renew_at
         ttl_due = t.read_at + self.manifest.cache.ttl
         if t.lease is not None:
             return min(ttl_due, self._lease_due(t)[0])
@@ -194,7 +208,8 @@ class Watcher:
         self._maintain_tokens(now)
         changed = [t for t in list(self.tracked.values()) if self.due(t) <= now and self._attend(t, now)]
         if changed:
-            self._reresolve([t.key for t in changed], urgent=any(t.lease is not None for t in changed))
+            # A lease or a certificate that is ending: act now, skipping debounce and splay.
+            self._reresolve([t.key for t in changed], urgent=any(t.lease is not None or t.expires is not None for t in changed))
         now = self.clock.monotonic()
         return min([self.due(t) for t in self.tracked.values()] + [now + TOKEN_MAINTENANCE_PERIOD])
 
@@ -202,6 +217,8 @@ class Watcher:
 
     def _attend(self, t: Tracked, now: float) -> bool:
         """Check one secret; True when it must be re-read."""
+        if t.expires is not None:
+            return t.renew_at <= now  # only ever issued again: no version to check
         try:
             if now - t.read_at >= self.manifest.cache.ttl:
                 return True  # older than the cache TTL: re-read even if the version says unchanged
@@ -235,7 +252,7 @@ class Watcher:
 
     def _current_version(self, key: FetchKey) -> str | None:
         source = self.resolver.source(key.source)
-        if not isinstance(source, Versioned):
+        if not isinstance(source, Versioned) or key.data:  # a write (decrypt) has no version, and is not repeated to find out
             return None
         # One attempt, hard-bounded like a fetch's (a dripping server must not freeze the watcher).
         with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):
@@ -277,11 +294,25 @@ class Watcher:
     def _failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
         t.failures += 1
         t.next_check = self._next_on_schedule(t, now, t.failures)
+        if t.expires is not None:
+            self._issue_failed(t, exc, now)
         if self._outage is None:
             self._outage = t.key.source
             log.warning("source %s is failing (%s); the child keeps its last good values", t.key.source, exc)
             self.events.emit(Event("outage", source=t.key.source, ref=str(t.key), outcome=status_of(exc)))
         self.post(Outage(exc))
+
+    def _issue_failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
+        """A new certificate could not be issued: try again within a third of the life left (at least
+        1 s apart, at most ``interval``), every ``interval`` once it has expired; warn each time."""
+        assert t.expires is not None
+        left = t.expires - now
+        delay = max(1.0, min(self.watch.interval, left / 3)) if left > 0 else self.watch.interval
+        t.renew_at = now + delay
+        state = (f"the child keeps the current one, which expires in {format_duration(round(left, 1))}" if left > 0
+                 else f"the current one expired {format_duration(round(-left, 1))} ago")
+        log.warning("%s: could not issue a new certificate (%s); %s; trying again in %s", t.key, exc, state,
+                    format_duration(round(delay, 1)))
 
     def _recovered(self, t: Tracked) -> None:
         if t.failures:
@@ -303,6 +334,7 @@ class Watcher:
                 self._failed(self.tracked[key], failure, now)
             return
         for key in keys:
+            self._recovered(self.tracked[key])  # a lease or certificate had no check to say its source is back
             secret = resolution.secrets.get(key)
             if secret is not None:
                 self.tracked[key] = self._fresh(key, secret, now)
@@ -313,12 +345,18 @@ def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], w
     """When a watching launcher would next look at these secrets, for ``check``.
 
     One word, so the table stays easy to split: ``~60s`` (the interval),
-    ``renew~20s`` (2/3 of a lease), ``never`` (pinned) or ``-``.
+    ``renew~20s`` (2/3 of a lease, or of what is left of a certificate's life),
+    ``never`` (pinned) or ``-``.
     """
     if not keys:
         return "-"
     if all(k.version is not None for k in keys):
         return "never"
+    expiries = [s.expires_at for k in keys if (s := secrets.get(k)) is not None and s.expires_at is not None]
+    if expiries:
+        return f"renew~{format_duration(round(max(0.0, min(expiries) - SYSTEM.wall()) * RENEW_SHARE))}"
+    if all(k.data for k in keys):
+        return "-"  # decrypted: there is no version to check (read again after cache.ttl)
     leases = [s.lease for k in keys if (s := secrets.get(k)) is not None and s.lease is not None]
     if leases:
         return f"renew~{format_duration(min(lease.duration for lease in leases) * 2 / 3)}"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from launcher.events import EventSink
 from launcher.sources.base import Backend
-from launcher.sources.vault.config import AuthMethod, TlsConfig, VaultAuth, VaultSourceConfig
+from launcher.sources.vault.config import AuthMethod, TlsConfig, VaultAuth, VaultSourceConfig, reference_problem
 
 if TYPE_CHECKING:
     from launcher.sources.vault.source import VaultSource
@@ -33,5 +33,7 @@ BACKEND = Backend(
     type="vault",
     config=VaultSourceConfig,
     open=_open,
+    reference_problem=reference_problem,
     loggers=("hvac", "urllib3", "requests"),
+    request_data=True,  # pki issue/ROLE and transit decrypt/KEY (``issued``)
 )

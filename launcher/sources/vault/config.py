@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from launcher.model.config import SourceConfig
+from launcher.model.refs import Reference
 from launcher.model.settings import setting
 
 # How a Vault source logs in (``auth.method``).
@@ -23,6 +24,25 @@ AUTH_KEYS: dict[AuthMethod, tuple[str, ...]] = {
     "kubernetes": ("role", "jwt_file", "mount"),
     "jwt": ("role", "jwt_file", "mount"),
 }
+
+
+# The engines whose references are writes (DESIGN section 18), and the path below the mount
+# each answers with a secret: a pki mount's issue/ROLE, a transit mount's decrypt/KEY.
+WriteKind = Literal["pki", "transit"]
+WRITE_VERBS: dict[WriteKind, str] = {"pki": "issue", "transit": "decrypt"}
+
+
+def reference_problem(config: object, ref: Reference) -> str | None:
+    """Request data on a path that cannot take it, found offline: only ``.../issue/ROLE`` and
+    ``.../decrypt/KEY`` take it (whether the mount is pki or transit is known at the first request)."""
+    if not ref.data:
+        return None
+    parts = ref.path.split("/")
+    if len(parts) >= 3 and parts[-2] in WRITE_VERBS.values() and parts[-1]:
+        return None
+    names = ", ".join(name for name, _ in ref.data)
+    return (f"unsupported query ({names}): only ?version=V is allowed, or request data for a pki mount's "
+            "issue/ROLE or a transit mount's decrypt/KEY")
 
 
 @dataclass(frozen=True)
@@ -67,5 +87,6 @@ class VaultSourceConfig(SourceConfig):
         help="login method: token (default), approle, kubernetes, jwt",
     )
     tls: TlsConfig = setting(kind="section", factory=TlsConfig, cls=TlsConfig, help="TLS settings")
-    revoke_on_exit: bool = setting(False, "bool", help="revoke the leases of dynamic secrets when the launcher exits")
+    revoke_on_exit: bool = setting(False, "bool", help="revoke the leases of dynamic secrets and the certificates "
+                                                       "issued when the launcher exits")
     type: str = "vault"
