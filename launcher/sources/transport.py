@@ -205,6 +205,31 @@ def cert_not_trusted(exc: BaseException) -> bool:
     return any(isinstance(e, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(e) for e in causes(exc))
 
 
+# The alerts a server sends when it refuses the client certificate it asked for (OpenSSL's
+# names for them), in plain words. An alert is about what this side sent: a server
+# certificate this side refuses is CERTIFICATE_VERIFY_FAILED, raised here, never an alert.
+_CLIENT_CERT_ALERTS = {
+    "ALERT_UNKNOWN_CA": "not signed by a CA it trusts",
+    "ALERT_CERTIFICATE_EXPIRED": "expired",
+    "ALERT_CERTIFICATE_REVOKED": "revoked",
+    "ALERT_BAD_CERTIFICATE": "a bad certificate",
+    "ALERT_UNSUPPORTED_CERTIFICATE": "an unsupported certificate",
+    "ALERT_CERTIFICATE_UNKNOWN": "not accepted",
+    "ALERT_CERTIFICATE_REQUIRED": "none was presented",
+}
+
+
+def client_cert_refused(exc: BaseException) -> str | None:
+    """Why the server refused this side's TLS client certificate (plain words), or None when it did not."""
+    for err in causes(exc):
+        if isinstance(err, ssl.SSLError) or type(err).__name__ == "SSLError":
+            text = f"{getattr(err, 'reason', '')} {err}"
+            for alert, words in _CLIENT_CERT_ALERTS.items():
+                if alert in text:
+                    return words
+    return None
+
+
 # What a transport failure means, most specific first: a refused connection shows up
 # inside urllib3's NewConnectionError, which is itself a kind of ConnectTimeoutError.
 _PLAIN_WORDS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
@@ -226,7 +251,10 @@ def describe(exc: BaseException, read_timeout: float | None = None) -> str:
         return "no answer within the time left (retry.deadline)"
     chain = list(causes(exc))
     if tls_failed(exc):
-        return "TLS certificate not trusted" if cert_not_trusted(exc) else "TLS handshake failed"
+        if cert_not_trusted(exc):
+            return "TLS certificate not trusted"
+        refused = client_cert_refused(exc)
+        return f"TLS client certificate refused ({refused})" if refused else "TLS handshake failed"
     for kinds, words in _PLAIN_WORDS:
         if any(isinstance(e, kinds) for e in chain):
             return words

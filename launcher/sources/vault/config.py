@@ -15,7 +15,7 @@ from launcher.model.refs import Reference
 from launcher.model.settings import setting
 
 # How a Vault source logs in (``auth.method``).
-AuthMethod = Literal["token", "approle", "kubernetes", "jwt"]
+AuthMethod = Literal["token", "approle", "kubernetes", "jwt", "cert"]
 AUTH_METHODS: tuple[AuthMethod, ...] = get_args(AuthMethod)
 # Each method's own settings (``method`` aside), in the order messages list them.
 AUTH_KEYS: dict[AuthMethod, tuple[str, ...]] = {
@@ -23,6 +23,7 @@ AUTH_KEYS: dict[AuthMethod, tuple[str, ...]] = {
     "approle": ("role_id", "secret_id", "secret_id_file", "mount"),
     "kubernetes": ("role", "jwt_file", "mount"),
     "jwt": ("role", "jwt_file", "mount"),
+    "cert": ("cert_file", "key_file", "name", "mount"),
 }
 
 
@@ -67,6 +68,9 @@ class VaultAuth:
     secret_id_file: str | None = setting(None, "path", help="a file holding the AppRole secret id (method approle)")
     role: str | None = setting(None, help="the role to log in as (methods kubernetes, jwt)")
     jwt_file: str | None = setting(None, "path", help="the JWT (default for kubernetes: the service account token)")
+    cert_file: str | None = setting(None, "path", help="the TLS client certificate to log in with (method cert, PEM)")
+    key_file: str | None = setting(None, "path", help="its private key (method cert, PEM)")
+    name: str | None = setting(None, help="the cert role to log in as (method cert; default: any role that matches)")
     mount: str | None = setting(None, help="where the auth method is mounted (default: its name)")
 
 
@@ -82,9 +86,10 @@ class VaultSourceConfig(SourceConfig):
             "approle": (("role_id", "approle needs role_id and secret_id or secret_id_file"),),
             "kubernetes": (("role", "kubernetes needs a role"),),
             "jwt": (("role", "jwt needs a role"),),
+            "cert": (("cert_file", "cert needs cert_file and key_file"), ("key_file", "cert needs cert_file and key_file")),
         },
         exclusive=(("secret_id", "secret_id_file"),),
-        help="login method: token (default), approle, kubernetes, jwt",
+        help="login method: token (default), approle, kubernetes, jwt, cert",
     )
     tls: TlsConfig = setting(kind="section", factory=TlsConfig, cls=TlsConfig, help="TLS settings")
     revoke_on_exit: bool = setting(False, "bool", help="revoke the leases of dynamic secrets and the certificates "

@@ -29,7 +29,7 @@ import urllib3
 
 from launcher import deadline
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.sources.transport import causes, cert_not_trusted, describe, http_pool, retry_after, tls_failed
+from launcher.sources.transport import causes, cert_not_trusted, client_cert_refused, describe, http_pool, retry_after, tls_failed
 from launcher.sources.vault.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -195,10 +195,15 @@ def tls_failure(exc: BaseException, what: str, address: str) -> LauncherError:
     """A failed TLS handshake: 77 when the certificate does not verify, else transient.
 
     Decision: a certificate that does not verify is 77, not 69. The server failed
-    to authenticate itself; retrying for a minute cannot fix a wrong CA. Other
+    to authenticate itself; retrying for a minute cannot fix a wrong CA. So is a
+    client certificate the server refuses (an unknown CA, expired). Other
     TLS failures (plain HTTP behind an https:// address, a reset during the
     handshake) stay transient.
     """
     if cert_not_trusted(exc):
         return AuthError(f"{what}: Vault at {address}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
+    refused = client_cert_refused(exc)
+    if refused is not None:  # the server authenticated us and said no: as final as a 403
+        return AuthError(f"{what}: Vault at {address}: the server refused the TLS client certificate ({refused}; "
+                         "check auth.cert_file or tls.client_cert)")
     return TransientError(f"{what}: Vault at {address}: TLS handshake failed")
