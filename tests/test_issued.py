@@ -6,6 +6,7 @@ reference-without-key, the metrics and ``/healthz``, ``check``'s EXPIRES column,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -48,6 +49,8 @@ class IssuingSource(ScriptedSource):
             serial = f"serial-{len(self.writes)}"
         if self.failing:
             raise TransientError(f"fake://{path}: connection refused")
+        if "/decrypt/" in path:
+            return Secret(fields={"plaintext": f"plain-{len(self.writes)}"})
         return Secret(fields={"certificate": f"cert-{serial}", "private_key": f"key-{serial}", "serial_number": serial},
                       version=serial, expires_at=self.clock.now + self.lifetime)
 
@@ -245,3 +248,54 @@ def test_bytes_that_are_not_utf8_need_a_file() -> None:
                                       "use `file: true` (the file holds the exact bytes)")
     as_file = evaluate(Binding("BLOB", (ref,), file=True, where="m.yaml:3"), outcomes)  # type: ignore[arg-type]
     assert as_file.status == "ok" and as_file.value == raw
+
+
+def test_a_write_fails_over_like_a_read() -> None:
+    from launcher.resolve.failover import FailoverSource
+
+    clock = ManualClock()
+    primary, fallback = IssuingSource(clock), IssuingSource(clock)
+    primary.failing = True
+    source = FailoverSource(primary, fallback, hold=30.0, retry=RetryConfig(attempts=1, deadline=10.0), clock=clock.clock())
+    secret = source.write("pki/issue/web", dict(DATA))
+    assert secret.version == "serial-1" and len(primary.writes) == 1 and len(fallback.writes) == 1
+    assert fallback.writes == [("pki/issue/web", dict(DATA))]
+
+
+def test_the_python_api_never_version_checks_a_write() -> None:
+    import launcher
+
+    clock = ManualClock()
+    source = IssuingSource(clock)
+    from launcher.sources.vault import VaultSourceConfig
+
+    # A vault-typed source (whose references may carry request data), answered by the fake.
+    vault_typed = dataclasses.replace(manifest(), sources={"fake": VaultSourceConfig(name="fake", address="http://127.0.0.1:1")})
+    with launcher.Client(vault_typed, environ={}, source_factory=lambda cfg: source) as client:
+        ref = "fake://pki/issue/web?common_name=app.internal&ttl=90s#certificate"
+        assert client.get(ref) == "cert-serial-1"
+        assert client.has_rotated(ref) is False
+    assert len(source.writes) == 1 and source.checks == []
+
+
+def test_a_decryption_is_never_checked_and_done_again_only_after_the_cache_ttl() -> None:
+    clock = ManualClock()
+    source = IssuingSource(clock)
+    ref = Reference("fake", "transit/decrypt/app", "plaintext", None, (("ciphertext", "vault:v1:x"),))
+    m = Manifest(sources={"fake": FileSourceConfig(name="fake", path="/dev/null")}, env=(Binding("PLAIN", (ref,)),),
+                 watch=WatchConfig(enabled=True, interval=10.0), retry=RetryConfig(attempts=1))
+    m = dataclasses.replace(m, cache=dataclasses.replace(m.cache, ttl=100.0))
+    seam = Clock(monotonic=clock.monotonic, random=lambda: 0.5, sleep=clock.sleep, wall=clock.monotonic)
+    resolver = Resolver(m, source_factory=lambda cfg: source, max_workers=1, clock=seam)
+    events: list[Event] = []
+    watcher = Watcher(m, resolver, {}, lambda e: None, clock=seam, events=type("Sink", (), {"emit": lambda _, e: events.append(e)})())
+    resolution = resolver.resolve({})
+    raise_failure(resolution)
+    watcher.track(resolution)
+    for _ in range(9):
+        clock.now += 10.0
+        watcher.poll()
+    assert len(source.writes) == 1 and source.checks == [] and not [e for e in events if e.kind == "check"]
+    clock.now += 10.0
+    watcher.poll()  # 100 s: cache.ttl
+    assert len(source.writes) == 2

@@ -118,6 +118,7 @@ def test_one_issuance_gives_a_matching_certificate_key_and_ca(openbao: OpenBao, 
     assert proc.returncode == 0, proc.stderr
     cert = assert_one_issuance(json.loads(out.read_text()), ca_pem)
     assert wait_for(lambda: issued_by_openbao(openbao, pki, role), what="the issue in OpenBao's audit log") == 1
+    assert openbao.requests_to(f"sys/internal/ui/mounts/{pki}/issue/{role}") == 1  # the mount's type, asked once
     events = [json.loads(line) for line in trail.read_text().splitlines()]
     (issued,) = [e for e in events if e["event"] == "cert_issue"]
     assert issued["version"] == serial_text(cert) and issued["ref"] == f"vault://{pki}/issue/{role}?common_name=app.internal&ttl=1h"
@@ -203,6 +204,7 @@ def test_revoke_on_exit_revokes_what_run_issued(openbao: OpenBao, pki: str, role
         ("vault://{pki}/issue/{role}?common_name=app.example.com#certificate", 78, "not allowed by this role"),
         ("vault://{pki}/issue/{role}?common_name=app.internal&no_such_field=1#certificate", 0, ""),  # OpenBao ignores it
         ("vault://secret/issue/x?common_name=app.internal#certificate", 78, "request data only goes to"),
+        ("vault://no-such-mount/issue/x?common_name=app.internal#certificate", 66, "no pki or transit mount at no-such-mount/"),
         ("vault://{pki}/issue/{role}?common_name=app.internal&version=2#certificate", 78, "cannot be combined"),
         ("vault://secret/app/db?common_name=app.internal#certificate", 78, "only ?version=V is allowed"),
     ],

@@ -108,6 +108,7 @@ def health(port: int) -> dict[str, Any]:
 def test_a_short_certificate_is_renewed_before_expiry_and_the_child_signalled_once_each(
         openbao: OpenBao, pki: str, tmp_path: Path) -> None:
     before = openbao.requests_to(f"{pki}/issue/web")
+    seen_before = len(openbao.audit_entries())
     reader = Reader(tmp_path)
     with Running(tmp_path, manifest(pki, tmp_path, "9s"), [], env={**openbao.env(), "HOME": str(tmp_path)},
                  child=child(tmp_path)) as run:
@@ -130,6 +131,9 @@ def test_a_short_certificate_is_renewed_before_expiry_and_the_child_signalled_on
         lived = stamp(new["time"]) - (stamp(old["expires_at"]) - 9)
         assert 5.0 < lived < 8.5, (old, new)
     assert openbao.requests_to(f"{pki}/issue/web") - before == 1 + len(renewed)
+    # Nothing but the issues reached the mount: no version check, no read of the issue path.
+    assert {(e["request"]["path"], e["request"]["operation"]) for e in openbao.audit_entries()[seen_before:]
+            if e.get("type") == "request" and e["request"]["path"].startswith(f"{pki}/")} == {(f"{pki}/issue/web", "update")}
     # Every file read whole; the combined file never held a key of another certificate.
     assert reader.reads > 50 and reader.torn == 0 and reader.mismatched == 0
     assert "PRIVATE KEY" not in run.log() + run.trail.read_text()
@@ -167,10 +171,23 @@ def test_an_outage_during_renewal_keeps_the_old_certificate_until_it_expires_the
             assert reload["ok"] and reload["serial"] != first["serial"]
             assert wait_for(lambda: health(port)["status"] == "ok", what="/healthz ok again")
             assert health(port)["expired_certificates"] == []
+            samples = scrape(port)
+            assert samples[("launcher_certificate_issues_total", (("source", "vault"),))] == 1
+            assert samples[("launcher_certificate_renewals_total", (("source", "vault"),))] == 1
+            assert samples[("launcher_certificate_next_expiry_timestamp_seconds", ())] > expires + 5
             assert run.stop() == 0
     (renewed,) = run.audit("cert_renew")
     assert renewed["version"] == reload["serial"]
     assert "PRIVATE KEY" not in run.log() + run.trail.read_text()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert "PRIVATE KEY" not in text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
 
 def serial_in(path: Path) -> str:

@@ -181,6 +181,8 @@ class Watcher:
         if t.expires is not None:
             return t.renew_at
         ttl_due = t.read_at + self.manifest.cache.ttl
+        if t.key.data:  # decrypted: no version to check, read again after cache.ttl
+            return ttl_due
         if t.lease is not None:
             return min(ttl_due, self._lease_due(t)[0])
         return min(ttl_due, t.next_check)
@@ -222,6 +224,8 @@ class Watcher:
         try:
             if now - t.read_at >= self.manifest.cache.ttl:
                 return True  # older than the cache TTL: re-read even if the version says unchanged
+            if t.key.data:
+                return False  # a write: never repeated to find out whether anything changed
             if t.lease is not None:  # a leased secret changes when its lease ends, not by version
                 when, what = self._lease_due(t)
                 return when <= now and (what == "reread" or not self._renew(t, now))
@@ -252,7 +256,7 @@ class Watcher:
 
     def _current_version(self, key: FetchKey) -> str | None:
         source = self.resolver.source(key.source)
-        if not isinstance(source, Versioned) or key.data:  # a write (decrypt) has no version, and is not repeated to find out
+        if not isinstance(source, Versioned):
             return None
         # One attempt, hard-bounded like a fetch's (a dripping server must not freeze the watcher).
         with deadline.bound(min(self.manifest.retry.deadline, CHECK_BOUND)):

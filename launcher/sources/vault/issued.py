@@ -41,15 +41,15 @@ log = logging.getLogger(__name__)
 _MISSING = ("unknown role", "key not found", "no existing key")
 
 
-def target(kind: str, rest: str, has_data: bool) -> WriteKind | None:
+def target(kind: str, rest: str) -> WriteKind | None:
     """Which write ``rest`` (the path below its mount) is on a mount of ``kind``, or None for a plain read.
 
-    On a mount whose type could not be detected (``unknown``), only a reference with
-    request data is taken for a write: a KV secret may well be called ``issue/x``.
+    Only a mount whose type was found (``sys/internal/ui/mounts``) takes a write: on a mount
+    of unknown type a POST could write a KV secret called ``issue/x``.
     """
     parts = rest.split("/")
     for engine, verb in WRITE_VERBS.items():
-        if (kind == engine or (kind == "unknown" and has_data)) and len(parts) == 2 and parts[0] == verb and parts[1]:
+        if kind == engine and len(parts) == 2 and parts[0] == verb and parts[1]:
             return engine
     return None
 

@@ -88,7 +88,7 @@ class VaultSource:
         ref = _ref(self.name, path, version)
         self._token.ensure()
         mount, kind = self._mount_of(path, ref)
-        engine = issued.target(kind, path[len(mount):], has_data=False)
+        engine = issued.target(kind, path[len(mount):])
         if engine is not None:  # issue/ROLE, decrypt/KEY: a write, even without request data
             if version is not None:
                 raise ManifestError(f"{ref}: ?version= does not apply to {mount}{path[len(mount):].split('/')[0]}/")
@@ -107,16 +107,20 @@ class VaultSource:
 
         Raises ``ManifestError`` for request data anywhere else (or a Vault 400: a
         field the role refuses, a malformed ciphertext), ``NotFoundError`` for a role
-        or key that does not exist, and what ``fetch`` raises.
+        or key that does not exist or a mount whose type cannot be found out (nothing
+        is written there), and what ``fetch`` raises.
         """
         path = path.strip("/")
         ref = str(FetchKey(self.name, path, None, tuple(sorted(data.items()))))
         self._token.ensure()
         mount, kind = self._mount_of(path, ref)
-        engine = issued.target(kind, path[len(mount):], has_data=True)
+        if kind == UNKNOWN:
+            raise NotFoundError(f"{ref}: no pki or transit mount at {mount} that this token can see (request data "
+                                "is only sent to one)")
+        engine = issued.target(kind, path[len(mount):])
         if engine is None:
             raise ManifestError(f"{ref}: request data only goes to a pki mount's issue/ROLE or a transit mount's "
-                                f"decrypt/KEY; {mount} is {'a ' + kind + ' mount' if kind != UNKNOWN else 'not known'}")
+                                f"decrypt/KEY; {mount} is a {kind} mount")
         return self._write(mount, engine, path, data, ref)
 
     def current_version(self, path: str) -> str | None:
