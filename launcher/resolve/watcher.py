@@ -9,9 +9,9 @@ an issued secret (a certificate: ``Secret.expires_at``) is issued again at 2/3
 of its lifetime, and after a failure again and again until it is (warned about
 each time: the child keeps the old one, until it expires and beyond); any other
 secret is re-read once it is older than ``cache.ttl``. References with request
-data (a write) are never version-checked: nothing but the write itself is sent. When something
-changed, the watcher re-resolves (only the changed keys are fetched again)
-and posts the new resolution. It never touches the child.
+data (a write) are never version-checked: nothing but the write itself is sent.
+When something changed, the watcher re-resolves (only the changed keys are
+fetched again) and posts the new resolution. It never touches the child.
 """
 
 from __future__ import annotations
@@ -342,6 +342,9 @@ class Watcher:
             secret = resolution.secrets.get(key)
             if secret is not None:
                 self.tracked[key] = self._fresh(key, secret, now)
+        # Another secret may have been read again meanwhile (a certificate whose cache entry ended
+        # just before its own turn came): track what the child will now have.
+        self.track(resolution)
         self.post(Rotation(resolution, tuple(keys), urgent))
 
 
