@@ -1,10 +1,13 @@
 """Login by TLS client certificate (``auth: {method: cert}``) against a private OpenBao with TLS listeners.
 
-OpenBao runs with two TLS listeners of its own (certificates made with trustme): one that
-asks for a client certificate (the ``cert`` auth method checks it), and one that requires
-a certificate signed by the client CA in the handshake itself. The source's one pool
-presents the certificate on every request, so on the second listener every request
-(mount detection, reads, renewals) proves it. A good certificate logs in and reads; one of
+OpenBao runs with two TLS listeners of its own (certificates made with trustme), both
+with the client CA: one that asks for a client certificate (the ``cert`` auth method
+checks it), and one that requires a certificate signed by the client CA in the handshake
+itself. The source's one pool presents the certificate on every request, so on the
+second listener every request (mount detection, reads, renewals) proves it. That one
+speaks TLS 1.2 at most: in TLS 1.3 the client's handshake is over before the server
+checks its certificate, and the server's refusal (an alert, then the connection closed)
+may reach the client as a closed connection; in TLS 1.2 it always arrives as the alert. A good certificate logs in and reads; one of
 another CA or an expired one is 77 on either listener; the token is renewed and replaced
 by a new login as for the other methods.
 """
@@ -69,9 +72,10 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         cert.private_key_pem.write_to_path(str(work / f"{name}.key"))
     asks, requires = free_port(), free_port()
     tls = f'tls_cert_file = "{work}/server.crt"\n  tls_key_file = "{work}/server.key"\n'
+    tls += f'  tls_client_ca_file = "{work}/client-ca.pem"\n'
     config = (f'listener "tcp" {{\n  address = "127.0.0.1:{asks}"\n  {tls}}}\n'
               f'listener "tcp" {{\n  address = "127.0.0.1:{requires}"\n  {tls}'
-              f'  tls_require_and_verify_client_cert = true\n  tls_client_ca_file = "{work}/client-ca.pem"\n}}\n')
+              '  tls_require_and_verify_client_cert = true\n  tls_max_version = "tls12"\n}\n')
     with running_openbao(work, config=config) as server:
         s = Setup(server, f"https://127.0.0.1:{asks}", f"https://127.0.0.1:{requires}", work / "ca.pem", work,
                   f"canary-cert-{secrets.token_hex(6)}")
