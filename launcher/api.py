@@ -184,10 +184,11 @@ class Client:
         The watcher's cheap check, one attempt (KV v2 metadata, Azure's latest version,
         a file's hash); a secret not read yet is read now (False). When True, the cached
         value is dropped, so the next ``get`` or ``load`` reads the new one. Pinned
-        versions and leased secrets never report rotation. Raises as ``get`` does.
+        versions, leased and issued secrets never report rotation (a certificate is cached
+        until 2/3 of its lifetime, then issued again). Raises as ``get`` does.
         """
         key = self._parse(ref).fetch_key
-        if key.version is not None:
+        if key.version is not None or key.data:  # pinned, or a write (issued, decrypted): nothing to compare
             return False
         with self._lock:
             known, last = key in self._seen, self._seen.get(key)

@@ -298,7 +298,7 @@ def _check(manifest: Manifest, no_inline: bool, offline: bool, fmt: str, observe
         resolution = exec_refusals(resolution, manifest, os.environ)
     extra = None
     if manifest.watch.enabled:
-        from launcher.resolve.watcher import next_check
+        from launcher.resolve.schedule import next_check
 
         extra = {r.name: next_check(r.keys, resolution.secrets, manifest.watch) for r in resolution.results if r.status == "ok"}
     failure = resolution.failure()

@@ -19,6 +19,9 @@ Kinds (``Event.kind``); those marked * are written to the audit trail:
     login*         a source obtained a token
     lease_renew*   a lease was renewed (``expires_at``)
     lease_revoke*  a lease was revoked
+    cert_issue*    a certificate was issued (``version``: its serial, ``expires_at``: its not_after)
+    cert_renew*    a certificate was issued again for the same reference (serial, not_after)
+    cert_revoke*   a certificate issued by this launcher was revoked at exit (serial, not_after)
     error*         a failure that ends the launcher or a check (``outcome``: its status word)
     failover*      a source did not answer and its fallback did (``source``: the fallback)
     recovery*      a source that failed over answers again
@@ -38,7 +41,7 @@ from typing import Protocol
 
 AUDITED = frozenset({
     "fetch", "check", "rotation", "restart", "signal", "exit", "login", "lease_renew", "lease_revoke", "error",
-    "failover", "recovery",
+    "failover", "recovery", "cert_issue", "cert_renew", "cert_revoke",
 })
 
 

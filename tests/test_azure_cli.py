@@ -210,7 +210,6 @@ def test_azure_is_imported_only_when_used(keyvault: KeyVaultEmulator, tmp_path: 
     assert "azure.keyvault.secrets" in modules
 
 
-@pytest.mark.skipif(not (ROOT / "launcher" / "sources" / "vault.py").exists(), reason="the vault source is not written yet")
 def test_vault_only_run_does_not_import_azure(tmp_path: Path) -> None:
     manifest = {"version": 1, "env": {"TOKEN": "vault://secret/app#token"},
                 "retry": {"attempts": 1, "initial_delay": "10ms", "deadline": "1s"}}

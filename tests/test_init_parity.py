@@ -118,7 +118,11 @@ def test_a_stopped_child_stops_the_launcher_without_a_terminal(tmp_path: Path, h
     try:
         import psutil
 
-        child = wait_for(lambda: psutil.Process(proc.pid).children(), what="the child")[0].pid
+        started = wait_for(lambda: psutil.Process(proc.pid).children(), what="the child")[0]
+        # Stopped before its exec, the child is not yet the command (the launcher is still waiting
+        # to learn whether the exec worked): the case here is the command itself stopping.
+        wait_for(lambda: started.name() == "sleep", what="the child to exec sleep")
+        child = started.pid
         if how == "TSTP to the launcher":
             proc.send_signal(signal.SIGTSTP)  # forwarded; sleep stops on it
         else:

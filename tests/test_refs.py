@@ -50,7 +50,11 @@ def test_parse_reference(text: str, expected: Reference) -> None:
         ("dev://", "empty path"),
         ("dev:///#k", "empty path"),
         ("dev://x#", "empty #key"),
-        ("dev://x?ver=1", "unsupported query"),
+        ("dev://x?flag", "unsupported query 'flag'"),
+        ("dev://x?=1", "unsupported query"),
+        ("dev://x?a=1&a=2", "'a' is given twice"),
+        ("dev://x?a=1&version=2", "cannot be combined with request data"),
+        ("dev://x?a=%ff", "not UTF-8"),
         ("dev://x?version=", "invalid version"),
         ("dev://x?version=1&b=2", "invalid version"),
         ("dev://x?version=1?x", "invalid version"),
@@ -59,7 +63,7 @@ def test_parse_reference(text: str, expected: Reference) -> None:
         ("dev://x?label=a:b", "invalid label"),
         ("dev://x?label=a/b", "invalid label"),
         ("dev://x?label=a%3Fb", "invalid label"),
-        ("dev://x?labels=a", "only ?version=V or ?label=L"),
+        ("dev://x?a=1&label=2", "?label= cannot be combined with request data"),
         ("hunter2", "not a reference"),
     ],
 )
@@ -163,6 +167,48 @@ def test_fetch_key_ignores_the_key() -> None:
 def test_str_round_trips(text: str) -> None:
     ref = parse_reference(text, KNOWN)
     assert parse_reference(str(ref), KNOWN) == ref
+
+
+# -- request data (DESIGN section 18) ------------------------------------------------------
+
+PKI = "vault://pki/issue/web?common_name=app.internal&ttl=24h"
+
+
+def test_a_query_other_than_version_is_request_data() -> None:
+    ref = parse_reference(f"{PKI}#certificate", KNOWN)
+    assert ref == Reference("vault", "pki/issue/web", "certificate", None, (("common_name", "app.internal"), ("ttl", "24h")))
+    assert parse_reference("vault://pki/issue/web#private_key?ttl=24h&common_name=app.internal", KNOWN).data == ref.data
+
+
+def test_request_data_values_are_percent_decoded_and_plus_stays_plus() -> None:
+    ciphertext = "vault:v1:ab+c/d=="  # base64: '+' is a plus, '/' a slash, '=' padding
+    ref = parse_reference(f"vault://transit/decrypt/app?ciphertext={ciphertext}#plaintext", KNOWN)
+    assert dict(ref.data) == {"ciphertext": ciphertext}
+    escaped = parse_reference("vault://pki/issue/web?alt_names=a%26b%2Cc&common_name=x%23y%20z#certificate", KNOWN)
+    assert dict(escaped.data) == {"alt_names": "a&b,c", "common_name": "x#y z"}
+    assert dict(parse_reference("vault://x/issue/r?a=b=c", KNOWN).data) == {"a": "b=c"}  # only the first '=' splits
+
+
+def test_references_that_differ_only_in_key_are_one_fetch_and_in_data_two() -> None:
+    cert = parse_reference(f"{PKI}#certificate", KNOWN)
+    key = parse_reference("vault://pki/issue/web?ttl=24h&common_name=app.internal#private_key", KNOWN)  # pairs in another order
+    other = parse_reference("vault://pki/issue/web?common_name=other.internal&ttl=24h#certificate", KNOWN)
+    plain = parse_reference("vault://pki/issue/web#certificate", KNOWN)
+    assert cert.fetch_key == key.fetch_key
+    assert len({cert.fetch_key, other.fetch_key, plain.fetch_key}) == 3
+    assert str(cert.fetch_key) == PKI
+
+
+@pytest.mark.parametrize("value", ["a&b", "a#b", "a%26b", "100%", "x=y", "+/=", "é ü"])
+def test_request_data_round_trips(value: str) -> None:
+    ref = Reference("vault", "transit/decrypt/k", "plaintext", None, (("ciphertext", value), ("con=text", "c")))
+    assert parse_reference(str(ref), KNOWN) == ref
+
+
+def test_a_query_error_does_not_echo_a_value() -> None:
+    with pytest.raises(RefSyntaxError) as info:
+        parse_reference("vault://transit/decrypt/k?ciphertext=s3cr3t-ish&bogus", KNOWN)
+    assert "s3cr3t-ish" not in str(info.value) and "'bogus'" in str(info.value)
 
 
 def test_render_shows_references_not_values() -> None:

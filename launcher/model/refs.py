@@ -1,4 +1,11 @@
-"""Secret references: ``SOURCE://PATH[#KEY][?version=V|?label=L]`` and ``{{ ref }}`` templates.
+"""Secret references: ``SOURCE://PATH[#KEY][?version=V | ?label=L | ?NAME=VALUE&...]`` and ``{{ ref }}`` templates.
+
+A query is ``?version=V`` (a pinned version), ``?label=L`` (a moving label) or request
+data: ``NAME=VALUE`` pairs sent with a read that is a write (Vault's pki ``issue/ROLE``
+and transit ``decrypt/KEY``, DESIGN section 18). Values are percent-decoded and otherwise
+literal: ``+`` stays ``+`` (base64 needs it). Request data is part of the fetch key, so
+references that differ only in ``#KEY`` are one request and references that differ in
+data are two.
 
 This module knows the grammar and nothing about manifests, files or backends
 (it asks the source registry which names are built in, for its messages only).
@@ -16,6 +23,7 @@ version. A backend without labels refuses or does not find such a path.
 from __future__ import annotations
 
 import re
+import urllib.parse
 from dataclasses import dataclass
 
 # A NAME:// prefix with one of these schemes is an ordinary URL, hence a literal,
@@ -38,17 +46,24 @@ class RefSyntaxError(ValueError):
     """A reference or template is malformed, or names an unknown source."""
 
 
+Data = tuple[tuple[str, str], ...]
+"""Request data: (name, value) pairs sorted by name, so the order they were written in does not matter."""
+
+
 @dataclass(frozen=True)
 class FetchKey:
-    """What one backend read is keyed on: dedupe and cache use it."""
+    """What one backend read is keyed on: dedupe, cache and single flight use it.
+
+    ``data``: the request data of a read that is a write (empty for a plain read).
+    """
 
     source: str
     path: str
     version: str | None = None
+    data: Data = ()
 
     def __str__(self) -> str:
-        suffix = f"?version={self.version}" if self.version else ""
-        return f"{self.source}://{_escape(self.path)}{suffix}"
+        return f"{self.source}://{_escape(self.path)}{_query(self.version, self.data)}"
 
 
 @dataclass(frozen=True)
@@ -59,15 +74,14 @@ class Reference:
     path: str
     key: str | None = None
     version: str | None = None
+    data: Data = ()
 
     @property
     def fetch_key(self) -> FetchKey:
-        return FetchKey(self.source, self.path, self.version)
+        return FetchKey(self.source, self.path, self.version, self.data)
 
     def __str__(self) -> str:
-        out = f"{self.source}://{_escape(self.path)}"
-        if self.version is not None:
-            out += f"?version={self.version}"
+        out = f"{self.source}://{_escape(self.path)}{_query(self.version, self.data)}"
         if self.key is not None:
             out += f"#{_escape(self.key)}"
         return out
@@ -81,6 +95,22 @@ def _escape(text: str) -> str:
     return text.replace("#", "%23").replace("?", "%3F")
 
 
+def _query(version: str | None, data: Data) -> str:
+    """``?version=V``, or the request data as ``?NAME=VALUE&...`` (what parses back to the same), or nothing."""
+    if version is not None:
+        return f"?version={version}"
+    if not data:
+        return ""
+    return "?" + "&".join(f"{_escape_data(name, '=')}={_escape_data(value)}" for name, value in data)
+
+
+def _escape_data(text: str, also: str = "") -> str:
+    # Only what would change the parse; everything else (``+``, ``/``, ``:``) stays literal.
+    for ch in "%&#" + also:
+        text = text.replace(ch, f"%{ord(ch):02X}")
+    return text
+
+
 def _unescape(text: str) -> str:
     return re.sub("%23", "#", re.sub("%3[Ff]", "?", text))
 
@@ -92,7 +122,8 @@ def scheme_of(text: str) -> str | None:
 
 
 def parse_reference(text: str, known: frozenset[str] | set[str]) -> Reference:
-    """Parse ``SOURCE://PATH[?version=V][#KEY]`` (either order of ``?`` and ``#``).
+    """Parse ``SOURCE://PATH[?QUERY][#KEY]`` (either order of ``?`` and ``#``); QUERY is
+    ``version=V`` or request data (``NAME=VALUE&...``), see the module docstring.
 
     ``known`` is the set of declared plus built-in source names. Raises
     ``RefSyntaxError`` for anything malformed or an unknown source.
@@ -108,13 +139,13 @@ def parse_reference(text: str, known: frozenset[str] | set[str]) -> Reference:
         raise RefSyntaxError(_unknown_source(name, known))
     rest = text[len(name) + 3 :]
     path, key, query = _split(rest)
-    version, label = _parse_query(query) if query is not None else (None, None)
+    version, label, data = _parse_query(query) if query is not None else (None, None, ())
     if not path.strip("/"):
         raise RefSyntaxError(f"reference {text!r} has an empty path")
     if key is not None and not key:
         raise RefSyntaxError(f"reference {text!r} has an empty #key")
     path = _unescape(path.strip("/")) + (f":{label}" if label is not None else "")
-    return Reference(name, path, None if key is None else _unescape(key), version)
+    return Reference(name, path, None if key is None else _unescape(key), version, data)
 
 
 def _split(rest: str) -> tuple[str, str | None, str | None]:
@@ -131,18 +162,48 @@ def _split(rest: str) -> tuple[str, str | None, str | None]:
     return rest[:h], rest[h + 1 : q], rest[q + 1 :]
 
 
-def _parse_query(query: str) -> tuple[str | None, str | None]:
-    """``(version, label)`` of ``version=V`` or ``label=L``; one of them is None."""
-    name, sep, value = query.partition("=")
-    if name not in ("version", "label") or not sep:
-        raise RefSyntaxError(f"unsupported query {query!r} (only ?version=V or ?label=L is allowed)")
-    if not value or any(ch in value for ch in "=&?#"):
-        raise RefSyntaxError(f"invalid {name} {value!r}")
-    if name == "label":
-        if any(ch in value for ch in ":/%"):  # it becomes the path's last `:L`, so it must stay one word
-            raise RefSyntaxError(f"invalid label {value!r}")
-        return None, value
-    return value, None
+def _parse_query(query: str) -> tuple[str | None, str | None, Data]:
+    """(version, label, request data) of a query: ``version=V`` alone, ``label=L`` alone,
+    or ``NAME=VALUE`` pairs.
+
+    Names and values are percent-decoded (``%26`` is ``&``, ``%23`` is ``#``) and
+    otherwise literal: ``+`` is a plus, not a space. A name given twice, an empty
+    name, a pair without ``=`` and ``version`` or ``label`` among request data are refused.
+    """
+    for word in ("version", "label"):
+        if query.startswith(word + "=") or query == word:
+            value = query.partition("=")[2]
+            if not value or any(ch in value for ch in "=&?#"):
+                raise RefSyntaxError(f"invalid {word} {value!r}")
+            if word == "version":
+                return value, None, ()
+            if any(ch in value for ch in ":/%"):  # it becomes the path's last `:L`, so it must stay one word
+                raise RefSyntaxError(f"invalid label {value!r}")
+            return None, value, ()
+    pairs: dict[str, str] = {}
+    for item in query.split("&"):
+        raw_name, sep, raw_value = item.partition("=")
+        name, value = _unquote(raw_name), _unquote(raw_value)
+        if not sep or not name:
+            raise RefSyntaxError(f"unsupported query {_shown(item)} (expected ?version=V or NAME=VALUE pairs joined by &)")
+        if name in ("version", "label"):
+            raise RefSyntaxError(f"?{name}= cannot be combined with request data")
+        if name in pairs:
+            raise RefSyntaxError(f"{name!r} is given twice in the query")
+        pairs[name] = value
+    return None, None, tuple(sorted(pairs.items()))
+
+
+def _unquote(text: str) -> str:
+    try:
+        return urllib.parse.unquote(text, errors="strict")  # never unquote_plus: a ``+`` of base64 stays a ``+``
+    except UnicodeDecodeError:
+        raise RefSyntaxError("a %XX escape in the query is not UTF-8") from None
+
+
+def _shown(item: str) -> str:
+    """A query item for a message: its name only (a value may be sensitive request data)."""
+    return repr(item.partition("=")[0][:40])
 
 
 def _source_list(known: frozenset[str] | set[str]) -> str:

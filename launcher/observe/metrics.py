@@ -6,7 +6,8 @@ under a lock, so the supervisor's loop and the watcher never wait on a scrape.
 ``/metrics`` in the Prometheus text format (rendered by ``prometheus_client``,
 imported only here and only when metrics are on; ``secret-launcher[metrics]``),
 and ``/healthz`` as JSON: 200 ``{"status": "ok"}`` while the child runs
-(``"stale"`` while a backend is failing: restarting the pod cannot help), 503
+(``"stale"`` while a backend is failing, and while an issued certificate in use
+has expired: restarting the pod cannot help), 503
 ``{"status": "down"}`` while there is none. Labels name sources and
 references, never a value.
 
@@ -52,6 +53,8 @@ class Metrics:
         self.read_at: dict[str, float] = {}  # by ref: when the value in use was read
         self.failing: set[str] = set()  # sources in an outage
         self.failovers: Counter[tuple[str, str]] = Counter()  # (the source that failed, its fallback that answered)
+        self.issued: Counter[tuple[str, str]] = Counter()  # (source, cert_issue | cert_renew)
+        self.cert_expiry: dict[str, float] = {}  # by ref: when the certificate in use expires
 
     def emit(self, event: Event) -> None:
         handler = self._handlers.get(event.kind)
@@ -104,23 +107,33 @@ class Metrics:
     def _failover(self, event: Event, now: float) -> None:
         self.failovers[(event.reason or "", event.source or "")] += 1
 
+    def _issued(self, event: Event, now: float) -> None:
+        self.issued[(event.source or "", event.kind)] += 1
+        self.last_success = now
+        if event.expires_at is not None:
+            self.cert_expiry[event.ref or ""] = event.expires_at
+
     _handlers: ClassVar[dict[str, Callable[[Metrics, Event, float], None]]] = {
         "child_started": _child_started, "child_exited": _child_exited, "restart": _restart, "rotation": _rotation,
         "fetch": _read, "check": _read, "lease_renew": _lease_renew, "lease_revoke": _lease_revoke, "token": _token,
-        "outage": _outage, "recovered": _recovered, "failover": _failover,
+        "outage": _outage, "recovered": _recovered, "failover": _failover, "cert_issue": _issued, "cert_renew": _issued,
     }
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """``/healthz``: (HTTP status, JSON body)."""
+        now = self._wall()
         with self._lock:
+            expired = sorted(ref for ref, at in self.cert_expiry.items() if at <= now)
             body: dict[str, Any] = {
-                "status": "down" if self.child_pid is None else "stale" if self.failing else "ok",
+                "status": "down" if self.child_pid is None else "stale" if self.failing or expired else "ok",
                 "child_pid": self.child_pid,
                 "restarts": sum(self.restarts.values()),
                 "rotations": self.rotations,
                 "last_success": self.last_success,
                 "failing_sources": sorted(self.failing),
             }
+            if self.cert_expiry:  # only where issued certificates are in use
+                body["expired_certificates"] = expired
         return (503 if body["child_pid"] is None else 200), body
 
     def collect(self) -> list[Any]:
@@ -131,7 +144,7 @@ class Metrics:
         with self._lock:  # a copy, so that no lock is held while prometheus_client renders
             child_up, restarts, rotations = self.child_pid is not None, sorted(self.restarts.items()), self.rotations
             fetches, checks, last = sorted(self.fetches.items()), sorted(self.checks.items()), self.last_success
-            failovers = sorted(self.failovers.items())
+            failovers, issued, certs = sorted(self.failovers.items()), sorted(self.issued.items()), dict(self.cert_expiry)
             leases, tokens = dict(self.lease_expiry), dict(self.token_expiry)
             ages = {ref: max(0.0, now - at) for ref, at in self.read_at.items()}
         out: list[Any] = [GaugeMetricFamily("launcher_child_up", "1 while the child runs, 0 between a stop and a start",
@@ -152,6 +165,7 @@ class Metrics:
         for (failed, fallback), count in failovers:
             family.add_metric([failed, fallback], count)
         out.append(family)
+        out += _certificates(issued, certs)
         success = GaugeMetricFamily("launcher_watch_last_success_timestamp_seconds",
                                     "when a backend last answered a check, a renewal or a read (Unix time)")
         if last is not None:
@@ -163,6 +177,28 @@ class Metrics:
             _gauges("launcher_secret_age_seconds", "seconds since the value in use was read from its backend", "ref", ages),
         ]
         return out
+
+
+def _certificates(issued: list[tuple[tuple[str, str], int]], expiry: dict[str, float]) -> list[Any]:
+    """Certificates issued and renewed (counters by source), when each in use expires, and the soonest."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    out: list[Any] = []
+    for kind, name, what in (("cert_issue", "launcher_certificate_issues_total", "certificates issued (first of a reference)"),
+                             ("cert_renew", "launcher_certificate_renewals_total", "certificates issued again before expiry")):
+        family = CounterMetricFamily(name, what, labels=["source"])
+        for (source, counted), count in issued:
+            if counted == kind:
+                family.add_metric([source], count)
+        out.append(family)
+    out.append(_gauges("launcher_certificate_expiry_timestamp_seconds", "when the certificate in use expires (Unix time)",
+                       "ref", expiry))
+    soonest = GaugeMetricFamily("launcher_certificate_next_expiry_timestamp_seconds",
+                                "when the first certificate in use expires (Unix time)")
+    if expiry:
+        soonest.add_metric([], min(expiry.values()))
+    out.append(soonest)
+    return out
 
 
 def _gauges(name: str, documentation: str, label: str, values: dict[str, float]) -> Any:

@@ -47,6 +47,7 @@ class BindingResult:
     keys: tuple[FetchKey, ...] = ()  # the secrets it was built from (for ``check``'s NEXT CHECK)
     where: str = "<manifest>"  # file:line of the binding, to report failures in manifest order
     answered_by: str | None = None  # the fallback source(s) that answered for the one named (comma-separated)
+    expires_at: float | None = None  # when the soonest issued secret it uses expires (a certificate), Unix time
 
 
 def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
@@ -148,6 +149,7 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
     pieces: list[str] = []
     versions: list[str] = []
     fallbacks: list[str] = []
+    expiries: list[float] = []
     try:
         for part in binding.parts:
             if isinstance(part, str):
@@ -161,6 +163,10 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
                 versions.append(outcome.version)
             if outcome.answered_by and outcome.answered_by not in fallbacks:
                 fallbacks.append(outcome.answered_by)
+            if outcome.expires_at is not None:
+                expiries.append(outcome.expires_at)
+        if not binding.file:
+            _environment_text("".join(pieces))
     except NotFoundError as exc:
         keys = tuple(r.fetch_key for r in binding.refs)  # watched, so the secret is noticed once it exists
         if binding.default is not None:
@@ -173,7 +179,17 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
     keys = tuple(r.fetch_key for r in binding.refs)
     value = "".join(pieces)
     return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where,
-                         answered_by=",".join(fallbacks) or None)
+                         answered_by=",".join(fallbacks) or None, expires_at=min(expiries, default=None))
+
+
+def _environment_text(value: str) -> None:
+    """``ManifestError`` when ``value`` holds bytes that are not UTF-8 text (a decrypted binary,
+    kept with ``surrogateescape``): a file can hold them exactly, an environment variable cannot."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ManifestError("the value is not UTF-8 text, which an environment variable cannot hold; "
+                            "use `file: true` (the file holds the exact bytes)") from None
 
 
 def _binding_context(binding: Binding) -> str:

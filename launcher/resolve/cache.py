@@ -26,7 +26,8 @@ class CacheStats:
 
 
 class TTLCache(Generic[K, V]):
-    """Entries live ``ttl`` seconds; beyond ``max_entries`` the least recently used goes.
+    """Entries live ``ttl`` seconds (or the lifetime ``put`` gives them); beyond ``max_entries``
+    the least recently used goes.
 
     Thread-safe: the resolver reads and writes it from its worker threads.
     A ``ttl`` of 0 disables caching.
@@ -37,7 +38,7 @@ class TTLCache(Generic[K, V]):
         self.max_entries = max_entries
         self.clock = clock
         self.stats = CacheStats()
-        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._data: OrderedDict[K, tuple[float, float, V]] = OrderedDict()  # key -> (stored at, lifetime, value)
         self._lock = threading.Lock()
 
     def get(self, key: K) -> V | None:
@@ -46,8 +47,8 @@ class TTLCache(Generic[K, V]):
             if entry is None:
                 self.stats.misses += 1
                 return None
-            stored_at, value = entry
-            if self.clock.monotonic() - stored_at >= self.ttl:
+            stored_at, lifetime, value = entry
+            if self.clock.monotonic() - stored_at >= lifetime:
                 del self._data[key]
                 self.stats.expirations += 1
                 self.stats.misses += 1
@@ -56,11 +57,13 @@ class TTLCache(Generic[K, V]):
             self.stats.hits += 1
             return value
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, lifetime: float | None = None) -> None:
+        """Store ``value`` for ``ttl`` seconds, or for ``lifetime`` when given (an issued
+        certificate: until it is due to be issued again). Nothing is stored when ``ttl`` is 0."""
         if self.ttl <= 0:
             return
         with self._lock:
-            self._data[key] = (self.clock.monotonic(), value)
+            self._data[key] = (self.clock.monotonic(), self.ttl if lifetime is None else lifetime, value)
             self._data.move_to_end(key)
             while len(self._data) > self.max_entries:
                 self._data.popitem(last=False)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from launcher import deadline
@@ -41,7 +41,7 @@ from launcher.model.durations import format_duration
 from launcher.model.fallback import cycle_of
 from launcher.model.refs import FetchKey
 from launcher.resolve.retry import call_with_retry
-from launcher.sources.base import Batching, Lease, Leasing, Local, Secret, Source, TokenHolding, Versioned
+from launcher.sources.base import Batching, Lease, Leasing, Local, Secret, Source, TokenHolding, Versioned, Writing
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -112,6 +112,17 @@ class FailoverSource:
                 self._answered[path] = by
             if secret.lease is not None and by is self.fallback:
                 self._issuers[secret.lease.lease_id] = by
+        return secret
+
+    def write(self, path: str, data: Mapping[str, str]) -> Secret:
+        """A write of request data (``Writing``), failed over as a fetch is (a DR Vault issues as well)."""
+
+        def write(source: Source) -> Secret:
+            if not isinstance(source, Writing):
+                raise ManifestError(f"{self.name}://{path}: source {source.name!r} takes no request data")
+            return source.write(path, data)
+
+        secret, _ = self._ask(FetchKey(self.name, path, None, tuple(sorted(data.items()))), write, self.retry.attempts)
         return secret
 
     def close(self) -> None:

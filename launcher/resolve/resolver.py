@@ -32,8 +32,8 @@ from launcher.resolve.bindings import (
 from launcher.resolve.cache import TTLCache
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.retry import call_with_retry
-from launcher.resolve.rounds import BATCH_BOUND, BATCH_MIN, Reading, read_in_rounds
-from launcher.sources.base import Secret, Source
+from launcher.resolve.rounds import BATCH_BOUND, BATCH_MIN, Reading, read_from, read_in_rounds
+from launcher.sources.base import Secret, Source, renew_after
 from launcher.sources.catalog import open_source, source_config
 
 __all__ = [  # what the resolver's callers use, some of it from bindings.py and resolution.py
@@ -161,7 +161,7 @@ class Resolver:
         """Read ``key`` from its backend (with retry), cache it, and tell ``events``."""
         try:
             src = self.source(key.source)
-            secret = call_with_retry(lambda: src.fetch(key.path, key.version), self.manifest.retry, self.clock, stop=self.stopping)
+            secret = call_with_retry(lambda: read_from(src, key), self.manifest.retry, self.clock, stop=self.stopping)
         except LauncherError as exc:
             self.events.emit(Event("fetch", source=key.source, ref=str(key), bindings=bindings, outcome=exc.status))
             raise
@@ -169,8 +169,12 @@ class Resolver:
         return secret
 
     def _store(self, key: FetchKey, secret: Secret, bindings: tuple[str, ...]) -> None:
-        """Cache a secret just read from its backend, and tell ``events``."""
-        self.cache.put(key, secret)
+        """Cache a secret just read from its backend, and tell ``events``.
+
+        An issued secret (a certificate) is cached until it is due to be issued again,
+        whatever ``cache.ttl`` says: its value never changes at the source, it expires.
+        """
+        self.cache.put(key, secret, renew_after(secret, self.clock.wall()))
         expires = self.clock.wall() + secret.lease.duration if secret.lease is not None else None
         self.events.emit(Event("fetch", source=key.source, ref=str(key), version=secret.version, bindings=bindings,
                                expires_at=expires))

@@ -26,12 +26,12 @@ from collections.abc import Callable, Mapping
 
 from launcher import deadline
 from launcher.clock import Clock
-from launcher.errors import LauncherError, TransientError, UnavailableError
+from launcher.errors import LauncherError, ManifestError, TransientError, UnavailableError
 from launcher.events import Event, EventSink
 from launcher.model.config import RetryConfig
 from launcher.model.refs import FetchKey
 from launcher.resolve.retry import LEAST_ATTEMPT, next_delay
-from launcher.sources.base import Batching, Local, Secret, Source
+from launcher.sources.base import Batching, Local, Secret, Source, Writing
 
 log = logging.getLogger("launcher.resolve.resolver")
 
@@ -180,7 +180,7 @@ def _attempt(reading: Reading, key: FetchKey, uses: Uses, until: float) -> Outco
     try:
         src = reading.source(key.source)
         with deadline.bound(until - reading.clock.monotonic()):
-            secret = src.fetch(key.path, key.version)
+            secret = read_from(src, key)
     except TransientError as exc:
         return exc
     except LauncherError as exc:
@@ -191,6 +191,15 @@ def _attempt(reading: Reading, key: FetchKey, uses: Uses, until: float) -> Outco
         return LauncherError(f"{key}: internal error ({exc.__class__.__name__}); rerun with --log-level debug")
     reading.store(key, secret, bindings)
     return secret
+
+
+def read_from(src: Source, key: FetchKey) -> Secret:
+    """One attempt at ``key``: a read, or a write of its request data (``Writing``)."""
+    if not key.data:
+        return src.fetch(key.path, key.version)
+    if not isinstance(src, Writing):  # the manifest refuses such references: kept for sources built by hand
+        raise ManifestError(f"{key}: source {key.source!r} takes no request data (?NAME=VALUE)")
+    return src.write(key.path, dict(key.data))
 
 
 def _by_locality(reading: Reading, keys: list[FetchKey]) -> tuple[list[FetchKey], list[FetchKey]]:
@@ -219,7 +228,8 @@ def _read_batches(reading: Reading, keys: list[FetchKey], uses: Uses, within: fl
     """
     by_source: dict[str, list[FetchKey]] = {}
     for key in keys:
-        by_source.setdefault(key.source, []).append(key)
+        if not key.data:  # a write is never batched
+            by_source.setdefault(key.source, []).append(key)
     found: dict[FetchKey, Outcome] = {}
     for name, group in by_source.items():
         src = reading.source(name)

@@ -5,9 +5,13 @@ on a schedule of its own (see ``Tracked.phase``), for the current version as
 cheaply as the backend allows
 (``current_version``); a leased secret is renewed at 2/3 of its lease and
 re-read once it cannot be renewed to full length, before 90 % of its life;
-any secret is re-read once it is older than ``cache.ttl``. When something
-changed, the watcher re-resolves (only the changed keys are fetched again)
-and posts the new resolution. It never touches the child.
+an issued secret (a certificate: ``Secret.expires_at``) is issued again at 2/3
+of its lifetime, and after a failure again and again until it is (warned about
+each time: the child keeps the old one, until it expires and beyond); any other
+secret is re-read once it is older than ``cache.ttl``. References with request
+data (a write) are never version-checked: nothing but the write itself is sent.
+When something changed, the watcher re-resolves (only the changed keys are
+fetched again) and posts the new resolution. It never touches the child.
 """
 
 from __future__ import annotations
@@ -23,39 +27,19 @@ from launcher import deadline
 from launcher.clock import SYSTEM, Clock
 from launcher.errors import LauncherError, NotFoundError, status_of
 from launcher.events import NOTHING, Event, EventSink
-from launcher.model.config import Manifest, WatchConfig
+from launcher.model.config import Manifest
 from launcher.model.durations import format_duration
 from launcher.model.refs import FetchKey
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver
-from launcher.sources.base import Lease, Leasing, Secret, TokenHolding, Versioned
+from launcher.resolve.schedule import Tracked, lease_due
+from launcher.sources.base import RENEW_SHARE, Leasing, Secret, TokenHolding, Versioned
 
 log = logging.getLogger(__name__)
 
 TOKEN_MAINTENANCE_PERIOD = 1.0
 # The longest one version check may take: a connect and a read timeout (5 s + 10 s).
 CHECK_BOUND = 15.0
-
-
-@dataclass
-class Tracked:
-    """What the watcher knows about one distinct secret."""
-
-    key: FetchKey
-    version: str | None
-    read_at: float
-    next_check: float
-    # Checks fall on phase + k * interval: the phase is drawn once, uniformly over one
-    # interval, and kept across rotations. Why not fresh jitter on every check (the old
-    # +-10 %): that re-draws a fleet's load every period, and its busiest second ends up
-    # 1.65-1.75x the mean; fixed phases keep the spread the fleet had at start (1.35x,
-    # benchmarks/bench_fleet.py), and no drift can bunch watchers up again.
-    phase: float
-    lease: Lease | None = None
-    lease_at: float = 0.0  # when the lease was obtained or last renewed
-    issued_at: float = 0.0  # when the lease was first obtained
-    full_duration: float = 0.0
-    missing: bool = False  # an optional secret that did not exist at the last read
 
 
 @dataclass(frozen=True)
@@ -142,6 +126,9 @@ class Watcher:
         t = self._scheduled(key, secret.version, now)
         if secret.lease is not None:
             t.lease, t.lease_at, t.issued_at, t.full_duration = secret.lease, now, now, secret.lease.duration
+        if secret.expires_at is not None:
+            left = secret.expires_at - self.clock.wall()
+            t.expires, t.renew_at = now + left, now + max(0.0, left) * RENEW_SHARE
         return t
 
     def start(self) -> None:
@@ -164,27 +151,23 @@ class Watcher:
         return t.phase + after * interval
 
     def due(self, t: Tracked) -> float:
-        """When ``t`` next needs attention (a check, a lease renewal or a re-read).
+        """When ``t`` next needs attention (a check, a lease renewal, a re-read or a new issue).
 
-        While its source is failing, that is the source's next probe: a failing source is
-        asked at most once per interval, whatever the number of its secrets.
+        An issued secret keeps its own schedule (``renew_at``, sooner as its end nears). Any
+        other secret of a failing source is due at the source's next probe: a failing source
+        is asked at most once per interval, whatever the number of its secrets.
         """
+        if t.expires is not None:
+            return t.renew_at
         probe = self._down.get(t.key.source)
         if probe is not None:
             return probe
         ttl_due = t.read_at + self.manifest.cache.ttl
+        if t.key.data:  # decrypted: no version to check, read again after cache.ttl
+            return ttl_due
         if t.lease is not None:
-            return min(ttl_due, self._lease_due(t)[0])
+            return min(ttl_due, lease_due(t)[0])
         return min(ttl_due, t.next_check)
-
-    def _lease_due(self, t: Tracked) -> tuple[float, str]:
-        assert t.lease is not None
-        lease = t.lease
-        if lease.renewable and lease.duration >= 0.99 * t.full_duration:
-            return t.lease_at + lease.duration * 2 / 3, "renew"
-        # Not renewable, or capped by its max TTL: the lease ends for good at lease_at +
-        # duration, so fetch new credentials once 90 % of its whole life has passed.
-        return t.issued_at + 0.9 * (t.lease_at + lease.duration - t.issued_at), "reread"
 
     def _run(self) -> None:
         # Signals are for the supervisor's loop thread (it waits for them with sigtimedwait);
@@ -207,25 +190,32 @@ class Watcher:
         for t in list(self.tracked.values()):
             if self.due(t) <= now:
                 by_source.setdefault(t.key.source, []).append(t)
-        changed: list[Tracked] = []
-        for source, due in by_source.items():
-            if source in self._down:
-                probe = due[0]
-                if self._attend(probe, now, force=True):
-                    changed.append(probe)
-                if source in self._down:
-                    continue  # still failing: probed again in one interval
-                # Answering again: every secret of it now (a lease only when due: it has no version to check).
-                rest = [t for t in self.tracked.values() if t.key.source == source and t is not probe]
-                changed += self._attend_all(rest, now, force=True)
-                continue
-            changed += self._attend_all(due, now)
+        changed = [t for source, due in by_source.items() for t in self._attend_source(source, due, now)]
         if changed:
-            self._reresolve([t.key for t in changed], urgent=any(t.lease is not None for t in changed))
+            # A lease or a certificate that is ending: act now, skipping debounce and splay.
+            self._reresolve([t.key for t in changed], urgent=any(t.lease is not None or t.expires is not None for t in changed))
         now = self.clock.monotonic()
         return min([self.due(t) for t in self.tracked.values()] + [now + TOKEN_MAINTENANCE_PERIOD])
 
     # -- checks -------------------------------------------------------------------
+
+    def _attend_source(self, source: str, due: list[Tracked], now: float) -> list[Tracked]:
+        """Attend to the due secrets of one source; the ones to re-read."""
+        # Certificates due to be issued again keep their own schedule, failing source or not.
+        changed = [t for t in due if t.expires is not None and self._attend(t, now)]
+        due = [t for t in due if t.expires is None]
+        if not due:
+            return changed
+        if source not in self._down:
+            return changed + self._attend_all(due, now)
+        probe = due[0]
+        if self._attend(probe, now, force=True):
+            changed.append(probe)
+        if source in self._down:
+            return changed  # still failing: probed again in one interval
+        # Answering again: every secret of it now (a lease only when due: it has no version to check).
+        rest = [t for t in self.tracked.values() if t.key.source == source and t is not probe]
+        return changed + self._attend_all(rest, now, force=True)
 
     def _attend_all(self, due: list[Tracked], now: float, force: bool = False) -> list[Tracked]:
         """Attend to secrets of one source in turn, until one fails (then the source is probed later);
@@ -240,11 +230,15 @@ class Watcher:
 
     def _attend(self, t: Tracked, now: float, force: bool = False) -> bool:
         """Check one secret (``force``: now, whatever its schedule says); True when it must be re-read."""
+        if t.expires is not None:
+            return t.renew_at <= now  # only ever issued again: no version to check
         try:
             if now - t.read_at >= self.manifest.cache.ttl:
                 return True  # older than the cache TTL: re-read even if the version says unchanged
+            if t.key.data:
+                return False  # a write: never repeated to find out whether anything changed
             if t.lease is not None:  # a leased secret changes when its lease ends, not by version
-                when, what = self._lease_due(t)
+                when, what = lease_due(t)
                 return (when <= now or force) and (what == "reread" or not self._renew(t, now))
             if t.next_check > now and not force:
                 return False
@@ -314,13 +308,28 @@ class Watcher:
                 self.events.emit(Event("token", source=name, expires_at=self.clock.wall() + ttl))
 
     def _failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
-        """A check or re-read of ``t`` failed: its source is failing, probed again in one interval."""
+        """A check or re-read of ``t`` failed: its source is failing, probed again in one interval
+        (a certificate that could not be issued again keeps a schedule of its own)."""
         source = t.key.source
+        if t.expires is not None:
+            self._issue_failed(t, exc, now)
         if source not in self._down:
             log.warning("source %s is failing (%s); %s", source, exc, self.kept)
             self.events.emit(Event("outage", source=source, ref=str(t.key), outcome=status_of(exc)))
         self._down[source] = now + self.watch.interval
         self.post(Outage(exc))
+
+    def _issue_failed(self, t: Tracked, exc: LauncherError, now: float) -> None:
+        """A new certificate could not be issued: try again within a third of the life left (at least
+        1 s apart, at most ``interval``), every ``interval`` once it has expired; warn each time."""
+        assert t.expires is not None
+        left = t.expires - now
+        delay = max(1.0, min(self.watch.interval, left / 3)) if left > 0 else self.watch.interval
+        t.renew_at = now + delay
+        state = (f"the child keeps the current one, which expires in {format_duration(round(left, 1))}" if left > 0
+                 else f"the current one expired {format_duration(round(-left, 1))} ago")
+        log.warning("%s: could not issue a new certificate (%s); %s; trying again in %s", t.key, exc, state,
+                    format_duration(round(delay, 1)))
 
     def _recovered(self, source: str) -> None:
         """``source`` answered: if it was failing, it is not any more (said once)."""
@@ -340,24 +349,11 @@ class Watcher:
                 self._failed(self.tracked[key], failure, now)
             return
         for key in keys:
-            self._recovered(key.source)
+            self._recovered(key.source)  # a lease or certificate had no check to say its source is back
             secret = resolution.secrets.get(key)
             if secret is not None:
                 self.tracked[key] = self._fresh(key, secret, now)
+        # Another secret may have been read again meanwhile (a certificate whose cache entry ended
+        # just before its own turn came): track what the child will now have.
+        self.track(resolution)
         self.post(Rotation(resolution, tuple(keys), urgent))
-
-
-def next_check(keys: tuple[FetchKey, ...], secrets: Mapping[FetchKey, Secret], watch: WatchConfig) -> str:
-    """When a watching launcher would next look at these secrets, for ``check``.
-
-    One word, so the table stays easy to split: ``~60s`` (the interval),
-    ``renew~20s`` (2/3 of a lease), ``never`` (pinned) or ``-``.
-    """
-    if not keys:
-        return "-"
-    if all(k.version is not None for k in keys):
-        return "never"
-    leases = [s.lease for k in keys if (s := secrets.get(k)) is not None and s.lease is not None]
-    if leases:
-        return f"renew~{format_duration(min(lease.duration for lease in leases) * 2 / 3)}"
-    return f"~{format_duration(watch.interval)}"

@@ -112,10 +112,53 @@ class SecretFiles:
         over it: a reader never sees half a file, and a symlink at the target is
         replaced, never followed.
         """
+        staged = self._stage(name, content, path, mode)
+        if staged is None:
+            return False
+        self._commit(staged, path is not None)
+        return True
+
+    def write_all(self, values: Mapping[str, str], paths: Mapping[str, tuple[str, int]] | None = None) -> tuple[dict[str, str], list[str]]:
+        """Write every file binding (``paths``: name -> (fixed path, mode) for ``path:`` bindings);
+        return (name -> path, names whose content changed). Files no binding holds any more go.
+
+        Every changed file is written out (and synced) first, then they are renamed into
+        place one right after the other: files that belong together (a certificate and its
+        key, issued at once) change within microseconds of each other, never a sync apart.
+        """
+        paths = paths or {}
+        written: dict[str, str] = {}
+        staged: list[tuple[str, tuple[str, str, bytes], bool]] = []
+        try:
+            for name, content in values.items():
+                path, mode = paths.get(name, (None, 0o600))
+                if (ready := self._stage(name, content, path, mode)) is not None:
+                    staged.append((name, ready, path is not None))
+                written[name] = path or self.path_of(name)
+        except BaseException:
+            for _, (tmp, _, _), _ in staged:
+                _unlink(tmp)
+            raise
+        for done, (_, ready, fixed) in enumerate(staged):
+            try:
+                self._commit(ready, fixed)
+            except BaseException:
+                for _, (tmp, _, _), _ in staged[done + 1:]:
+                    _unlink(tmp)
+                raise
+        for stale in set(self._contents) - set(written.values()):
+            _unlink(stale)
+            del self._contents[stale]
+            self._fixed.discard(stale)
+        return written, [name for name, _, _ in staged]
+
+    def _stage(self, name: str, content: str, path: str | None, mode: int) -> tuple[str, str, bytes] | None:
+        """The content written and synced to a new file beside its target: (that file, the target, the bytes);
+        None when the target already holds it."""
         data = content.encode("utf-8", "surrogateescape")
         target = path or self.path_of(name)
         if self._contents.get(target) == data and os.path.exists(target):
-            return False
+            return None
         directory = os.path.dirname(target)
         try:
             import tempfile
@@ -130,31 +173,22 @@ class SecretFiles:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+        except BaseException:
+            _unlink(tmp)
+            raise
+        return tmp, target, data
+
+    def _commit(self, staged: tuple[str, str, bytes], fixed: bool) -> None:
+        """Rename a staged file over its target."""
+        tmp, target, data = staged
+        try:
             os.replace(tmp, target)
         except BaseException:
             _unlink(tmp)
             raise
         self._contents[target] = data
-        if path is not None:
+        if fixed:
             self._fixed.add(target)
-        return True
-
-    def write_all(self, values: Mapping[str, str], paths: Mapping[str, tuple[str, int]] | None = None) -> tuple[dict[str, str], list[str]]:
-        """Write every file binding (``paths``: name -> (fixed path, mode) for ``path:`` bindings);
-        return (name -> path, names whose content changed). Files no binding holds any more go."""
-        paths = paths or {}
-        written: dict[str, str] = {}
-        changed = []
-        for name, content in values.items():
-            path, mode = paths.get(name, (None, 0o600))
-            if self.write(name, content, path, mode):
-                changed.append(name)
-            written[name] = path or self.path_of(name)
-        for stale in set(self._contents) - set(written.values()):
-            _unlink(stale)
-            del self._contents[stale]
-            self._fixed.discard(stale)
-        return written, changed
 
     def remove(self) -> None:
         """Delete every file written (a fixed path too) and the directory we made; safe to call twice."""

@@ -34,6 +34,9 @@ class Lease:
 class Secret:
     """What one read returned: a scalar ``value`` or a mapping of ``fields``.
 
+    ``expires_at`` (Unix time) is when an issued secret stops being valid (a certificate's
+    not_after): it cannot be renewed, only issued again, which the watcher does at 2/3 of
+    the lifetime left when it was read. A lease, by contrast, is renewed in place.
     The repr shows field names and the version, never a value.
     """
 
@@ -41,14 +44,27 @@ class Secret:
     fields: Mapping[str, str] | None = None
     version: str | None = None
     lease: Lease | None = None
+    expires_at: float | None = None
     # The source that answered in place of the one the reference names (its ``fallback:``, set by
     # ``launcher.resolve.failover``); None when the named source answered itself.
     answered_by: str | None = None
 
     def __repr__(self) -> str:
         shape = f"fields={sorted(self.fields)}" if self.fields is not None else "value=<hidden>"
+        expiry = f", expires_at={self.expires_at!r}" if self.expires_at is not None else ""
         by = f", answered_by={self.answered_by!r}" if self.answered_by else ""
-        return f"Secret({shape}, version={self.version!r}, lease={self.lease!r}{by})"
+        return f"Secret({shape}, version={self.version!r}, lease={self.lease!r}{expiry}{by})"
+
+
+RENEW_SHARE = 2 / 3
+"""An issued secret (or a lease) is replaced once this share of its lifetime has passed."""
+
+
+def renew_after(secret: Secret, now: float) -> float | None:
+    """Seconds from ``now`` (Unix time) until an issued ``secret`` is due to be issued again; None without an expiry."""
+    if secret.expires_at is None:
+        return None
+    return max(0.0, secret.expires_at - now) * RENEW_SHARE
 
 
 class ContentVersions:
@@ -124,6 +140,18 @@ class TokenHolding(Protocol):
 
 
 @runtime_checkable
+class Writing(Protocol):
+    """A source where a reference may carry request data (``?NAME=VALUE``): a read that is a write.
+
+    Vault: a pki mount's ``issue/ROLE`` (a certificate, with an expiry) and a transit
+    mount's ``decrypt/KEY``. Raises what ``fetch`` raises.
+    """
+
+    def write(self, path: str, data: Mapping[str, str]) -> Secret:
+        """The secret answered to ``data`` written to ``path``."""
+
+
+@runtime_checkable
 class Batching(Protocol):
     """A source that can read many secrets in one go (Vault: pipelined KV v2 reads).
 
@@ -152,6 +180,7 @@ class Backend:
     requires: tuple[str, ...] = ()  # importable modules; without them `type:` is 78 naming `extra`
     extra: str | None = None  # the pip extra that installs ``requires``
     starter: str = ""  # example settings (YAML lines, `type:` aside) for the source `launcher init` shows
+    request_data: bool = False  # references may carry request data (its sources are ``Writing``)
 
 
 def to_text(value: Any) -> str:

@@ -54,7 +54,15 @@ def source_config(manifest: Manifest, name: str) -> SourceConfig:
 def reference_problem(manifest: Manifest, ref: Reference) -> str | None:
     """What is wrong with ``ref`` for its source's type, found without any request."""
     config = source_config(manifest, ref.source)
-    return backend(config.type).reference_problem(config, ref)
+    declared = backend(config.type)
+    if ref.data and not declared.request_data:
+        return DATA_PROBLEM.format(names=", ".join(name for name, _ in ref.data))
+    return declared.reference_problem(config, ref)
+
+
+DATA_PROBLEM = ("unsupported query ({names}): only ?version=V is allowed (?label=L for SSM), or request data for a Vault pki mount's "
+                "issue/ROLE or a transit mount's decrypt/KEY")
+"""Request data where it cannot go; names only (a value may be sensitive)."""
 
 
 def open_source(config: SourceConfig, events: EventSink = NOTHING) -> Source:

@@ -231,6 +231,31 @@ def lasting_tls_failure(exc: BaseException) -> Literal["not-tls", "untrusted"] |
     return "not-tls" if not_tls(exc) else None
 
 
+# The alerts a server sends when it refuses the client certificate it asked for (OpenSSL's
+# names for them), in plain words. An alert is about what this side sent: a server
+# certificate this side refuses is CERTIFICATE_VERIFY_FAILED, raised here, never an alert.
+_CLIENT_CERT_ALERTS = {
+    "ALERT_UNKNOWN_CA": "not signed by a CA it trusts",
+    "ALERT_CERTIFICATE_EXPIRED": "expired",
+    "ALERT_CERTIFICATE_REVOKED": "revoked",
+    "ALERT_BAD_CERTIFICATE": "a bad certificate",
+    "ALERT_UNSUPPORTED_CERTIFICATE": "an unsupported certificate",
+    "ALERT_CERTIFICATE_UNKNOWN": "not accepted",
+    "ALERT_CERTIFICATE_REQUIRED": "none was presented",
+}
+
+
+def client_cert_refused(exc: BaseException) -> str | None:
+    """Why the server refused this side's TLS client certificate (plain words), or None when it did not."""
+    for err in causes(exc):
+        if isinstance(err, ssl.SSLError) or type(err).__name__ == "SSLError":
+            text = f"{getattr(err, 'reason', '')} {err}"
+            for alert, words in _CLIENT_CERT_ALERTS.items():
+                if alert in text:
+                    return words
+    return None
+
+
 # What a transport failure means, most specific first: a refused connection shows up
 # inside urllib3's NewConnectionError, which is itself a kind of ConnectTimeoutError.
 _PLAIN_WORDS: tuple[tuple[tuple[type[BaseException], ...], str], ...] = (
@@ -254,7 +279,10 @@ def describe(exc: BaseException, read_timeout: float | None = None) -> str:
     if tls_failed(exc):
         if cert_not_trusted(exc):
             return "TLS certificate not trusted"
-        return f"TLS handshake failed: {NOT_TLS_HINT}" if not_tls(exc) else "TLS handshake failed"
+        if not_tls(exc):
+            return f"TLS handshake failed: {NOT_TLS_HINT}"
+        refused = client_cert_refused(exc)
+        return f"TLS client certificate refused ({refused})" if refused else "TLS handshake failed"
     for kinds, words in _PLAIN_WORDS:
         if any(isinstance(e, kinds) for e in chain):
             return words

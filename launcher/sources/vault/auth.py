@@ -4,9 +4,10 @@
 token renewal and lease operations (created on first use: a run with a plain
 token that is not due for renewal never imports hvac; the token's lookup is a
 GET through ``VaultHTTP``). It obtains a token lazily (token, approle,
-kubernetes, jwt), knows its TTL, renews it at 2/3 of the TTL and logs in again
-when it cannot be renewed or is capped by its max TTL. Every hvac call is made
-inside ``vault_errors``, the source's one error mapping.
+kubernetes, jwt, cert: the TLS client certificate the source's pool presents),
+knows its TTL, renews it at 2/3 of the TTL and logs in again when it cannot be
+renewed or is capped by its max TTL. Every hvac call (and the cert login, a
+plain POST) is made inside ``vault_errors``, the source's one error mapping.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from launcher.clock import SYSTEM, Clock
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError
 from launcher.events import NOTHING, Event, EventSink
 from launcher.sources.vault.config import VaultAuth
-from launcher.sources.vault.http import VaultHTTP, vault_errors
+from launcher.sources.vault.http import VaultAnswerError, VaultHTTP, vault_errors
 
 log = logging.getLogger(__name__)
 
 K8S_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-DEFAULT_MOUNTS = {"approle": "approle", "kubernetes": "kubernetes", "jwt": "jwt"}
+DEFAULT_MOUNTS = {"approle": "approle", "kubernetes": "kubernetes", "jwt": "jwt", "cert": "cert"}
 
 
 def read_credential(path: str, what: str) -> str:
@@ -59,7 +60,7 @@ class TokenKeeper:
     ``ensure`` is called before every request and is cheap once a token is
     held. ``maintain`` (the watcher calls it every few seconds) renews a
     renewable token once 2/3 of its TTL has passed, and logs in again (approle,
-    kubernetes, jwt) when the token cannot be renewed, the renewal failed, or
+    kubernetes, jwt, cert) when the token cannot be renewed, the renewal failed, or
     the renewal came back shorter than asked (the max TTL is near). Both raise
     ``AuthError`` (77), ``TransientError`` or ``ManifestError`` (78).
 
@@ -196,6 +197,10 @@ class TokenKeeper:
                 if not auth.role_id:
                     raise ManifestError(f"{what}: auth.role_id is required")
                 resp = self.client().auth.approle.login(role_id=auth.role_id, secret_id=secret_id, mount_point=mount)
+            elif auth.method == "cert":
+                # The certificate is the one every connection of the source presents (connection.py);
+                # the login names the role only. A POST through the pool, as every request.
+                resp = self._cert_login(mount)
             else:
                 if not auth.role:
                     raise ManifestError(f"{what}: auth.role is required")
@@ -212,6 +217,21 @@ class TokenKeeper:
         self._ready = True
         self._record(float(granted.get("lease_duration") or 0), bool(granted.get("renewable")), period=None)
         log.debug("%s: logged in (ttl %s s, renewable %s)", what, granted.get("lease_duration"), granted.get("renewable"))
+
+    def _cert_login(self, mount: str) -> dict[str, Any]:
+        """The cert method's login: the certificate is the one every connection of the source presents
+        (``connection.py``); the request names the role only. A POST through the pool, as every request."""
+        body = {"name": self._auth.name} if self._auth.name else {}
+        try:
+            return self._http.request("POST", f"auth/{mount}/login", "", body=body)
+        except VaultAnswerError as exc:
+            # OpenBao answers 500 to a certificate it cannot verify (expired, not yet valid):
+            # a refusal of the credential, not a server failure to retry.
+            errors = " ".join(str(e) for e in exc.json.get("errors") or [])
+            if exc.status == 500 and "verify client's certificate" in errors:
+                raise AuthError(f"{self._what}: the client certificate does not verify "
+                                f"({'expired or not yet valid' if 'expired' in errors else 'refused'})") from exc
+            raise
 
     def _learn(self) -> None:
         """Learn a given token's TTL once, with lookup-self; a denied lookup leaves it unknown."""

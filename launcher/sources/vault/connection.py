@@ -85,8 +85,19 @@ def _verify(config: VaultSourceConfig, environ: Mapping[str, str], what: str) ->
 
 
 def _client_cert(config: VaultSourceConfig, environ: Mapping[str, str], what: str) -> str | tuple[str, str] | None:
-    """The client certificate (and key) for mTLS, each a file that exists; None without one."""
+    """The client certificate (and key) for mTLS, each a file that exists; None without one.
+
+    With ``auth.method: cert`` it is the login's certificate (``auth.cert_file`` and
+    ``key_file``): Vault's cert method reads the certificate the connection presents, so
+    every request of the source presents it (one pool); a different ``tls.client_cert`` is 78.
+    """
     tls = config.tls
+    auth = config.auth
+    if auth.method == "cert":
+        if tls.client_cert and os.path.realpath(tls.client_cert) != os.path.realpath(auth.cert_file or ""):
+            raise ManifestError(f"{what}: tls.client_cert and auth.cert_file differ; a connection presents one "
+                                "certificate (with method cert, give auth.cert_file only)")
+        return (_existing(auth.cert_file or "", f"{what}: auth.cert_file"), _existing(auth.key_file or "", f"{what}: auth.key_file"))
     cert_name, cert_file = ("tls.client_cert", tls.client_cert) if tls.client_cert else _variable(environ, "CLIENT_CERT")
     key_name, key_file = ("tls.client_key", tls.client_key) if tls.client_key else _variable(environ, "CLIENT_KEY")
     if cert_file:

@@ -29,7 +29,16 @@ import urllib3
 
 from launcher import deadline
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError, UnavailableError
-from launcher.sources.transport import NOT_TLS_HINT, causes, describe, http_pool, lasting_tls_failure, retry_after, tls_failed
+from launcher.sources.transport import (
+    NOT_TLS_HINT,
+    causes,
+    client_cert_refused,
+    describe,
+    http_pool,
+    lasting_tls_failure,
+    retry_after,
+    tls_failed,
+)
 from launcher.sources.vault.connection import Connection
 
 log = logging.getLogger(__name__)
@@ -198,7 +207,8 @@ def tls_failure(exc: BaseException, what: str, address: str) -> LauncherError:
     server does not speak TLS, else transient.
 
     Decision: a certificate that does not verify is 77, not 69. The server failed
-    to authenticate itself; retrying for a minute cannot fix a wrong CA. An answer
+    to authenticate itself; retrying for a minute cannot fix a wrong CA. So is a
+    client certificate the server refuses (an unknown CA, expired): 77. An answer
     that is not TLS (a plain-HTTP server behind an https:// address) cannot heal
     either: 69, not retried, with the hint. Other TLS failures (a reset during the
     handshake) stay transient.
@@ -208,4 +218,8 @@ def tls_failure(exc: BaseException, what: str, address: str) -> LauncherError:
         return AuthError(f"{what}: Vault at {address}: the server's TLS certificate is not trusted (check tls.ca_cert or VAULT_CACERT)")
     if lasting == "not-tls":
         return UnavailableError(f"{what}: Vault at {address}: TLS handshake failed: {NOT_TLS_HINT}")
+    refused = client_cert_refused(exc)
+    if refused is not None:  # the server authenticated us and said no: as final as a 403
+        return AuthError(f"{what}: Vault at {address}: the server refused the TLS client certificate ({refused}; "
+                         "check auth.cert_file or tls.client_cert)")
     return TransientError(f"{what}: Vault at {address}: TLS handshake failed", cause="TLS handshake failed", where=address)

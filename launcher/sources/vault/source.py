@@ -1,11 +1,13 @@
-"""The Vault / OpenBao source: reads, versions and leases.
+"""The Vault / OpenBao source: reads, versions, leases, and the writes that are reads (issued secrets).
 
 Users write the logical path (``secret/app/db``) for every engine. The mount
 behind a path is found once with ``sys/internal/ui/mounts/<path>`` and cached:
 KV v2 reads ``<mount>/data/<rest>`` (``?version=N`` allowed), KV v1 and every
 other engine are plain reads. When the policy denies that lookup, the first
 path segment is taken as the mount and the KV v2 form is tried, then the plain
-read. Leased reads (dynamic secrets) keep their lease on the ``Secret``.
+read. Leased reads (dynamic secrets) keep their lease on the ``Secret``. A pki mount's
+``issue/ROLE`` and a transit mount's ``decrypt/KEY`` are writes of the reference's
+request data (``write``; what the answers mean is ``issued``'s).
 
 Nothing here retries: transient failures raise ``TransientError`` and the
 resolver's policy decides. Every request goes through the source's ``VaultHTTP``
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -28,20 +31,23 @@ from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundErr
 from launcher.events import NOTHING, Event, EventSink
 from launcher.model.refs import FetchKey
 from launcher.sources.base import ContentVersions, Lease, Secret, to_text
+from launcher.sources.vault import issued
 from launcher.sources.vault.auth import TokenKeeper
-from launcher.sources.vault.config import VaultSourceConfig
+from launcher.sources.vault.config import VaultSourceConfig, WriteKind
 from launcher.sources.vault.connection import connection_settings
-from launcher.sources.vault.http import VaultHTTP, vault_errors
+from launcher.sources.vault.http import VaultAnswerError, VaultHTTP, vault_errors
 
 log = logging.getLogger(__name__)
 
-# What a mount is, as far as reading goes (found once per mount): KV v2, KV v1, another
-# engine (plain reads, maybe leased), or not known (detection denied: guessed at the first read).
-MountKind = Literal["kv2", "kv1", "other", "unknown"]
+# What a mount is, as far as reading goes (found once per mount): KV v2, KV v1, pki and
+# transit (whose issue/ROLE and decrypt/KEY are writes: ``issued``), another engine (plain
+# reads, maybe leased), or not known (detection denied: guessed at the first read).
+MountKind = Literal["kv2", "kv1", "pki", "transit", "other", "unknown"]
 KV2: MountKind = "kv2"
 KV1: MountKind = "kv1"
 OTHER: MountKind = "other"
 UNKNOWN: MountKind = "unknown"
+_ENGINES: dict[str, MountKind] = {"pki": "pki", "transit": "transit"}  # engines known by their type alone
 _KV1_VERSIONS = ContentVersions()  # KV v1 keeps no versions: count the changes this process sees
 
 
@@ -66,6 +72,7 @@ class VaultSource:
         self._no_metadata: set[str] = set()  # KV v2 mounts whose metadata the policy denies (under _mount_lock)
         self._leases: dict[str, str] = {}  # lease id -> the reference it was read for (for events; ids are never shown)
         self._lease_lock = threading.Lock()
+        self._issued = issued.Issuances(config.name, events)  # certificates issued, for events and revoke_on_exit
 
     def __repr__(self) -> str:
         return f"VaultSource({self.name!r}, {self.connection.address!r})"
@@ -81,6 +88,11 @@ class VaultSource:
         ref = _ref(self.name, path, version)
         self._token.ensure()
         mount, kind = self._mount_of(path, ref)
+        engine = issued.target(kind, path[len(mount):])
+        if engine is not None:  # issue/ROLE, decrypt/KEY: a write, even without request data
+            if version is not None:
+                raise ManifestError(f"{ref}: ?version= does not apply to {mount}{path[len(mount):].split('/')[0]}/")
+            return self._write(mount, engine, path, {}, ref)
         if kind == KV2:
             return self._read_kv2(mount, path, version, ref)
         if kind == UNKNOWN:
@@ -88,6 +100,28 @@ class VaultSource:
         if version is not None:
             raise ManifestError(f"{ref}: ?version= needs a KV v2 mount; {mount} is {'KV v1' if kind == KV1 else 'not KV'}")
         return self._read_plain(path, ref, kind)
+
+    def write(self, path: str, data: Mapping[str, str]) -> Secret:
+        """Write ``data`` to a pki mount's ``issue/ROLE`` or a transit mount's ``decrypt/KEY``
+        (``Writing``); the secret is the answer (see ``issued``).
+
+        Raises ``ManifestError`` for request data anywhere else (or a Vault 400: a
+        field the role refuses, a malformed ciphertext), ``NotFoundError`` for a role
+        or key that does not exist or a mount whose type cannot be found out (nothing
+        is written there), and what ``fetch`` raises.
+        """
+        path = path.strip("/")
+        ref = str(FetchKey(self.name, path, None, tuple(sorted(data.items()))))
+        self._token.ensure()
+        mount, kind = self._mount_of(path, ref)
+        if kind == UNKNOWN:
+            raise NotFoundError(f"{ref}: no pki or transit mount at {mount} that this token can see (request data "
+                                "is only sent to one)")
+        engine = issued.target(kind, path[len(mount):])
+        if engine is None:
+            raise ManifestError(f"{ref}: request data only goes to a pki mount's issue/ROLE or a transit mount's "
+                                f"decrypt/KEY; {mount} is a {kind} mount")
+        return self._write(mount, engine, path, data, ref)
 
     def current_version(self, path: str) -> str | None:
         """The version a fetch of the latest ``path`` would return now, read as cheaply as possible.
@@ -102,7 +136,7 @@ class VaultSource:
         ref = _ref(self.name, path, None)
         self._token.ensure()
         mount, kind = self._mount_of(path, ref)
-        if kind == OTHER:
+        if kind not in (KV2, KV1, UNKNOWN):  # leased, issued or decrypted: no version to compare
             return None
         with self._mount_lock:
             metadata_allowed = mount not in self._no_metadata
@@ -167,6 +201,7 @@ class VaultSource:
                     self.revoke_lease(lease_id)
                 except LauncherError as exc:
                     log.warning("%s", exc.message)
+            self._issued.revoke_all(self._revoke_certificate, time.time())
         self._token.close()
         self._http.close()
 
@@ -190,7 +225,7 @@ class VaultSource:
                 self._mounts[mount] = UNKNOWN
                 return mount, UNKNOWN
             mount = str(data.get("path") or path.split("/", 1)[0] + "/")
-            kind = OTHER
+            kind = _ENGINES.get(str(data.get("type")), OTHER)
             if data.get("type") in ("kv", "generic"):
                 kind = KV2 if str((data.get("options") or {}).get("version")) == "2" else KV1
             self._mounts[mount] = kind
@@ -252,7 +287,7 @@ class VaultSource:
             with self._lease_lock:
                 self._leases[lease.lease_id] = ref
             return Secret(fields=fields, lease=lease)
-        if kind == OTHER:
+        if kind != KV1:
             return Secret(fields=fields)
         where = (self.connection.address, self.connection.namespace or "", path)
         return Secret(fields=fields, version=_KV1_VERSIONS.version(where, json.dumps(data, sort_keys=True, default=str)))
@@ -271,6 +306,24 @@ class VaultSource:
             return secret
         # Denied one way and missing the other: report the denial (77 beats 66).
         raise next((e for e in errors if isinstance(e, AuthError)), errors[-1])
+
+    def _write(self, mount: str, engine: WriteKind, path: str, data: Mapping[str, str], ref: str) -> Secret:
+        """POST ``data`` to ``path``: one certificate issued, or one ciphertext decrypted."""
+        with vault_errors(ref, self.connection.address):
+            try:
+                body = self._http.request("POST", path, self._token.token, body=dict(data))
+            except VaultAnswerError as exc:
+                issued.raise_if_missing(exc, ref)
+                raise
+        if engine == "transit":
+            return issued.plaintext(body, ref)
+        secret = issued.certificate(body, ref)
+        self._issued.record(ref, mount, secret)
+        return secret
+
+    def _revoke_certificate(self, mount: str, serial: str) -> None:
+        with vault_errors(f"source {self.name!r}: revoking certificate {serial}", self.connection.address):
+            self._http.request("POST", f"{mount}revoke", self._token.token, body={"serial_number": serial})
 
     def _hvac_client(self) -> Any:
         from launcher.sources.vault.adapter import open_client  # hvac: only once a login or lease needs it
