@@ -19,7 +19,12 @@ The target is pump >= 0.5x cat, reported as cat MB/s / pump MB/s <= 2. A second
 table measures each matching approach tried, in memory on the first
 ``--scan-mb`` MB (1 MiB chunks); ``--sweep`` adds read and pipe sizes.
 
-    python benchmarks/bench_mask.py [--size-mb 200] [--secrets 100] [--rounds 3] [--sweep]
+A third table rotates ``--rebuild-values`` values (30,000) ``--rotations`` times
+through ``Masking.update``: how long the supervisor's loop is held, the build
+time on the masking thread, the texts kept (three versions of each) and the
+RSS growth.
+
+    python benchmarks/bench_mask.py [--size-mb 200] [--secrets 100] [--rounds 3] [--sweep] [--rebuild-values 30000]
 """
 
 from __future__ import annotations
@@ -231,6 +236,39 @@ def scan_table(values: list[str], data: bytes) -> str:
     return table(["matcher (in memory, 1 MiB chunks)", "MB/s", "chunks", "same output"], rows)
 
 
+def rebuild_table(count: int, rotations: int, rnd: random.Random) -> str:
+    """Rotating ``count`` values ``rotations`` times through ``Masking.update``, as the supervisor does.
+
+    Per rotation: how long ``update`` held the caller (the supervisor's loop),
+    how long the masker took to build on its own thread, how many texts it
+    keeps (current and two previous versions of each), and the process's RSS
+    over what it was before the first update.
+    """
+    from launcher.run.output_masking import Masking
+
+    null = os.open(os.devnull, os.O_WRONLY)
+    masking = Masking(streams=(null,))
+    masking.start()
+    base = rss_mib()
+    rows = []
+    for rotation in range(1, rotations + 1):
+        values = {("secret", "bench", "big", "", str(i)): v for i, v in enumerate(secret_values(count, rnd))}
+        started = time.perf_counter()
+        masking.update(lambda values=values: values)
+        held = time.perf_counter() - started
+        while masking.built[0] < rotation:
+            time.sleep(0.005)
+        rows.append([rotation, held * 1000, masking.built[1], len(masking._versions.texts()), rss_mib() - base])
+    masking.finish(timeout=0.1)
+    os.close(null)
+    return table([f"rotation of {count} values", "update() held the loop (ms)", "build (s)", "texts kept", "RSS growth (MiB)"], rows)
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+
 def main(argv: list[str] | None = None) -> Report:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=200, help="size of the text piped through (MB)")
@@ -240,6 +278,8 @@ def main(argv: list[str] | None = None) -> Report:
     ap.add_argument("--sweep", action="store_true", help="also measure read sizes and pipe sizes")
     ap.add_argument("--corpus", choices=("mixed", "narrow"), default="mixed",
                     help="mixed: JSON, access logs with user agents, Java class names, stack traces; narrow: JSON and lowercase logs")
+    ap.add_argument("--rebuild-values", type=int, default=30000, help="values rotated for the rebuild table (0: skip it)")
+    ap.add_argument("--rotations", type=int, default=5, help="rotations for the rebuild table")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     opts = ap.parse_args(argv)
@@ -274,6 +314,8 @@ def main(argv: list[str] | None = None) -> Report:
         with open(corpus, "rb") as fh:
             sample = fh.read(opts.scan_mb * MB)
         rep.tables.append(scan_table(values, sample))
+    if opts.rebuild_values:
+        rep.tables.append(rebuild_table(opts.rebuild_values, opts.rotations, rnd))
     pump_over_cat = median(per_round)
     rep.targets.append(Target("mask: cat MB/s / pump MB/s (pump >= 0.5x cat)", ratio(1, pump_over_cat), 2.0, "bench_mask"))
     rep.notes.append(f"pump / cat per round: {', '.join(f'{r:.2f}' for r in per_round)}; median {pump_over_cat:.2f}")

@@ -11,10 +11,9 @@ import logging
 import os
 import sys
 import time
-import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -23,12 +22,11 @@ from launcher.errors import (
     LauncherError,
     errors_of,
 )
-from launcher.events import Broadcast, EventSink
 from launcher.manifest import DEFAULT_MANIFEST, find
 from launcher.manifest.envfile import with_env_files
 from launcher.model.config import Manifest, listen_address
 from launcher.model.vocabulary import ACTIONS
-from launcher.resolve.bindings import BindingResult
+from launcher.observe.observing import Observing
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver, inline_bindings, log_resolved
 from launcher.run.command import check_exec_limits, exec_command, exec_refusals, find_command, no_core_dumps
@@ -36,9 +34,6 @@ from launcher.run.environment import ChildEnvironment
 from launcher.run.files import SecretFiles, stable_env_dir
 from launcher.run.linux import make_undumpable
 from launcher.sources.registry import described
-
-if TYPE_CHECKING:
-    from launcher.observe.observers import Observers  # imported when something asks to observe
 
 log = logging.getLogger("launcher")
 
@@ -87,49 +82,6 @@ def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Manifest file (default: ./launcher.yaml when it exists).",
     )(fn)
     return global_options(fn)
-
-
-class Observing:
-    """The observers of one command, made (``launcher.observe.observers.Observers``) only once
-    something asks to observe: ``--audit`` / ``$LAUNCHER_AUDIT`` at once (so even a manifest that
-    fails to load is audited), else the manifest's ``audit.path`` or metrics when ``open`` reads
-    them. A command nobody observes never loads ``launcher.observe``; its events go nowhere."""
-
-    def __init__(self, audit: str | None, reports_exit: bool) -> None:
-        self.events = Broadcast()  # what the resolver and the rest tell; the real observers listen to it
-        self._reports_exit = reports_exit
-        self._real: Observers | None = self._make(audit) if audit else None
-        self._reported: BaseException | None = None
-
-    def _make(self, audit: str | None = None) -> Observers:
-        from launcher.observe.observers import Observers
-
-        return Observers(audit, reports_exit=self._reports_exit, events=self.events)
-
-    @property
-    def reported(self) -> BaseException | None:
-        """A resolution failure already reported per binding (``binding_failure``)."""
-        return self._reported
-
-    def open(self, manifest: Manifest, metrics: str | None = None, *, serve: bool = False) -> EventSink:
-        """Open what ``manifest`` asks for (see ``Observers.open``); the sink to pass on."""
-        if self._real is None and (manifest.audit.path or (serve and (metrics or manifest.metrics.listen))):
-            self._real = self._make()
-        if self._real is not None:
-            self._real.open(manifest, metrics, serve=serve)
-        return self.events
-
-    def binding_failure(self, results: Iterable[BindingResult], failure: LauncherError) -> None:
-        self._reported = failure
-        if self._real is not None:
-            self._real.binding_failure(results, failure)
-
-    def __enter__(self) -> Observing:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> None:
-        if self._real is not None:
-            self._real.__exit__(kind, exc, tb)
 
 
 def audit_option(reports_exit: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -281,7 +233,7 @@ def check(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...]
 
 def _check(manifest: Manifest, no_inline: bool, offline: bool, fmt: str, observers: Observing) -> int:
     """``check`` proper; ``check`` prints a failure that belongs to no binding as JSON when asked."""
-    from launcher.output import check_json, check_table
+    from launcher.output import check_json, check_table, offline_summary
 
     observers.open(manifest)
     if offline:
@@ -290,7 +242,7 @@ def _check(manifest: Manifest, no_inline: bool, offline: bool, fmt: str, observe
         if fmt == "json":
             click.echo(check_json([], manifest=manifest.path, exit_code=0, offline=count))
         else:
-            click.echo(f"{manifest.path or 'no manifest'}: valid ({_plural(count, 'binding')}, {_plural(len(manifest.sources), 'source')})")
+            click.echo(offline_summary(manifest.path, count, len(manifest.sources)))
         return 0
     resolver, resolution = resolve(manifest, no_inline, observers, strict=False)
     resolver.close()
@@ -310,10 +262,6 @@ def _check(manifest: Manifest, no_inline: bool, offline: bool, fmt: str, observe
         observers.binding_failure(resolution.results, failure)
         raise failure
     return 0
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 @cli.command()
@@ -343,6 +291,23 @@ def env(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...], 
     text = format_env(values, fmt)
     if text:
         click.echo(text)
+    return 0
+
+
+@cli.command()
+@manifest_options
+@click.argument("files", nargs=-1, metavar="[FILE]...")
+@audit_option()
+def redact(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...], files: tuple[str, ...], observers: Observing) -> int:
+    """Copy FILEs (or stdin) to stdout with the manifest's secret values concealed, as `run --mask` does."""
+    from launcher.run import redact as redacting
+
+    with redacting.opened(files) as inputs:  # 66 / 77 / 2 before any secret is fetched
+        manifest = load(manifest_path, env_files)
+        observers.open(manifest)
+        resolver, resolution = resolve(manifest, no_inline, observers)
+        resolver.close()
+        redacting.redact(inputs, resolution.secret_values())
     return 0
 
 

@@ -38,6 +38,15 @@ def expiry_text(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
+def offline_summary(path: str | None, bindings: int, sources: int) -> str:
+    """``check --offline``'s line: ``launcher.yaml: valid (3 bindings, 1 source)``."""
+    return f"{path or 'no manifest'}: valid ({_plural(bindings, 'binding')}, {_plural(sources, 'source')})"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 _NOTES = {"default": "missing: its default is used", "optional": "missing: optional, left unset"}
 
 

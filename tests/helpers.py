@@ -218,3 +218,28 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:  # quiet
         return None
+
+
+class Sink:
+    """A destination pipe whose read end a thread drains, recording when each piece arrived."""
+
+    def __init__(self) -> None:
+        self._read, self.fd = os.pipe()
+        self.pieces: list[tuple[float, bytes]] = []
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while data := os.read(self._read, 1 << 20):
+            self.pieces.append((time.monotonic(), data))
+        os.close(self._read)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(piece for _, piece in list(self.pieces))
+
+    def close(self) -> bytes:
+        """Close the write end; everything that arrived."""
+        os.close(self.fd)
+        self._thread.join(timeout=10)
+        return self.data

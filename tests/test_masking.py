@@ -13,16 +13,16 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from launcher.run.mask_anchors import GREEDY_MAX
 from launcher.run.masking import CONCEALED, LATENCY, PRIOR, Masker, StreamMasker, secret_patterns
 from launcher.run.pump import OutputPump, make_pipe
-from tests.helpers import wait_for
+from tests.helpers import Sink, wait_for
 
 CANARY = "canary-Tq8ZvX3kLm9pWd7"
 OTHER = "other-JfR2yH6nBc4sKe1"
@@ -36,9 +36,13 @@ PEM = (
 
 def oracle(data: bytes, patterns: tuple[bytes, ...]) -> bytes:
     """The masking rule, brute force: every occurrence of every pattern; overlapping ones form one run."""
-    spans = sorted((i, i + len(p)) for p in patterns for i in range(len(data)) if data.startswith(p, i))
+    return concealed(data, [(i, i + len(p)) for p in patterns for i in range(len(data)) if data.startswith(p, i)])
+
+
+def concealed(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    """``data`` with each run of overlapping ``spans`` (start, end) replaced by CONCEALED."""
     out, pos, cover = [], 0, 0
-    for start, end in spans:
+    for start, end in sorted(spans):
         if start >= cover:
             out += [data[pos:start], CONCEALED]
         cover = max(cover, end)
@@ -79,6 +83,11 @@ def stream(masker: Masker, chunks: list[bytes]) -> bytes:
         (["old-value-1", "new-value-2"], b"old-value-1 new-value-2", b"<concealed> <concealed>"),  # both versions
         (["\udcff\udcfeabcd"], b"\xff\xfeabcd!", b"<concealed>!"),  # surrogateescape
         (["tab\there"], b"tab\\there tab\there", b"<concealed> <concealed>"),
+        (["\u00c4rger"], b'"\\u00c4rger" "\\u00C4rger"', b'"<concealed>" "<concealed>"'),  # both cases of hex
+        (["a<b>&c"], b'"a\\u003cb\\u003e\\u0026c"', b'"<concealed>"'),  # Go's HTML-safe escapes
+        (["https://x.example/p"], b'{"u":"https:\\/\\/x.example\\/p"}', b'{"u":"<concealed>"}'),  # PHP's \/
+        (["line\u2028sep"], b'"line\\u2028sep"', b'"<concealed>"'),  # Go escapes U+2028 even with raw UTF-8
+        (["back\\u00e9slash"], b"back\\\\u00e9slash", b"<concealed>"),  # an escaped backslash is not a \u escape
         ([], b"anything at all", b"anything at all"),
         (["abcd"], b"", b""),
     ],
@@ -100,7 +109,12 @@ def test_pem_is_masked_whole_and_line_by_line() -> None:
 def test_secret_patterns() -> None:
     assert secret_patterns(["ab\ncdef", "xyz"]) == [b"ab\\ncdef", b"ab\ncdef", b"cdef"]
     assert secret_patterns(["  padded line  \nxy"]) == [b"  padded line  \\nxy", b"  padded line  \nxy", b"padded line"]
-    assert secret_patterns(["caf\u00e9"]) == [b"caf\\u00e9", "caf\u00e9".encode()]
+    assert secret_patterns(["caf\u00e9"]) == [b"caf\\u00E9", b"caf\\u00e9", "caf\u00e9".encode()]
+    # Go's HTML-safe escapes and PHP's escaped slash, each with either case of hex digits.
+    assert set(secret_patterns(["a<b/c"])) == {b"a<b/c", b"a<b\\/c", b"a\\u003cb/c", b"a\\u003Cb/c", b"a\\u003cb\\/c",
+                                               b"a\\u003Cb\\/c"}
+    assert secret_patterns(["plain-token-1"]) == [b"plain-token-1"]  # written the same by every encoder
+    assert b"back\\\\u00E9slash" not in secret_patterns(["back\\u00e9slash"])  # a backslash, then text: no \u escape
 
 
 def test_max_len_and_patterns_longest_first() -> None:
@@ -174,6 +188,34 @@ def test_stream_split_long_values_at_every_boundary() -> None:
         assert stream(masker, [data[:i], data[i:]]) == expected, i
 
 
+def test_many_values_take_the_one_pass_anchors_and_mask_the_same() -> None:
+    """Past GREEDY_MAX patterns the anchors come from one pass, and past _FEW_LONG long ones every
+    position is tried for a held tail: what is masked, whole or split, stays the same."""
+    rnd = random.Random(11)
+    short = ["".join(rnd.choice("abcdefgXYZ-") for _ in range(rnd.randint(4, 14))) for _ in range(GREEDY_MAX + 300)]
+    long = ["L" + "".join(rnd.choice("abcdefgXYZ-") for _ in range(rnd.randint(50, 70))) for _ in range(100)]
+    masker = Masker(short + long)
+    assert len(masker.patterns) > GREEDY_MAX and masker._long is None
+    pieces = [rnd.choice(short + long) if rnd.random() < 0.2 else "".join(rnd.choice("abcdefg hXYZ-\n") for _ in range(30))
+              for _ in range(300)]
+    data = "".join(pieces).encode()
+    expected = fast_oracle(data, masker.patterns)
+    assert masker.mask(data) == expected
+    assert stream(masker, [data[i:i + 97] for i in range(0, len(data), 97)]) == expected
+    assert stream(masker, [data[i:i + 1] for i in range(0, 4000)]) == fast_oracle(data[:4000], masker.patterns)
+
+
+def fast_oracle(data: bytes, patterns: tuple[bytes, ...]) -> bytes:
+    """``oracle`` with ``bytes.find`` instead of a test at every position, for thousands of patterns."""
+    spans = []
+    for p in patterns:
+        at = data.find(p)
+        while at >= 0:
+            spans.append((at, at + len(p)))
+            at = data.find(p, at + 1)
+    return concealed(data, spans)
+
+
 def test_stream_holds_back_only_a_pattern_prefix() -> None:
     masker = Masker([CANARY])
     sm = StreamMasker(masker)
@@ -228,41 +270,6 @@ def _frequencies(data: bytes) -> list[float]:
 
 
 # -- OutputPump: real pipes and threads ------------------------------------------------------
-
-
-class Sink:
-    """A destination pipe whose read end a thread drains, recording when each piece arrived."""
-
-    def __init__(self) -> None:
-        self._read, self.fd = os.pipe()
-        self.pieces: list[tuple[float, bytes]] = []
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while data := os.read(self._read, 1 << 20):
-            self.pieces.append((time.monotonic(), data))
-        os.close(self._read)
-
-    @property
-    def data(self) -> bytes:
-        return b"".join(piece for _, piece in list(self.pieces))
-
-    def close(self) -> bytes:
-        """Close the write end; everything that arrived."""
-        os.close(self.fd)
-        self._thread.join(timeout=10)
-        return self.data
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    yield s
-    try:
-        os.close(s.fd)
-    except OSError:
-        pass
 
 
 def unread(fd: int) -> int:
@@ -348,14 +355,14 @@ def test_ten_megabytes_just_before_exit_all_arrive(tmp_path: Path, sink: Sink) -
 
 
 def test_latency_of_a_lone_line(sink: Sink) -> None:
-    """A finished line passes at once; a line ending like the start of a value waits for the quiet flush."""
+    """A finished line passes at once; a line ending like a short start of a value (3 characters) is let through after 50 ms."""
     masker = Masker([CANARY])
     read_end, write_end = make_pipe()
     pump = OutputPump(read_end, sink.fd, masker)
     pump.start()
     plain, held = [], []
     for i in range(20):
-        for kind, line in ((plain, b"plain %d\n" % i), (held, b"held %d " % i + CANARY[:5].encode())):
+        for kind, line in ((plain, b"plain %d\n" % i), (held, b"held %d " % i + CANARY[:3].encode())):
             before = len(sink.data)
             sent = time.monotonic()
             os.write(write_end, line)

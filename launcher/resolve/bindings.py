@@ -48,6 +48,9 @@ class BindingResult:
     where: str = "<manifest>"  # file:line of the binding, to report failures in manifest order
     answered_by: str | None = None  # the fallback source(s) that answered for the one named (comma-separated)
     expires_at: float | None = None  # when the soonest issued secret it uses expires (a certificate), Unix time
+    # (label, value) of each piece the value took from a secret: a template's parts, not its
+    # literal text; each variable of an ``env_from``. What output masking must conceal (visible.py).
+    from_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
@@ -150,8 +153,9 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
     versions: list[str] = []
     fallbacks: list[str] = []
     expiries: list[float] = []
+    from_secrets: list[tuple[str, str]] = []
     try:
-        for part in binding.parts:
+        for index, part in enumerate(binding.parts):
             if isinstance(part, str):
                 pieces.append(part)
                 continue
@@ -159,6 +163,7 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
             if isinstance(outcome, LauncherError):
                 raise outcome
             pieces.append(select(outcome, part))
+            from_secrets.append((str(index), pieces[-1]))
             if outcome.version and outcome.version not in versions:
                 versions.append(outcome.version)
             if outcome.answered_by and outcome.answered_by not in fallbacks:
@@ -179,7 +184,8 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
     keys = tuple(r.fetch_key for r in binding.refs)
     value = "".join(pieces)
     return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where,
-                         answered_by=",".join(fallbacks) or None, expires_at=min(expiries, default=None))
+                         answered_by=",".join(fallbacks) or None, expires_at=min(expiries, default=None),
+                         from_secrets=tuple(from_secrets))
 
 
 def _environment_text(value: str) -> None:
@@ -223,4 +229,4 @@ def expand_env_from(entry: EnvFrom, outcome: Secret | LauncherError) -> tuple[Bi
         key_of[name] = key
         found[name] = value
     return BindingResult(label, ref_text, "ok", outcome.version, keys=(entry.ref.fetch_key,), where=entry.where,
-                         answered_by=outcome.answered_by), found
+                         answered_by=outcome.answered_by, from_secrets=tuple(found.items())), found

@@ -52,14 +52,12 @@ class Resolution:
                         for r in self.results)
         return dataclasses.replace(self, results=results, errors=(*self.errors, error))
 
-    def secret_values(self) -> set[str]:
-        """Every value read from a backend (each field of each secret): what output masking hides."""
-        out: set[str] = set()
-        for secret in self.secrets.values():
-            if secret.value is not None:
-                out.add(secret.value)
-            out.update((secret.fields or {}).values())
-        return out
+    def secret_values(self) -> dict[tuple[str, ...], str]:
+        """Every text of a secret the child can see, by where it came from: what output
+        masking conceals (``launcher.resolve.visible``)."""
+        from launcher.resolve.visible import visible_values  # only masking pays for it
+
+        return visible_values(self.results, self.secrets)
 
     def where_of(self) -> dict[str, str]:
         """Variable name -> file:line of its binding, for messages about the environment as a whole."""

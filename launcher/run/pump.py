@@ -9,14 +9,16 @@ the crowded path). Non-blocking I/O inside the
 supervisor's loop would put every scan on that thread; one thread per stream
 (not one for both) keeps a stalled destination of one stream from stalling
 the other. The pump blocks every signal, so process-directed signals reach
-the supervisor. A byte is held back at most ``LATENCY`` (50 ms): the added
-latency bound, and why pieces of a value written further apart are not
-caught. If the destination is gone (EPIPE), output is dropped and the pipe
-still drained, so the child never blocks on it.
+the supervisor. The hold rule (``launcher.run.masking``): bytes that are the
+start of a value of 4 characters or more wait for the bytes that decide;
+anything else held is let through ``LATENCY`` (50 ms) after it arrived, the
+added latency bound. If the destination is gone (EPIPE), output is dropped
+and the pipe still drained, so the child never blocks on it.
 
 ``make_pipe`` makes the pipe (close-on-exec, with a larger buffer where the
 kernel allows); the supervisor hands its write end to the child as stdout or
-stderr and gives the read end to an ``OutputPump``. See README "Output masking".
+stderr and gives the read end to an ``OutputPump``; ``launcher.run.output_masking``
+holds them for the supervisor. See README "Output masking".
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterable
 
 from launcher.run.masking import CHUNK, LATENCY, Masker, Piece, StreamMasker
 
@@ -44,10 +45,11 @@ class OutputPump:
 
     Owns ``read_fd`` (made non-blocking, closed by ``close``); ``dest_fd`` stays
     the caller's and is written as it is, blocking or not. Use: ``start()``,
-    ``update(masker)`` on rotation, ``finish(timeout)`` once the child has
-    exited, ``close()``. Output order is kept; a byte is held back at most
-    ``latency`` seconds. When the destination is gone (EPIPE or another write error),
-    output is dropped (counted in ``dropped``) and the pipe is still drained.
+    ``pause(n)`` and ``update(masker, n)`` on rotation, ``finish(timeout)`` once
+    the child has exited, ``close()``. Output order is kept; bytes that are not
+    the firm start of a value are held back at most ``latency`` seconds. When
+    the destination is gone (EPIPE or another write error), output is dropped
+    (counted in ``dropped``) and the pipe is still drained.
     """
 
     def __init__(
@@ -60,8 +62,9 @@ class OutputPump:
         self.chunk = chunk  # bytes per read
         self.dropped = 0  # bytes not written: the destination was gone, or masking failed
         self._stream = StreamMasker(masker)
-        self._lock = threading.Lock()  # guards _next and _finish, set from other threads
-        self._next: Masker | None = None
+        self._lock = threading.Lock()  # guards what other threads set: _next, _generations, _finish
+        self._next: tuple[Masker | None] | None = None  # the masker to switch to (None inside: masking failed)
+        self._generations = (0, 0)  # (the masker generation output waits for, the one given): paused while the first is ahead
         self._finish: tuple[float, float, float | None] | None = None  # (asked at, quiet timeout, limit)
         self._dest_gone = False
         self._failed = False
@@ -80,19 +83,34 @@ class OutputPump:
         """Start copying."""
         self._thread.start()
 
-    def update(self, masker: Masker) -> None:
-        """Mask with ``masker`` from the next chunk read on (and what is held); safe from any thread."""
+    def pause(self, generation: int) -> None:
+        """Hold all output (read nothing) until ``update`` gives a masker of ``generation`` or later; safe from any thread."""
         with self._lock:
-            self._next = masker
+            wanted, given = self._generations
+            self._generations = (max(wanted, generation), given)
+        self._wake()
+
+    def update(self, masker: Masker | None, generation: int = 0) -> None:
+        """Mask with ``masker`` from now on (what is held included); safe from any thread.
+
+        ``None``: building the masker failed, so output is dropped from now on
+        (never written unmasked). ``generation`` ends a ``pause`` that asked for it.
+        """
+        with self._lock:
+            self._next = (masker,)
+            wanted, given = self._generations
+            self._generations = (wanted, max(given, generation))
+        self._wake()
 
     def finish(self, timeout: float, limit: float | None = None) -> None:
         """Copy until end of file, or until ``timeout`` seconds pass without data; flush; stop.
 
         For after the child exited: a grandchild may still hold the pipe open,
         hence the timeout; ``limit`` also bounds the whole wait, for a writer
-        that never pauses. Returns once the thread has written everything it
-        read. A destination that accepts nothing keeps it waiting, as it would
-        keep a child writing to it directly.
+        that never pauses. A paused pump first waits for its masker. Returns
+        once the thread has written everything it read. A destination that
+        accepts nothing keeps it waiting, as it would keep a child writing to
+        it directly.
         """
         with self._lock:
             self._finish = (time.monotonic(), timeout, limit)
@@ -128,39 +146,53 @@ class OutputPump:
 
     def _loop(self) -> None:
         poller = select.poll()
-        poller.register(self.read_fd, select.POLLIN)
         poller.register(self._wake_r, select.POLLIN)
-        held_since: float | None = None  # when the oldest byte held back arrived
+        reading = False  # read_fd registered with the poller
+        held_since: float | None = None  # since when bytes that may be let through have been held
         last_data = time.monotonic()
         while True:
-            stop_at = self._stop_at(last_data)
-            now = time.monotonic()
-            if stop_at is not None and now >= stop_at:
-                for _ in range(64):  # what the pipe holds now; bounded, as the writer may never pause
-                    if not self._copy():
-                        break
-                self._flush()
+            paused = self._paused()
+            if reading == paused:  # a paused pump reads nothing, so the child's next output waits in the pipe
+                if paused:
+                    poller.unregister(self.read_fd)
+                else:
+                    poller.register(self.read_fd, select.POLLIN)
+                reading = not paused
+            stop_at = None if paused else self._stop_at(last_data)
+            if stop_at is not None and time.monotonic() >= stop_at:
+                self._drain_and_flush()
                 return
-            deadlines = [d for d in (stop_at, None if held_since is None else held_since + self.latency) if d is not None]
-            wait = max(0, math.ceil((min(deadlines) - now) * 1000)) if deadlines else None
-            ready = {fd for fd, _ in poller.poll(wait)}
+            release_at = None if paused or held_since is None else held_since + self.latency
+            ready = {fd for fd, _ in poller.poll(_wait_ms(stop_at, release_at))}
             if self._wake_r in ready:
                 os.read(self._wake_r, 64)
-            if self.read_fd in ready:
+                if not self._paused():
+                    self._take_update()  # at once: the masker it replaces is freed now, not at the next output
+            if self.read_fd in ready and not self._paused():
                 size = self._copy()
                 if size == 0:  # end of file: every writer has closed its end
                     self._flush()
                     return
                 if size is not None:
                     last_data = time.monotonic()
-                    pending = self._stream.pending
-                    if not pending:
-                        held_since = None
-                    elif held_since is None or pending <= size:  # all held bytes are new
-                        held_since = last_data
-            if held_since is not None and time.monotonic() >= held_since + self.latency:
-                self._flush()
+                    held_since = hold_timer(self._stream, held_since, size, last_data)
+            # held_since as updated by what was just read: bytes that became a firm start stay held
+            if held_since is not None and time.monotonic() >= held_since + self.latency and not self._paused():
+                self._take_update()
+                self._release()
                 held_since = None
+
+    def _drain_and_flush(self) -> None:
+        """Copy what the pipe holds now (bounded: the writer may never pause), then flush what is held."""
+        for _ in range(64):
+            if not self._copy():
+                break
+        self._flush()
+
+    def _paused(self) -> bool:
+        with self._lock:
+            wanted, given = self._generations
+        return wanted > given
 
     def _stop_at(self, last_data: float) -> float | None:
         with self._lock:
@@ -171,15 +203,23 @@ class OutputPump:
         quiet = max(asked, last_data) + timeout
         return quiet if limit is None else min(quiet, asked + limit)
 
+    def _take_update(self) -> None:
+        with self._lock:
+            update, self._next = self._next, None
+        if update is None or self._failed:
+            return
+        masker = update[0]
+        if masker is None:  # the masker could not be built: never write unmasked
+            self._failed = True
+            return
+        try:
+            self._stream.update(masker)
+        except Exception:
+            self._fail(0)
+
     def _copy(self) -> int | None:
         """Read one chunk and write its masked bytes; its size, 0 at end of file, None if nothing was there."""
-        with self._lock:
-            masker, self._next = self._next, None
-        if masker is not None and not self._failed:
-            try:
-                self._stream.update(masker)
-            except Exception:
-                self._fail(0)
+        self._take_update()
         try:
             if self._failed:
                 size = len(os.read(self.read_fd, self.chunk))
@@ -196,7 +236,17 @@ class OutputPump:
             self._write(pieces)
         return size
 
+    def _release(self) -> None:
+        if self._stream.pending and not self._stream.firm and not self._failed:
+            try:
+                out = self._stream.release()
+            except Exception:
+                self._fail(0)
+                return
+            self._write([out])
+
     def _flush(self) -> None:
+        self._take_update()
         if self._stream.pending and not self._failed:
             try:
                 out = self._stream.flush()
@@ -239,6 +289,28 @@ class OutputPump:
             pending = [memoryview(pending[done])[written:], *pending[done + 1:]]
 
 
+def _wait_ms(*deadlines: float | None) -> int | None:
+    """Milliseconds until the soonest of ``deadlines`` (monotonic), for ``poll``; None without one."""
+    due = [d for d in deadlines if d is not None]
+    return max(0, math.ceil((min(due) - time.monotonic()) * 1000)) if due else None
+
+
+def hold_timer(stream: StreamMasker, held_since: float | None, size: int, now: float) -> float | None:
+    """After ``size`` new bytes at ``now``: since when the bytes held may be let through after ``LATENCY``.
+
+    None when nothing is held, or when what is held is the firm start of a
+    value (it waits for the bytes that decide, however long). Otherwise the
+    time the oldest of them arrived, or ``now`` when all are new or were firm
+    until now.
+    """
+    pending = stream.pending
+    if not pending or stream.firm:
+        return None
+    if held_since is None or pending <= size:
+        return now
+    return held_since
+
+
 def make_pipe(size: int = CHUNK) -> tuple[int, int]:
     """A close-on-exec pipe (read end, write end), its buffer raised to ``size`` bytes where allowed.
 
@@ -251,59 +323,3 @@ def make_pipe(size: int = CHUNK) -> tuple[int, int]:
     except (OSError, AttributeError):
         pass  # over the limit, or not Linux: the default buffer works, only slower
     return read_fd, write_fd
-
-
-class Masking:
-    """The child's stdout and stderr through pumps that conceal secret values (``process.mask``).
-
-    A stream that is a terminal stays attached to the child directly (a pipe
-    would break its line editing and colours), with one warning that it is not
-    masked. The pipes are made once and outlive restarts: each new child gets
-    the same write ends. Every value ever seen stays masked (current and
-    previous versions), so an old value printed late is concealed too.
-    """
-
-    def __init__(self, streams: tuple[int, ...] = (1, 2)) -> None:
-        self._pumps: list[OutputPump] = []
-        self._write_ends: dict[int, int] = {}
-        self._values: set[str] = set()
-        for fd in streams:
-            name = {1: "stdout", 2: "stderr"}.get(fd, f"fd {fd}")
-            if os.isatty(fd):
-                log.warning("%s is a terminal: the child's output there is not masked (process.mask)", name)
-                continue
-            read_end, write_end = make_pipe()
-            self._pumps.append(OutputPump(read_end, fd, Masker(()), name))
-            self._write_ends[fd] = write_end
-
-    def outputs(self) -> dict[int, int]:
-        """The child's fd -> the pipe end to give it there."""
-        return dict(self._write_ends)
-
-    def update(self, values: Iterable[str]) -> None:
-        """Mask ``values`` from now on, with every value masked before."""
-        fresh = set(values) - self._values
-        if fresh or not self._values:
-            self._values |= fresh
-            masker = Masker(self._values)
-            for pump in self._pumps:
-                pump.update(masker)
-
-    def start(self) -> None:
-        for pump in self._pumps:
-            pump.start()
-
-    def finish(self, timeout: float = 0.5, limit: float = 10.0) -> None:
-        """After the last child: let go of our write ends, copy what is left, stop.
-
-        Copying goes on until every writer closed the pipe, or ``timeout``
-        passes without data (a grandchild may hold it open), at most ``limit``.
-        """
-        for fd in self._write_ends.values():
-            os.close(fd)
-        self._write_ends.clear()
-        for pump in self._pumps:
-            pump.finish(timeout, limit)
-            if pump.dropped:
-                log.warning("%d bytes of the child's %s could not be written", pump.dropped, pump.name)
-            pump.close()

@@ -38,7 +38,7 @@ from launcher.run.reaper import become_subreaper, reap_all
 from launcher.run.terminal import Terminal
 
 if TYPE_CHECKING:
-    from launcher.run.pump import Masking
+    from launcher.run.output_masking import Masking
 
 if sys.version_info >= (3, 11):
     from typing import assert_never
@@ -139,10 +139,10 @@ class Supervisor:
         self._loop_thread = threading.get_ident()
         self.block_signals()
         if self.manifest.process.mask:
-            from launcher.run.pump import Masking  # only a masking run pays for the matcher
+            from launcher.run.output_masking import Masking  # only a masking run pays for the matcher
 
             self.masking = Masking()  # its pump threads start with every signal blocked
-            self.masking.update(resolution.secret_values())
+            self.masking.update(resolution.secret_values)  # computed and built on the masking thread
             self.masking.start()
         if ready is not None:
             ready()
@@ -306,7 +306,7 @@ class Supervisor:
 
     def _act(self, act: policy.Act[Resolution]) -> None:
         if self.masking is not None:  # before the child can see (and print) a new value
-            self.masking.update(act.payload.secret_values())
+            self.masking.update(act.payload.secret_values)  # output is held until the new masker is in place
         names = ", ".join(act.names)
         fields = {"fields": {"action": act.action, "variables": list(act.names)}}
         for name in act.fell_back:
