@@ -81,7 +81,9 @@ def worker(opts: argparse.Namespace) -> None:
         manifest = loaded[i % len(loaded)]
         resolver = Resolver(manifest)
         resolution = resolver.resolve(os.environ, inline=False)
-        resolution.raise_for_errors()
+        failure = resolution.failure()
+        if failure is not None:
+            raise failure
         # The rest of a launcher's start-up work: its token's lookup (to learn the TTL), which
         # a watcher would otherwise send on its first poll, so 200 of them would land in the
         # window's first second. The window is for the steady check load.
