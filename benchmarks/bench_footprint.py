@@ -168,6 +168,10 @@ def report(samples: dict[tuple[str, int, float], list[Sample]], opts: argparse.N
     rep.notes.append(f"CPU % is of one core; window {opts.window:g} s after {opts.settle:g} s of settling; {load_line()} at the end")
     rep.notes.append("both contenders run at the same time against one server; the launcher checks each secret "
                      "every interval exactly, at a random phase of its own")
+    rep.data = {"window_s": opts.window, "runs": opts.runs, "rows": [
+        {"n": n, "interval_s": i, "contender": kind, "rss_mib": med(kind, n, i, "rss_median"), "rss_peak_mib": med(kind, n, i, "rss_peak"),
+         "cpu_percent": med(kind, n, i, "cpu_percent"), "requests_per_s": med(kind, n, i, "requests_per_s")}
+        for n in SIZES for i in INTERVALS for kind in CONTENDERS]}
     return rep
 
 

@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> Report:
     rep.notes.append("launcher: watch {enabled: true, interval: 1s, debounce: 0s, max_restarts: 1000}, on_change restart, splay 0s; "
                      "bao agent: static_secret_render_interval 1s, restart_on_secret_changes always")
     rep.notes.append("bao agent debounces every change by a fixed 2 s before restarting (command/agent/exec/exec.go)")
+    rep.data = {"interval_s": 1.0, "seconds": {kind: list(values) for kind, values in results.items()},
+                "summary": {kind: {"median": median(v), "min": min(v), "max": max(v), "count": len(v)} for kind, v in results.items()}}
     return rep
 
 

@@ -161,6 +161,10 @@ def report(sizes: list[int], results: dict[tuple[int, str], list[float]], runs: 
                      f"ratios (each round runs every contender once); {load_line()} at the end")
     rep.notes.append("bao agent waits a fixed 2 s after the first render before it starts the child "
                      "(command/agent/exec/exec.go, debounceTimer), so its figure is about 2 s plus its own start")
+    rep.data = {"runs": runs, "median_ms": {kind: {str(n): med[(n, kind)] for n in sizes} for kind in CONTENDERS},
+                "ratios": {str(row[0]): dict(zip(("exec file / floor file", "exec vault / floor vault", "exec vault / agent",
+                                                  "run vault / floor vault", "import launcher / interpreter"), row[1:], strict=True))
+                           for row in ratios}}
     return rep
 
 

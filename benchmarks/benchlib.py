@@ -528,6 +528,9 @@ class Report:
     tables: list[str] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # The figures behind the tables, for machines: run_all.py writes them as JSON and
+    # benchmarks/charts.py draws the documentation's charts from them (JSON types only).
+    data: dict[str, Any] = field(default_factory=dict)
 
     def render(self) -> str:
         out = [f"## {self.title}", ""]

@@ -331,13 +331,12 @@ def test_fallback_hold_is_a_duration() -> None:
     ]
 
 
-def test_the_readme_examples_parse() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    section = readme.split("\n## Failover\n", 1)[1].split("\n## ", 1)[0]
-    examples = [block.split("```", 1)[0] for block in section.split("```yaml\n")[1:]]
+def test_the_documented_examples_parse() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "operations" / "failover.md").read_text()
+    examples = [block.split("```", 1)[0] for block in page.split("```yaml\n")[1:]]
     assert len(examples) == 2
     for example in examples:
-        manifest = parse("version: 1\n" + example)
+        manifest = parse(example)
         first, second = manifest.sources.values()
         assert first.fallback == second.name and second.fallback is None
 
