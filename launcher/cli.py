@@ -31,7 +31,7 @@ from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver, inline_bindings, log_resolved
 from launcher.run.command import check_exec_limits, exec_command, exec_refusals, find_command, no_core_dumps
 from launcher.run.environment import ChildEnvironment
-from launcher.run.files import SecretFiles, stable_env_dir
+from launcher.run.files import SecretFiles, stable_env_dir, stable_files
 from launcher.run.linux import make_undumpable
 from launcher.sources.registry import described
 
@@ -195,7 +195,8 @@ def exec_(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...]
     manifest = load(manifest_path, env_files)
     observers.open(manifest)
     argv = list(command)
-    environment = ChildEnvironment(manifest, os.environ)
+    files = stable_files(os.environ, manifest.process.files_dir, manifest.path)  # nothing removes them after execve
+    environment = ChildEnvironment(manifest, os.environ, files)
     program = find_command(argv[0], environment.preview())  # 126/127 before any secret is fetched
     if not manifest.process.core_dumps:
         no_core_dumps()
@@ -204,8 +205,8 @@ def exec_(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...]
     try:
         env = environment.build(resolution)
         check_exec_limits(argv, env, resolution.where_of())
-        if environment.files.directory is not None:
-            log.warning("secret files left in %s for the child: nothing removes them after exec", environment.files.directory)
+        if files.directory is not None:
+            log.warning("secret files left in %s for the child (the next exec of this manifest replaces them)", files.directory)
         exec_command(program, argv, env)
     except BaseException:
         environment.files.remove()

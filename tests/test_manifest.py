@@ -96,7 +96,7 @@ MALFORMED = [
     ("inherit-bad-name", "version: 1\nprocess: {inherit: [A-B]}\n", 2, ["process.inherit", "'A-B'"]),
     ("version-on-file-source", f"version: 1\n{FILE_SRC}env:\n  A: dev://app/db?version=3#user\n", 5, ["env.A", "?version="]),
     ("version-on-file-source-env-from", f"version: 1\n{FILE_SRC}env_from:\n  - ref: dev://app?version=3\n", 5, ["env_from", "?version="]),
-    ("unbalanced-template", "version: 1\nenv:\n  A: 'a }} {{ vault://x#y }}'\n", 3, ["env.A", "unbalanced"]),
+    ("unbalanced-template", "version: 1\nenv:\n  A: 'a }} {{ vault://x#y }} {{ b'\n", 3, ["env.A", "unbalanced", "use `value:`"]),
     ("template-without-reference", "version: 1\nenv:\n  A: 'a {{ hello }}'\n", 3, ["env.A", "does not hold a reference"]),
     ("bad-query", "version: 1\nenv:\n  A: vault://x?ver=1\n", 3, ["env.A", "only ?version=V"]),
     ("empty-key", "version: 1\nenv:\n  A: 'vault://x#'\n", 3, ["env.A", "empty #key"]),

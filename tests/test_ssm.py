@@ -276,7 +276,7 @@ def test_a_stalled_batch_is_abandoned_at_its_bound(forwarded: SsmSource, aws_for
     aws_forwarder.fail_next(1, 0)  # the call stalls until the forwarder stops
     started = time.monotonic()
     assert forwarded.read_many([("app/x", None)], 0.3) == {}
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 5  # the 0.3 s bound, not the stall (forever): room for a busy machine
 
 
 # -- rotation checks ---------------------------------------------------------------------------
@@ -399,7 +399,7 @@ def test_a_stalled_request_ends_at_the_attempts_bound(forwarded: SsmSource, aws_
     started = time.monotonic()
     with deadline.bound(0.5), pytest.raises(TransientError, match=r"^prod://app/db: no answer from .* before the deadline$"):
         forwarded.fetch("app/db", None)
-    assert 0.4 < time.monotonic() - started < 1.5
+    assert 0.4 < time.monotonic() - started < 5  # the 0.5 s bound, not the 10 s timeout
 
 
 def test_no_region_is_78_and_no_credentials_77(aws_env: dict[str, str], moto_server: MotoServer,

@@ -118,17 +118,18 @@ def test_rotation_rewrites_the_file_atomically_then_signals(tmp_path: Path) -> N
     assert seen and all(text in complete for text in seen), "a reader saw a half-written file"
 
 
-def test_a_symlink_at_the_destination_is_replaced_never_followed(tmp_path: Path) -> None:
+def test_a_symlink_at_the_destination_is_refused_never_followed(tmp_path: Path) -> None:
+    """`path:` owns a regular file: a link there is 78 (at check --offline too), and neither it nor its target is touched."""
     victim = tmp_path / "victim"
     victim.write_text("keep me\n")
     target = tmp_path / "app.conf"
     target.symlink_to(victim)
     project(tmp_path, f"  APP_CONFIG: {{template: ./app.conf.tmpl, path: {target}}}\n")
-    code = "import os; print(os.path.islink(os.environ['APP_CONFIG']), open(os.environ['APP_CONFIG']).read() != 'keep me\\n')"
-    proc = run_launcher(["run", "--", sys.executable, "-c", code], env=launcher_env(), cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["False", "True"]
-    assert victim.read_text() == "keep me\n"
+    for args in (["check", "--offline"], ["run", "--", "true"]):
+        proc = run_launcher(args, env=launcher_env(), cwd=tmp_path)
+        assert proc.returncode == 78, proc.stderr
+        assert "launcher.yaml:5: env.APP_CONFIG.path:" in proc.stderr and "is a symbolic link" in proc.stderr
+    assert target.is_symlink() and victim.read_text() == "keep me\n"
 
 
 @pytest.mark.parametrize(("env_yaml", "template", "where", "says"), [

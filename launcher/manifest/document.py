@@ -14,10 +14,12 @@ from typing import Any
 import yaml
 
 from launcher.errors import ManifestError, errors_of
+from launcher.manifest import fixed_paths
 from launcher.manifest.envfile import read_env_file, split_optional
 from launcher.manifest.reader import Entries, FatalError, TooManyError, quoted, sub
+from launcher.manifest.regular_files import MAX_REGULAR_BYTES as MAX_TEMPLATE_BYTES
+from launcher.manifest.regular_files import NotRegularError, TooLargeError, read_regular
 from launcher.manifest.settings import SettingsReader
-from launcher.manifest.textfile import MAX_MANIFEST_BYTES, read_capped
 from launcher.model.config import (
     AuditConfig,
     Binding,
@@ -32,7 +34,16 @@ from launcher.model.config import (
     WatchConfig,
 )
 from launcher.model.fallback import fallback_problem
-from launcher.model.refs import ENV_NAME_RE, SOURCE_NAME_RE, WELL_KNOWN_SCHEMES, RefSyntaxError, parse_reference, parse_value
+from launcher.model.refs import (
+    ENV_NAME_RE,
+    SOURCE_NAME_RE,
+    WELL_KNOWN_SCHEMES,
+    RefSyntaxError,
+    UnclosedPlaceholderError,
+    parse_reference,
+    parse_template,
+    parse_value,
+)
 from launcher.model.vocabulary import ACTIONS
 from launcher.model.yamltext import NULL, decode_text, is_null, kind_of
 from launcher.sources import catalog, registry
@@ -83,7 +94,9 @@ class ManifestReader(SettingsReader):
             metrics=self.section(top, "metrics", MetricsConfig),
         )
         self.check_references(manifest)
-        return dataclasses.replace(manifest, env_files=self.env_files(top, manifest))
+        manifest = dataclasses.replace(manifest, env_files=self.env_files(top, manifest))
+        self.check_fixed_paths(manifest)
+        return manifest
 
     def version(self, root: yaml.MappingNode) -> None:
         """``version: 1``, checked first: under another version nothing else can be judged."""
@@ -108,6 +121,11 @@ class ManifestReader(SettingsReader):
             problem = catalog.reference_problem(manifest, ref)
             if problem is not None:
                 self.record(ManifestError(f"{ref}: {problem}", where=where, field=field))
+
+    def check_fixed_paths(self, manifest: Manifest) -> None:
+        """Refuse a ``path:`` that would replace a file it must not own (``fixed_paths``)."""
+        for binding, problem in fixed_paths.problems(manifest):
+            self.record(ManifestError(problem, where=binding.where, field=f"env.{binding.name}.path"))
 
     def check_fallbacks(self, sources: dict[str, SourceConfig], top: Entries) -> None:
         """Each ``fallback`` names a declared source of the same type, and no chain loops (README "Failover")."""
@@ -190,18 +208,26 @@ class ManifestReader(SettingsReader):
                        template=template, path=path, mode=kw.get("mode", 0o600))
 
     def template(self, path: str, node: yaml.Node, field: str, known: frozenset[str]) -> tuple[Any, ...]:
-        """The parts of a template file: ``{{ REF }}`` placeholders as in inline templates,
-        one per line at most; a problem names the template file and line (and is 78)."""
+        """The parts of a template file: ``{{ REF }}`` placeholders as in inline templates
+        (``refs.parse_template``), each on one line; a problem names the template file and
+        line (and is 78). The file is a regular file of at most 4 MiB (a FIFO never blocks
+        the reader; a larger file is refused, never cut)."""
         try:
-            text = decode_text(read_capped(path, MAX_MANIFEST_BYTES))
+            text = decode_text(read_regular(path, MAX_TEMPLATE_BYTES))
         except FileNotFoundError:
             raise self.fail(node, field, f"template {path} does not exist") from None
+        except (NotRegularError, TooLargeError) as exc:
+            raise self.fail(node, field, f"template {path} {exc}") from None
         except (OSError, ValueError) as exc:
-            raise self.fail(node, field, f"template {path}: cannot be read ({str(exc) or 'not a file'})") from None
+            cause = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc) or "not a file"
+            raise self.fail(node, field, f"template {path}: cannot be read ({cause})") from None
         parts: list[Any] = []
         for number, line in enumerate(text.splitlines(keepends=True), start=1):
             try:
-                found = parse_value(line, known) if "{{" in line or "}}" in line else (line,)
+                found = parse_template(line, known) if "{{" in line else (line,)
+            except UnclosedPlaceholderError as exc:
+                raise ManifestError(f"{exc} (a placeholder opens and closes on one line)", where=f"{path}:{number}",
+                                    field=field) from None
             except RefSyntaxError as exc:
                 raise ManifestError(str(exc), where=f"{path}:{number}", field=field) from None
             for part in found:
@@ -230,6 +256,8 @@ class ManifestReader(SettingsReader):
         text = self.text(node, field)
         try:
             return parse_value(text, known)
+        except UnclosedPlaceholderError as exc:
+            raise self.fail(node, field, f"{exc} (use `value:` for a literal that contains it)") from None
         except RefSyntaxError as exc:
             raise self.fail(node, field, str(exc)) from None
 

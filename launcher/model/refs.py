@@ -46,6 +46,10 @@ class RefSyntaxError(ValueError):
     """A reference or template is malformed, or names an unknown source."""
 
 
+class UnclosedPlaceholderError(RefSyntaxError):
+    """A template's ``{{`` is never closed by ``}}``."""
+
+
 Data = tuple[tuple[str, str], ...]
 """Request data: (name, value) pairs sorted by name, so the order they were written in does not matter."""
 
@@ -246,18 +250,27 @@ def parse_value(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]
     an error, so a typo such as ``prd://`` never passes as a literal.
     """
     if "{{" in text:
-        return _parse_template(text, known)
+        return parse_template(text, known)
     name = scheme_of(text)
     if name is None or name.lower() in WELL_KNOWN_SCHEMES:
         return (text,)
     return (parse_reference(text, known),)
 
 
-def _parse_template(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]:
-    """Split ``text`` at each ``{{`` and the first ``}}`` after it, in one pass.
+def parse_template(text: str, known: frozenset[str] | set[str]) -> tuple[Part, ...]:
+    """Split ``text`` into literal text and ``{{ REF }}`` placeholders (a template file's line).
 
-    Two ``str.find`` calls per placeholder, never a rescan: a value of
-    thousands of unclosed ``{{`` costs linear time, not quadratic.
+    The rule, which leaves no text two readings: a placeholder opens at ``{{``
+    (in a longer run of ``{``, at its last two: ``{{{ r }}`` is ``{`` then a
+    placeholder) and closes at the first ``}}`` after it (``{{ r }}}`` is a
+    placeholder then ``}``); what lies between is one reference. Outside
+    placeholders every character is text, ``}`` and ``}}`` included, so a
+    one-line JSON object such as ``{"a": {"pw": "{{ prod://app#pw }}"}}`` needs no
+    escaping. A ``{{`` never closed is ``UnclosedPlaceholderError``; a
+    placeholder holding no reference is ``RefSyntaxError``.
+
+    Linear in the length of ``text``: one forward scan, never a rescan, so
+    thousands of unclosed ``{{`` cost no more than reading them.
     """
     parts: list[Part] = []
     pos = 0
@@ -265,25 +278,21 @@ def _parse_template(text: str, known: frozenset[str] | set[str]) -> tuple[Part, 
         start = text.find("{{", pos)
         if start < 0:
             break
+        while text.startswith("{", start + 2):  # a run of braces opens with its last two
+            start += 1
         end = text.find("}}", start + 2)
-        if end < 0:  # no ``{{`` from here on can be closed either
-            break
+        if end < 0:
+            raise UnclosedPlaceholderError("unbalanced '{{': it is never closed by '}}'")
         if start > pos:
-            parts.append(_literal_chunk(text[pos:start]))
+            parts.append(text[pos:start])
         inner = text[start + 2 : end].strip()
         if scheme_of(inner) is None:
             raise RefSyntaxError("a {{ }} in the template does not hold a reference (SOURCE://PATH)")
         parts.append(parse_reference(inner, known))
         pos = end + 2
     if pos < len(text):
-        parts.append(_literal_chunk(text[pos:]))
+        parts.append(text[pos:])
     return tuple(parts)
-
-
-def _literal_chunk(chunk: str) -> str:
-    if "{{" in chunk or "}}" in chunk:
-        raise RefSyntaxError("unbalanced '{{' or '}}' in template (use `value:` for a literal that contains them)")
-    return chunk
 
 
 def references(parts: tuple[Part, ...]) -> list[Reference]:

@@ -1,13 +1,16 @@
 """The audit trail: one JSON object per line for each audited event (README, "Audit").
 
 ``AuditLog`` is an ``events.EventSink``. Its file is opened once, for append
-(``O_APPEND``), created 0600, and every line is one ``write(2)`` of the whole
-line: launchers appending to one file never interleave (the kernel appends each
-write whole on a local filesystem), and a line is in the file before ``emit``
-returns, so before the supervisor or the child can act on what it records
-(written, not fsync'ed: it survives the launcher's crash, not the host's power
-loss). A file that cannot be opened is ``ManifestError`` (78) at start; a write
-that fails later is logged once and never stops anything.
+(``O_APPEND``), created 0600, never through a symbolic link (``O_NOFOLLOW``), and
+must be a regular file (``regular_files.open_append``). Every line is one
+``write(2)`` of the whole line: launchers appending to one file never interleave
+(the kernel appends each write whole on a local filesystem), and a line is in
+the file before ``emit`` returns, so before the supervisor or the child can act
+on what it records (written, not fsync'ed: it survives the launcher's crash, not
+the host's power loss). A line is written whole or not at all: a write cut short
+(a full disk) is truncated away. A file that cannot be opened, or is not a
+regular file, is ``ManifestError`` (78) at start; a write that fails later is
+logged once and never stops anything.
 
 Fields: ``time`` (RFC 3339, UTC), ``event``, ``source``, ``ref``, ``version``,
 ``bindings``, ``outcome``, ``pid``, ``child_pid``, ``host``, ``user``, plus
@@ -28,10 +31,10 @@ from datetime import datetime, timezone
 
 from launcher.errors import ManifestError
 from launcher.events import AUDITED, Event
+from launcher.manifest.regular_files import NotRegularError, open_append
 
 log = logging.getLogger(__name__)
 
-_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 _MODE = 0o600
 # JSON strings, ASCII only (\uXXXX escapes): no character of a reference can break a line
 # for any reader. The C encoder of one string: a line is put together by hand, because
@@ -74,7 +77,9 @@ class AuditLog:
         self.path = path
         self._now = wall
         try:
-            self._fd: int | None = os.open(path, _FLAGS, _MODE)
+            self._fd: int | None = open_append(path, _MODE)
+        except NotRegularError as exc:
+            raise ManifestError(f"the audit file {path} {exc}") from None
         except (OSError, ValueError) as exc:
             cause = exc.strerror if isinstance(exc, OSError) and exc.strerror else "invalid path"
             raise ManifestError(f"cannot open the audit file {path} for appending ({cause.lower()})") from None
@@ -105,7 +110,8 @@ class AuditLog:
                 written = os.write(self._fd, data)
                 if written == len(data):
                     return
-                exc = OSError(0, f"short write, {written} of {len(data)} bytes")
+                _roll_back(self._fd, written)
+                exc = OSError(0, f"short write ({written} of {len(data)} bytes), rolled back")
             except OSError as error:
                 exc = error
             first, self._failed = not self._failed, True
@@ -122,3 +128,19 @@ class AuditLog:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _roll_back(fd: int, written: int) -> None:
+    """Take back the ``written`` bytes of a line cut short (a full disk, a file size limit),
+    so that the next line does not start in the middle of this one.
+
+    With ``O_APPEND`` our bytes end at the descriptor's offset. The file is cut
+    back only while nothing follows them: a line another process appended after
+    ours is never cut (the torn piece then stays, the one case left).
+    """
+    try:
+        end = os.lseek(fd, 0, os.SEEK_CUR)
+        if os.fstat(fd).st_size == end:
+            os.ftruncate(fd, end - written)
+    except OSError:
+        pass  # nothing more can be done; the failure is reported by the caller

@@ -12,13 +12,16 @@ has expired: restarting the pod cannot help), 503
 references, never a value.
 
 Threads: the server's accept loop blocks in ``accept`` (no periodic wake-up);
-each request is answered on a short-lived thread. All of them start with every
+each request is answered on a short-lived thread. An error of ``accept`` is
+logged and backed off from, never the end of the server: a liveness probe must
+not find a healthy child's launcher mute. All of them start with every
 signal blocked, so a signal meant for the supervisor never lands on them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import threading
@@ -32,8 +35,12 @@ from launcher.errors import ManifestError
 from launcher.events import Event
 from launcher.model.config import listen_address
 
+log = logging.getLogger(__name__)
+
 # An answered check or renewal, or a read, is a sign of life of the backend.
 _ANSWERED = frozenset({"ok", "missing"})
+# After a failed accept(): the first pause and the longest (seconds), doubling in between.
+_ACCEPT_BACKOFF = (0.05, 1.0)
 
 
 class Metrics:
@@ -243,6 +250,7 @@ class MetricsServer:
             raise ManifestError(f"metrics: cannot listen on {listen} ({cause})") from None
         self.port: int = self._server.server_address[1]
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
 
     def start(self) -> None:
         """Serve from a daemon thread, started with every signal blocked (it inherits the mask)."""
@@ -254,19 +262,37 @@ class MetricsServer:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def _serve(self) -> None:
+        """Accept until ``close``. An error of ``accept`` (out of descriptors, a connection
+        aborted before it was taken, out of memory) never ends the server: it is logged
+        once per spell of failures, and accepting resumes after a back-off (the refused
+        connection stays queued, so ``accept`` would fail again at once)."""
         server = self._server
-        while True:
+        pause = _ACCEPT_BACKOFF[0]
+        failing = False
+        while not self._closing.is_set():
             try:
                 request, address = server.get_request()  # blocks: no wake-up while nobody scrapes
-            except OSError:
-                return  # closed
+            except OSError as exc:
+                if self._closing.is_set():
+                    return
+                if not failing:
+                    log.warning("metrics: accepting a connection failed (%s); serving again in a moment",
+                                (exc.strerror or str(exc)).lower())
+                    failing = True
+                self._closing.wait(pause)
+                pause = min(pause * 2, _ACCEPT_BACKOFF[1])
+                continue
+            if failing:
+                log.info("metrics: accepting connections again")
+                failing, pause = False, _ACCEPT_BACKOFF[0]
             try:
                 server.process_request(request, address)  # a thread per request (ThreadingMixIn)
-            except Exception:
+            except Exception:  # no thread to be had: drop this one connection, keep serving
                 server.shutdown_request(request)
 
     def close(self) -> None:
         """Stop accepting (``shutdown`` wakes the blocked ``accept``) and close the socket."""
+        self._closing.set()
         try:
             self._server.socket.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -278,6 +304,9 @@ class MetricsServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # listen(2)'s backlog (socketserver's default is 5): a burst of scrapes and probes
+    # beyond it waits for SYN retransmits, whole seconds each.
+    request_queue_size = 128
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A scraper that went away mid-answer: nothing to report (the default prints a traceback)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from launcher.errors import LauncherError, ManifestError, NotFoundError
@@ -95,6 +95,18 @@ def _warn_if_typo(name: str, value: str, known: frozenset[str]) -> None:
     if close:
         log.warning("%s looks like a reference to %s://, but no source is called %r (did you mean %r?): left as it is",
                     name, scheme, scheme, close[0])
+
+
+def binding_uses(bindings: Iterable[Binding], env_from: Iterable[EnvFrom]) -> dict[FetchKey, tuple[str, ...]]:
+    """Each secret, with the names of the variables it is read for (``PREFIX*`` for ``env_from``),
+    in manifest order: what fetch, check and renewal events name as ``bindings``."""
+    uses: dict[FetchKey, list[str]] = {}
+    for binding in bindings:
+        for ref in binding.refs:
+            uses.setdefault(ref.fetch_key, []).append(binding.name)
+    for entry in env_from:
+        uses.setdefault(entry.ref.fetch_key, []).append(f"{entry.prefix}*")
+    return {key: tuple(dict.fromkeys(names)) for key, names in uses.items()}
 
 
 def env_from_name(prefix: str, key: str) -> str:

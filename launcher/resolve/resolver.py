@@ -22,6 +22,7 @@ from launcher.model.config import Manifest, SourceConfig
 from launcher.model.refs import FetchKey
 from launcher.resolve.bindings import (
     BindingResult,
+    binding_uses,
     env_from_name,
     evaluate,
     expand_env_from,
@@ -261,13 +262,8 @@ class Resolver:
         bindings = list(self.manifest.bindings)  # env, then the env files' (Manifest.bindings)
         if inline:
             bindings += inline_bindings(environ, self.manifest)
-        uses: dict[FetchKey, list[str]] = {}
-        for binding in bindings:
-            for ref in binding.refs:
-                uses.setdefault(ref.fetch_key, []).append(binding.name)
-        for entry in self.manifest.env_from:
-            uses.setdefault(entry.ref.fetch_key, []).append(f"{entry.prefix}*")
-        outcomes = self.fetch_all(uses, use_cache, {key: tuple(dict.fromkeys(names)) for key, names in uses.items()})
+        uses = binding_uses(bindings, self.manifest.env_from)
+        outcomes = self.fetch_all(uses, use_cache, uses)
         results: list[BindingResult] = []
         values: dict[str, str] = {}
         for entry in self.manifest.env_from:  # lowest precedence first

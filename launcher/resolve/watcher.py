@@ -30,6 +30,7 @@ from launcher.events import NOTHING, Event, EventSink
 from launcher.model.config import Manifest
 from launcher.model.durations import format_duration
 from launcher.model.refs import FetchKey
+from launcher.resolve.bindings import binding_uses, inline_bindings
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver
 from launcher.resolve.schedule import Tracked, lease_due
@@ -86,6 +87,10 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._down: dict[str, float] = {}  # failing sources -> when each is next probed
         self._next_token_check = 0.0
+        # The variables each secret is read for, named by check and renewal events (so that a
+        # search of the audit trail for one variable finds them too).
+        bindings = list(manifest.bindings) + (inline_bindings(self.environ, manifest) if inline else [])
+        self._uses = binding_uses(bindings, manifest.env_from)
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -263,7 +268,8 @@ class Watcher:
             return False
 
     def _checked(self, key: FetchKey, version: str | None, outcome: str) -> None:
-        self.events.emit(Event("check", source=key.source, ref=str(key), version=version, outcome=outcome))
+        self.events.emit(Event("check", source=key.source, ref=str(key), version=version, bindings=self._uses.get(key, ()),
+                               outcome=outcome))
 
     def _current_version(self, key: FetchKey) -> str | None:
         source = self.resolver.source(key.source)
@@ -286,7 +292,8 @@ class Watcher:
         self._recovered(t.key.source)
         log.debug("renewed the lease of %s for %.0fs", t.key, lease.duration)
         t.lease, t.lease_at = lease, now
-        self.events.emit(Event("lease_renew", source=t.key.source, ref=str(t.key), expires_at=self.clock.wall() + lease.duration))
+        self.events.emit(Event("lease_renew", source=t.key.source, ref=str(t.key), bindings=self._uses.get(t.key, ()),
+                               expires_at=self.clock.wall() + lease.duration))
         return True
 
     def _maintain_tokens(self, now: float) -> None:

@@ -88,7 +88,7 @@ def no_core_dumps() -> None:
 
 
 def check_exec_limits(argv: Sequence[str], env: Mapping[str, str], where_of: Mapping[str, str] | None = None) -> None:
-    """Raise ``ManifestError`` (78) before execve would fail with E2BIG.
+    """Raise ``ManifestError`` (78) before execve would fail with E2BIG or refuse a NUL byte.
 
     Names the offending variable (with its binding's file:line from
     ``where_of`` when it is a binding) and suggests ``file: true``.
@@ -97,6 +97,9 @@ def check_exec_limits(argv: Sequence[str], env: Mapping[str, str], where_of: Map
     biggest_name, biggest = "", 0
     total = 0
     for name, value in env.items():
+        if "\x00" in value:  # execve ends a string at NUL: the child would get a cut value, so Python refuses it
+            raise ManifestError(f"{name} holds a NUL byte, which an environment variable cannot carry; use `file: true`",
+                                where=where_of.get(name), field=f"env.{name}" if name in where_of else None)
         size = len(name.encode()) + 1 + len(value.encode("utf-8", "surrogateescape")) + 1
         if size > MAX_ARG_STRLEN:
             raise ManifestError(f"{name} is {size} bytes, over the {MAX_ARG_STRLEN}-byte limit of one environment string; use `file: true`",
@@ -121,13 +124,14 @@ def check_exec_limits(argv: Sequence[str], env: Mapping[str, str], where_of: Map
 def exec_refusals(resolution: Resolution, manifest: Manifest, inherited: Mapping[str, str]) -> Resolution:
     """``resolution`` with what ``exec`` would refuse added, so ``check`` exits as ``exec`` would.
 
-    ``exec`` refuses a ``path:`` in a directory that does not exist and an environment
-    too large for execve; the binding at fault becomes an ``invalid`` row with its
-    file:line. Nothing is written (secret files get stand-in paths).
+    ``exec`` refuses a ``path:`` it may not write (``ChildEnvironment.check_files``), a
+    file over 4 MiB, a NUL byte in a variable and an environment too large for execve;
+    the binding at fault becomes an ``invalid`` row with its file:line. Nothing is
+    written (secret files get stand-in paths).
     """
     try:
         environment = ChildEnvironment(manifest, inherited)
-        environment.check_paths()
+        environment.check_files(resolution)
         check_exec_limits(["command"], environment.stand_in(resolution), resolution.where_of())
     except ManifestError as exc:
         return resolution.with_failure(exc)

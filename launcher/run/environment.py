@@ -13,9 +13,11 @@ import os
 from collections.abc import Mapping
 
 from launcher.errors import ManifestError
+from launcher.manifest.fixed_paths import problems as path_problems
+from launcher.manifest.regular_files import MAX_REGULAR_BYTES
 from launcher.model.config import Manifest, ProcessConfig
 from launcher.resolve.resolution import Resolution
-from launcher.run.files import SecretFiles, private_base_dir
+from launcher.run.files import SecretFiles, stable_env_path
 
 
 def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str], process: ProcessConfig) -> dict[str, str]:
@@ -52,21 +54,37 @@ class ChildEnvironment:
 
     def bindings(self, resolution: Resolution) -> dict[str, str]:
         """The bindings as the child gets them: ``file: true`` values written (atomically,
-        only when changed) and replaced by their paths."""
+        only when changed) and replaced by their paths. ``ManifestError`` (78, naming the
+        binding) for a file that may not be written (``check_files``)."""
         values = dict(resolution.values)
         file_values = {k: v for k, v in values.items() if k in resolution.files}
         if file_values:
-            self.check_paths()
+            self.check_files(resolution)
             written, _ = self.files.write_all(file_values, self.fixed_paths)
             values.update(written)
         return values
 
+    def check_files(self, resolution: Resolution) -> None:
+        """What writing the secret files would refuse, before anything is written (``check`` asks too):
+        ``check_paths``, and a file over 4 MiB (larger is 78, never cut)."""
+        self.check_paths()
+        where = resolution.where_of()
+        for name in sorted(resolution.files):
+            size = len(resolution.values.get(name, "").encode("utf-8", "surrogateescape"))
+            if size > MAX_REGULAR_BYTES:
+                raise ManifestError(f"{name} would write a file of {size} bytes, over the 4 MiB a secret file may hold",
+                                    where=where.get(name), field=f"env.{name}" if name in where else None)
+
     def check_paths(self) -> None:
-        """``ManifestError`` (78, naming the binding) when a ``path:`` is in a directory that does not exist."""
+        """``ManifestError`` (78, naming the binding) when a ``path:`` is in a directory that does
+        not exist or may not own its file (``fixed_paths``: asked again before each write, since
+        the file system may have changed after the manifest was read)."""
         for binding in self.manifest.env:
             if binding.path is not None and not os.path.isdir(os.path.dirname(binding.path)):
                 raise ManifestError(f"{os.path.dirname(binding.path)} does not exist: create the directory first",
                                     where=binding.where, field=f"env.{binding.name}.path")
+        for binding, problem in path_problems(self.manifest):
+            raise ManifestError(problem, where=binding.where, field=f"env.{binding.name}.path")
 
     @property
     def fixed_paths(self) -> dict[str, tuple[str, int]]:
@@ -80,8 +98,7 @@ class ChildEnvironment:
     def stand_in(self, resolution: Resolution) -> dict[str, str]:
         """The whole environment as ``exec`` would pass it, with a stand-in path for each
         secret file and nothing written (``check`` measures it against execve's limits)."""
-        base, _ = private_base_dir(self.inherited, self.process.files_dir)
-        directory = os.path.join(base, "launcher-xxxxxxxx")
+        directory = stable_env_path(self.inherited, self.process.files_dir, self.manifest.path)
         fixed = self.fixed_paths
         values = {k: (fixed[k][0] if k in fixed else os.path.join(directory, k)) if k in resolution.files else v
                   for k, v in resolution.values.items()}

@@ -8,9 +8,10 @@ never sees a half-written key.
 Where the private directory goes (README, "Secret files"): ``process.files_dir`` when set,
 else ``$XDG_RUNTIME_DIR`` (per user, tmpfs, cleaned at logout), else
 ``/dev/shm``, else the temp directory with a warning (it may be on disk).
-``run`` makes a new directory and removes it on exit. ``launcher env`` cannot
-remove what it prints paths to, so it reuses one stable directory per user and
-manifest instead of leaving a new one behind on every call.
+``run`` makes a new directory and removes it on exit. ``launcher env`` and
+``launcher exec`` cannot remove what they hand over, so they reuse one stable
+directory per user and manifest (``stable_env_dir``) instead of leaving a new
+one behind on every call: a repeated call replaces its files.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from launcher.errors import ManifestError
 
@@ -44,7 +45,7 @@ def private_base_dir(environ: Mapping[str, str], files_dir: str | None = None) -
 
 
 def stable_env_dir(environ: Mapping[str, str], files_dir: str | None, manifest_path: str | None) -> str:
-    """The one directory ``launcher env`` writes file bindings to, for this user and manifest.
+    """The one directory ``launcher env`` and ``launcher exec`` write file bindings to, for this user and manifest.
 
     ``<base>/launcher-env-<uid>/<12 hex of the manifest's absolute path>``, both
     0700 and checked to be ours (the base may be world-writable /dev/shm, where
@@ -54,11 +55,30 @@ def stable_env_dir(environ: Mapping[str, str], files_dir: str | None, manifest_p
     base, private = private_base_dir(environ, files_dir)
     if not private:
         log.warning("no tmpfs found (/dev/shm, $XDG_RUNTIME_DIR): secret files go to %s, which may be on disk", base)
-    top = _own_directory(os.path.join(base, f"launcher-env-{os.getuid()}"))
-    key = os.path.abspath(manifest_path) if manifest_path else "<no manifest>"
+    top, leaf = _stable_names(base, manifest_path)
+    _own_directory(top)
+    return _own_directory(leaf)
+
+
+def stable_env_path(environ: Mapping[str, str], files_dir: str | None, manifest_path: str | None) -> str:
+    """Where ``stable_env_dir`` is, without making it (``check`` measures the paths ``exec`` would pass)."""
+    base, _ = private_base_dir(environ, files_dir)
+    return _stable_names(base, manifest_path)[1]
+
+
+def stable_files(environ: Mapping[str, str], files_dir: str | None, manifest_path: str | None) -> SecretFiles:
+    """The secret files of ``launcher exec``: nothing is left to remove them after execve, so
+    they go to the stable directory of this user and manifest (made on first write), and each
+    exec replaces the files of the last instead of adding a directory."""
+    return SecretFiles(environ, files_dir, stable=lambda: stable_env_dir(environ, files_dir, manifest_path))
+
+
+def _stable_names(base: str, manifest_path: str | None) -> tuple[str, str]:
     import hashlib
 
-    return _own_directory(os.path.join(top, hashlib.sha256(key.encode()).hexdigest()[:12]))
+    top = os.path.join(base, f"launcher-env-{os.getuid()}")
+    key = os.path.abspath(manifest_path) if manifest_path else "<no manifest>"
+    return top, os.path.join(top, hashlib.sha256(key.encode()).hexdigest()[:12])
 
 
 def _own_directory(path: str) -> str:
@@ -74,25 +94,38 @@ def _own_directory(path: str) -> str:
     return path
 
 
+_Staged = tuple[str, str, bytes, tuple[int, int]]
+"""A file written beside its target, not yet renamed: (that file, the target, its bytes, its device and inode)."""
+
+
 class SecretFiles:
     """The secret files of one launcher process; ``remove`` deletes them all.
 
     A file goes to ``<private dir>/<VAR>`` (0600), or to the exact ``path`` a
     binding names (``path:``, with its ``mode``). ``directory``: an existing
-    private directory to write into (``launcher env``); by default a new one is
-    made on first write, under ``private_base_dir``.
+    private directory to write into (``launcher env``); ``stable``: a function
+    that makes (or finds) the directory on first write (``launcher exec``:
+    ``stable_env_dir``); by default a new one is made on first write, under
+    ``private_base_dir``, and removed by ``remove``.
+
+    A fixed path is only ever replaced or removed while it is still the file
+    written there (same device and inode): a file someone put in its place is
+    left alone, and the next write refuses it (``fixed_paths.existing_problem``).
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None, files_dir: str | None = None,
-                 directory: str | None = None) -> None:
+                 directory: str | None = None, stable: Callable[[], str] | None = None) -> None:
         self._environ = os.environ if environ is None else environ
         self._files_dir = files_dir
         self.directory: str | None = directory
-        self._owned = directory is None  # only a directory we made is ours to remove
+        self._stable = stable
+        self._owned = directory is None and stable is None  # only a directory we made is ours to remove
         self._contents: dict[str, bytes] = {}  # path written -> its content
-        self._fixed: set[str] = set()  # files written at a path a binding named
+        self._inodes: dict[str, tuple[int, int]] = {}  # path written -> (device, inode) of what we wrote
 
     def _ensure_dir(self) -> str:
+        if self.directory is None and self._stable is not None:
+            self.directory = self._stable()
         if self.directory is None:
             base, private = private_base_dir(self._environ, self._files_dir)
             if not private:
@@ -110,12 +143,14 @@ class SecretFiles:
 
         The content goes to a new file beside the target, which is then renamed
         over it: a reader never sees half a file, and a symlink at the target is
-        replaced, never followed.
+        replaced, never followed. ``ManifestError`` (78) when ``path`` holds
+        something ``path:`` may not replace (``fixed_paths.existing_problem``)
+        or the directory cannot be written.
         """
         staged = self._stage(name, content, path, mode)
         if staged is None:
             return False
-        self._commit(staged, path is not None)
+        self._commit(staged)
         return True
 
     def write_all(self, values: Mapping[str, str], paths: Mapping[str, tuple[str, int]] | None = None) -> tuple[dict[str, str], list[str]]:
@@ -128,37 +163,42 @@ class SecretFiles:
         """
         paths = paths or {}
         written: dict[str, str] = {}
-        staged: list[tuple[str, tuple[str, str, bytes], bool]] = []
+        staged: list[tuple[str, _Staged]] = []
         try:
             for name, content in values.items():
                 path, mode = paths.get(name, (None, 0o600))
                 if (ready := self._stage(name, content, path, mode)) is not None:
-                    staged.append((name, ready, path is not None))
+                    staged.append((name, ready))
                 written[name] = path or self.path_of(name)
         except BaseException:
-            for _, (tmp, _, _), _ in staged:
-                _unlink(tmp)
+            for _, ready in staged:
+                _unlink(ready[0])
             raise
-        for done, (_, ready, fixed) in enumerate(staged):
+        for done, (_, ready) in enumerate(staged):
             try:
-                self._commit(ready, fixed)
+                self._commit(ready)
             except BaseException:
-                for _, (tmp, _, _), _ in staged[done + 1:]:
-                    _unlink(tmp)
+                for _, later in staged[done + 1:]:
+                    _unlink(later[0])
                 raise
         for stale in set(self._contents) - set(written.values()):
-            _unlink(stale)
-            del self._contents[stale]
-            self._fixed.discard(stale)
-        return written, [name for name, _, _ in staged]
+            self._forget(stale)
+        return written, [name for name, _ in staged]
 
-    def _stage(self, name: str, content: str, path: str | None, mode: int) -> tuple[str, str, bytes] | None:
-        """The content written and synced to a new file beside its target: (that file, the target, the bytes);
-        None when the target already holds it."""
+    def _stage(self, name: str, content: str, path: str | None, mode: int) -> _Staged | None:
+        """The content written and synced to a new file beside its target: (that file, the target, the bytes,
+        its device and inode); None when the target still holds it. ``ManifestError`` for a fixed path
+        that holds what ``path:`` may not replace."""
         data = content.encode("utf-8", "surrogateescape")
         target = path or self.path_of(name)
-        if self._contents.get(target) == data and os.path.exists(target):
+        if self._contents.get(target) == data and self._still_ours(target):
             return None
+        if path is not None and not self._still_ours(target):
+            from launcher.manifest.fixed_paths import existing_problem
+
+            problem = existing_problem(target)
+            if problem is not None:
+                raise ManifestError(f"{target} {problem}")
         directory = os.path.dirname(target)
         try:
             import tempfile
@@ -173,34 +213,50 @@ class SecretFiles:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+                info = os.fstat(fh.fileno())
         except BaseException:
             _unlink(tmp)
             raise
-        return tmp, target, data
+        return tmp, target, data, (info.st_dev, info.st_ino)
 
-    def _commit(self, staged: tuple[str, str, bytes], fixed: bool) -> None:
+    def _commit(self, staged: _Staged) -> None:
         """Rename a staged file over its target."""
-        tmp, target, data = staged
+        tmp, target, data, inode = staged
         try:
             os.replace(tmp, target)
         except BaseException:
             _unlink(tmp)
             raise
         self._contents[target] = data
-        if fixed:
-            self._fixed.add(target)
+        self._inodes[target] = inode
+
+    def _still_ours(self, path: str) -> bool:
+        """True while ``path`` is the very file we wrote there (not replaced, not removed)."""
+        written = self._inodes.get(path)
+        if written is None:
+            return False
+        try:
+            info = os.lstat(path)
+        except OSError:
+            return False
+        return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == written
 
     def remove(self) -> None:
-        """Delete every file written (a fixed path too) and the directory we made; safe to call twice."""
-        for path in list(self._fixed):
-            _unlink(path)
-        self._fixed.clear()
+        """Delete every file written that is still ours (a fixed path too) and the directory we made; safe to call twice."""
+        for path in list(self._contents):
+            self._forget(path)
         if self.directory is not None and self._owned:
             import shutil  # with its archive modules: only a run that wrote files pays for it
 
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
-        self._contents.clear()
+
+    def _forget(self, path: str) -> None:
+        """Remove ``path`` if it is still the file we wrote, and stop tracking it."""
+        if self._still_ours(path):
+            _unlink(path)
+        self._contents.pop(path, None)
+        self._inodes.pop(path, None)
 
 
 def _unlink(path: str) -> None:

@@ -18,7 +18,7 @@ def record(event: dict) -> None:
         fh.write(json.dumps({**event, "pid": os.getpid()}) + "\n")
 
 
-def on_hup(signum: int, frame: object) -> None:
+def on_hup() -> None:
     files = {}
     for name in names:
         try:
@@ -29,8 +29,9 @@ def on_hup(signum: int, frame: object) -> None:
     record({"event": "SIGHUP", "files": files})
 
 
-signal.signal(signal.SIGHUP, on_hup)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+# Taken with sigwaitinfo, one at a time, never by handlers: a SIGTERM handler could run
+# inside SIGHUP's and exit before the SIGHUP is recorded (see print_signals.py).
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGHUP, signal.SIGTERM])
 record({"event": "start", "env": {n: os.environ.get(n) for n in names}})
-while True:
-    signal.pause()
+while signal.sigwaitinfo([signal.SIGHUP, signal.SIGTERM]).si_signo == signal.SIGHUP:
+    on_hup()

@@ -22,12 +22,13 @@ def load() -> str:
         return fh.read()
 
 
-def on_hup(signum: int, frame: object) -> None:
+def on_hup() -> None:
     record({"event": "load", "content": load(), "mode": oct(os.stat(config).st_mode & 0o777)})
 
 
-signal.signal(signal.SIGHUP, on_hup)
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+# Taken with sigwaitinfo, one at a time, never by handlers: a SIGTERM handler could run
+# inside SIGHUP's and exit before the reload is recorded (see print_signals.py).
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGHUP, signal.SIGTERM])
 record({"event": "load", "content": load(), "mode": oct(os.stat(config).st_mode & 0o777)})
-while True:
-    signal.pause()
+while signal.sigwaitinfo([signal.SIGHUP, signal.SIGTERM]).si_signo == signal.SIGHUP:
+    on_hup()
