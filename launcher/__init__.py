@@ -1,6 +1,6 @@
 """launcher: put secrets into a process's environment, and supervise it.
 
-From Python (README, "Use from Python")::
+From Python (docs/guides/python.md)::
 
     import launcher
 

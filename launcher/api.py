@@ -1,4 +1,4 @@
-"""The Python API (README, "Use from Python"): the engine the command line runs, for programs in-process.
+"""The Python API (docs/guides/python.md): the engine the command line runs, for programs in-process.
 
 A ``Client`` holds one ``Resolver`` (sources, TTL cache, retry): ``load`` resolves every
 binding as ``launcher run`` does, ``get`` one reference, and ``watch`` runs the watcher of

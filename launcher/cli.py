@@ -133,7 +133,7 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _version(ctx: click.Context, value: bool) -> None:
-    """``--version``: the version, and from a bundle ``(bundle, glibc >= 2.xx)`` (DESIGN section 16)."""
+    """``--version``: the version, and from a bundle ``(bundle, glibc >= 2.xx)`` (docs/guides/images-without-python.md)."""
     if not value or ctx.resilient_parsing:
         return
     from launcher import __version__
@@ -359,7 +359,7 @@ def completion(shell: str) -> int:
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: run the CLI and turn its outcome into an exit code."""
     # First: the launcher will hold secret values and its own token for its whole run, and its
-    # environment holds that token already (DESIGN section 20).
+    # environment holds that token already (docs/reference/security.md).
     make_undumpable()
     try:
         code = cli.main(args=argv, prog_name="launcher", standalone_mode=False)

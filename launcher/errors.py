@@ -1,7 +1,7 @@
 """The one exception tree of the launcher.
 
 Every error the launcher reports on purpose is a ``LauncherError``; each class
-carries its exit code (README "Exit codes"), the status word ``check`` shows,
+carries its exit code (docs/reference/exit-codes.md), the status word ``check`` shows,
 and its rank among errors that happen together. ``cli.py`` is the only place
 that turns one into an exit (docs/architecture.md, "Errors")::
 

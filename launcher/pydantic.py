@@ -1,4 +1,4 @@
-"""pydantic-settings 2 integration (README, "Use from Python"): settings fields filled from the launcher's secrets.
+"""pydantic-settings 2 integration (docs/guides/python.md): settings fields filled from the launcher's secrets.
 
 Install with ``pip install 'secret-launcher[pydantic]'``. Each field of a settings class is routed:
 

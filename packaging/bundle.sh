@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the launcher as a directory bundle that runs where no Python is installed
-# (DESIGN.md section 16; docs/guides/images-without-python.md).
+# (docs/guides/images-without-python.md).
 #
 #   packaging/bundle.sh [OUT]        # default: dist/ in the checkout
 #

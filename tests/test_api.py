@@ -1,4 +1,4 @@
-"""The Python API (README, "Use from Python"): the CLI's engine in-process, against the file source, OpenBao and the Key Vault emulator."""
+"""The Python API (docs/guides/python.md): the CLI's engine in-process, against the file source, OpenBao and the Key Vault emulator."""
 
 from __future__ import annotations
 

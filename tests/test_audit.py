@@ -1,4 +1,4 @@
-"""The audit trail: JSON lines appended with one write each, never a value (README, "Audit").
+"""The audit trail: JSON lines appended with one write each, never a value (docs/operations/audit.md).
 
 Unit tests drive ``AuditLog`` directly (fields, mode, a failing disk, many
 writers at once); the rest run the installed ``launcher`` against the file

@@ -1,4 +1,4 @@
-"""The audit file: a regular file, never through a link, whole lines or none (DESIGN 10), and who a check was for.
+"""The audit file: a regular file, never through a link, whole lines or none (docs/operations/audit.md), and who a check was for.
 
 Issue 27: root appended to another user's file through a symlink, a dangling link
 created its target, a FIFO hung every command, and a full disk left a torn line

@@ -1,4 +1,4 @@
-"""Failover (README "Failover"): a source that is unavailable is answered by its ``fallback``.
+"""Failover (docs/operations/failover.md): a source that is unavailable is answered by its ``fallback``.
 
 First the wrapper's decisions with scripted sources and a fake clock (routing, hold
 and probe, leases, versions, the budget, the manifest rules); then the real thing:

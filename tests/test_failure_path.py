@@ -1,4 +1,4 @@
-"""The failure path a new user meets first (README, "Failures, retries and the deadline"): every failure said once,
+"""The failure path a new user meets first (docs/operations/failures.md): every failure said once,
 in order, in plain words, before anything is fetched when it can be, and nothing left behind."""
 
 from __future__ import annotations

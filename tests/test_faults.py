@@ -1,4 +1,4 @@
-"""The real ``launcher`` against a real OpenBao behind a fault-injecting proxy (README, "Failures, retries and the deadline").
+"""The real ``launcher`` against a real OpenBao behind a fault-injecting proxy (docs/operations/failures.md).
 
 What a user sees when the network or the server misbehaves: a bounded wait
 (``retry.deadline`` + 1 s at most, whatever the server does), one plain WARNING
@@ -176,7 +176,7 @@ def test_a_fault_ends_in_69_within_the_deadline_with_plain_feedback(
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["stall", "drip", "reset"])
 def test_twelve_secrets_are_bounded_by_one_deadline_and_retried_in_rounds(openbao: OpenBao, tmp_path: Path, mode: str) -> None:
-    """DESIGN section 8: the deadline bounds the whole fetch whatever the number of secrets (a batch
+    """The deadline bounds the whole fetch whatever the number of secrets (a batch
     included), and a failing source says so once per round, not once per secret (the red team saw
     +2.2-2.4 s over the deadline with 12 secrets, and 149 lines against a resetting server)."""
     paths = [secret(openbao, k=f"v{i}") for i in range(12)]

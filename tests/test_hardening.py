@@ -1,4 +1,4 @@
-"""Process hardening (DESIGN section 20): the launcher's memory and environment are not for its
+"""Process hardening (docs/reference/security.md): the launcher's memory and environment are not for its
 neighbours, and a crashing child writes no core file unless asked to."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What tini and dumb-init guarantee, checked on `launcher run` (README, "Supervision").
+"""What tini and dumb-init guarantee, checked on `launcher run` (docs/reference/supervision.md).
 
 Written from the behaviours their own test suites check: a signal the parent left
 blocked is still received, the child starts with the launcher's inherited signal

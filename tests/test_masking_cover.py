@@ -1,4 +1,4 @@
-"""What `launcher run --mask` conceals: every value the child can see (DESIGN 13), through the real command.
+"""What `launcher run --mask` conceals: every value the child can see (docs/guides/masking.md), through the real command.
 
 A field picked from a JSON secret, ``env_from`` over it, a template's parts,
 each string inside a nested JSON value, and the JSON-escaped forms common

@@ -1,4 +1,4 @@
-"""The hold rule of DESIGN 13, and one pipe for one file: the stream masker, then the real `launcher run --mask`.
+"""The hold rule (docs/guides/masking.md), and one pipe for one file: the stream masker, then the real `launcher run --mask`.
 
 A start of a value of 4 characters or more is held until the bytes that decide
 arrive, whatever the pause; a shorter start may be let through after 50 ms, and

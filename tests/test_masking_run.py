@@ -1,4 +1,4 @@
-"""Output masking through the real `launcher run --mask` (README "Output masking").
+"""Output masking through the real `launcher run --mask` (docs/guides/masking.md).
 
 The child prints its secrets in every awkward way; the captured output must hold
 none of them, keep each stream's order, and lose nothing at exit.

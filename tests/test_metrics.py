@@ -1,4 +1,4 @@
-"""Metrics and health of ``launcher run`` over real HTTP (README, "Monitoring").
+"""Metrics and health of ``launcher run`` over real HTTP (docs/operations/metrics.md).
 
 ``/metrics`` is parsed with ``prometheus_client``'s own parser; the numbers
 must move as a real OpenBao rotates, leases and fails (through

@@ -1,4 +1,4 @@
-"""The metrics server survives every error of accept() and queues a burst (DESIGN 10, issue 27.4).
+"""The metrics server survives every error of accept() and queues a burst (docs/operations/metrics.md).
 
 Out of descriptors, the server thread used to end for good: /healthz never
 answered again, nothing was logged, and a liveness probe would have restarted a

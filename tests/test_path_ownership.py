@@ -1,4 +1,4 @@
-"""`path:` destroys nothing (DESIGN 14) and check refuses what run and exec refuse (DESIGN 8).
+"""`path:` destroys nothing (docs/guides/files-and-templates.md) and check refuses what run and exec refuse (docs/operations/failures.md).
 
 A binding's `path:` owns its file: it is replaced on every write and removed when
 `run` exits. So it is refused (78, naming file:line and the field, at `check

@@ -177,7 +177,7 @@ def test_str_round_trips(text: str) -> None:
     assert parse_reference(str(ref), KNOWN) == ref
 
 
-# -- request data (DESIGN section 18) ------------------------------------------------------
+# -- request data (docs/guides/issued-certificates.md) ------------------------------------------------------
 
 PKI = "vault://pki/issue/web?common_name=app.internal&ttl=24h"
 

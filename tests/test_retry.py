@@ -136,7 +136,7 @@ def test_single_attempt_policy() -> None:
     assert fn.calls == 1
 
 
-# -- failure feedback and bounds (README, "Failures, retries and the deadline") -------------------------------------------------------
+# -- failure feedback and bounds (docs/operations/failures.md) -------------------------------------------------------
 
 
 def test_backoff_never_overflows() -> None:

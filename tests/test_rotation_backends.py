@@ -150,7 +150,7 @@ def test_a_run_of_several_token_ttls_keeps_working(openbao: OpenBao, tmp_path: P
 
 
 def test_a_rotation_during_an_outage_is_applied_once_soon_after_recovery(openbao: OpenBao, tmp_path: Path) -> None:
-    """DESIGN section 3: during an outage the source is probed at most every interval; on its
+    """During an outage the source is probed at most every interval; on its
     first answer every secret of it is checked at once, so 12 secrets that rotated while it
     was away restart the child once (the red team saw 4-8 restarts, and recovery noticed
     13-15 s late with a 2 s interval)."""

@@ -1,4 +1,4 @@
-"""Template files are regular files of at most 4 MiB, read whole or refused (DESIGN 14), and `}}` is text.
+"""Template files are regular files of at most 4 MiB, read whole or refused (docs/guides/files-and-templates.md), and `}}` is text.
 
 Issue 27: a template over 4 MiB was silently cut at 4,194,305 bytes; a FIFO as
 `template:` hung every command, `check --offline` included; one-line JSON with

@@ -1,4 +1,4 @@
-"""Templates and files at fixed paths (README "Templates and files at fixed paths").
+"""Templates and files at fixed paths (docs/guides/files-and-templates.md).
 
 Real processes, real files and real signals: a template rendered to a fixed path and
 re-rendered atomically on rotation, an nginx-style child reloading it on SIGHUP.

@@ -166,7 +166,7 @@ def test_transport_failures_table(raised: urllib3.exceptions.HTTPError, mapped: 
     error = from_transport(raised, "vault://secret/app/db", "http://127.0.0.1:8200")
     assert type(error) is mapped and says in error.message
     assert error.message.startswith("vault://secret/app/db: ")
-    if mapped is TransientError:  # the address and the cause, in plain words (README, "Failures, retries and the deadline")
+    if mapped is TransientError:  # the address and the cause, in plain words (docs/operations/failures.md)
         assert "Vault at http://127.0.0.1:8200: " in error.message and "Error" not in error.message
 
 

@@ -1,4 +1,4 @@
-"""Issued secrets against a real OpenBao (DESIGN section 18): pki ``issue/ROLE`` and transit ``decrypt/KEY``.
+"""Issued secrets against a real OpenBao (docs/guides/issued-certificates.md): pki ``issue/ROLE`` and transit ``decrypt/KEY``.
 
 Every command a user runs (``exec``, ``run``, ``check``, the Python API) issues **one**
 certificate per distinct reference-without-key: certificate, key and CA of one answer,

@@ -1,4 +1,4 @@
-"""Certificates renewed under ``launcher run --watch`` against a real OpenBao (DESIGN section 18).
+"""Certificates renewed under ``launcher run --watch`` against a real OpenBao (docs/guides/issued-certificates.md).
 
 A certificate that lives 9 s is issued again at 2/3 of its life (about 6 s), its files are
 replaced, and the child gets one SIGHUP per renewal, after every file of the renewal is in

@@ -29,7 +29,7 @@ CASES = [
 ]
 
 
-# OpenBao's own names: honoured like Vault's, and a VAULT_* name wins when both are set (README, "Connection").
+# OpenBao's own names: honoured like Vault's, and a VAULT_* name wins when both are set (docs/guides/vault.md).
 BAO_CASES = [
     ({}, {"BAO_ADDR": "http://bao:8200"}, ("http://bao:8200", None, True, None)),
     ({}, {"BAO_ADDR": "http://bao:8200", "VAULT_ADDR": "http://vault:8200"}, ("http://vault:8200", None, True, None)),

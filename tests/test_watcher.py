@@ -128,7 +128,7 @@ def test_checks_stay_on_their_schedule_when_a_poll_is_late_or_a_secret_rotates()
 
 
 def test_a_failing_source_is_probed_once_per_interval_and_checked_whole_when_it_answers() -> None:
-    """DESIGN section 3: during an outage a source is probed at most every interval (one of its
+    """During an outage a source is probed at most every interval (one of its
     secrets); on its first answer every secret of that source is checked at once, so what
     rotated during the outage is re-read together: one rotation, one action."""
     backend, clock = Backend(), ManualClock()

@@ -1,4 +1,4 @@
-"""The launcher as a bundle: a directory that runs where no Python is installed (DESIGN section 16).
+"""The launcher as a bundle: a directory that runs where no Python is installed (docs/guides/images-without-python.md).
 
 ``packaging/bundle.sh`` freezes the launcher with PyInstaller (``--onedir``): the
 ``launcher`` executable beside ``_internal/``, which holds the interpreter, the libraries

@@ -128,7 +128,7 @@ class ManifestReader(SettingsReader):
             self.record(ManifestError(problem, where=binding.where, field=f"env.{binding.name}.path"))
 
     def check_fallbacks(self, sources: dict[str, SourceConfig], top: Entries) -> None:
-        """Each ``fallback`` names a declared source of the same type, and no chain loops (README "Failover")."""
+        """Each ``fallback`` names a declared source of the same type, and no chain loops (docs/operations/failover.md)."""
         for name in sources:
             problem = fallback_problem(sources, name, self.declared)
             if problem is not None:

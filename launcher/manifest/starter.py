@@ -16,7 +16,7 @@ from launcher.sources import catalog, registry
 
 _HEAD = """\
 # launcher manifest: environment variable names -> secret references.
-# Reference: SOURCE://PATH[#KEY][?version=V]   (docs: README.md, "The manifest")
+# Reference: SOURCE://PATH[#KEY][?version=V]   (docs: docs/reference/manifest.md)
 version: 1
 
 sources:

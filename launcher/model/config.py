@@ -27,7 +27,7 @@ class SourceConfig:
 
     name: str
     type: str = ""
-    # Settings of every type (README "Failover"): read with each backend's own ones.
+    # Settings of every type (docs/operations/failover.md): read with each backend's own ones.
     fallback: str | None = setting(None, help="a declared source of the same type holding the same paths, "
                                    "asked when this one is unavailable")
     fallback_hold: float = setting(30.0, "duration", help="after a failover, this source is not asked for this long; then one probe")
@@ -134,7 +134,7 @@ class ProcessConfig:
     pristine: bool = setting(False, "bool", help="the child gets only the bindings and `inherit`")
     inherit: tuple[str, ...] = setting(("PATH", "HOME", "LANG", "TZ", "TERM", "USER"), "names", help="kept when pristine")
     # The backends' own credentials plus the names listed, never replacing them: the
-    # launcher's credentials reach the child only through ``passthrough`` (README, "The child's environment").
+    # launcher's credentials reach the child only through ``passthrough`` (docs/reference/manifest.md).
     scrub: tuple[str, ...] = setting(kind="names", factory=default_scrub, extends=True,
                                      help="never passed to the child; added to the backends' own credentials")
     passthrough: tuple[str, ...] = setting((), "names", help="exempted from scrub")

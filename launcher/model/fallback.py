@@ -1,4 +1,4 @@
-"""The rules of ``fallback:`` that a manifest must obey (README "Failover"), checked before anything runs.
+"""The rules of ``fallback:`` that a manifest must obey (docs/operations/failover.md), checked before anything runs.
 
 The manifest reader refuses a fallback that names no declared source, one of
 another type, or a chain that loops; the resolver asks ``cycle_of`` again for a

@@ -2,7 +2,7 @@
 
 A query is ``?version=V`` (a pinned version), ``?label=L`` (a moving label) or request
 data: ``NAME=VALUE`` pairs sent with a read that is a write (Vault's pki ``issue/ROLE``
-and transit ``decrypt/KEY``, DESIGN section 18). Values are percent-decoded and otherwise
+and transit ``decrypt/KEY``, docs/guides/issued-certificates.md). Values are percent-decoded and otherwise
 literal: ``+`` stays ``+`` (base64 needs it). Request data is part of the fetch key, so
 references that differ only in ``#KEY`` are one request and references that differ in
 data are two.
@@ -27,7 +27,7 @@ import urllib.parse
 from dataclasses import dataclass
 
 # A NAME:// prefix with one of these schemes is an ordinary URL, hence a literal,
-# and no source may take one of these names (README, "References").
+# and no source may take one of these names (docs/reference/references.md).
 WELL_KNOWN_SCHEMES = frozenset(
     """http https postgres postgresql mysql redis rediss amqp amqps mongodb
     mongodb+srv s3 gs ftp sftp ssh ws wss file tcp udp unix smtp ldap ldaps

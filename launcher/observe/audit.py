@@ -1,4 +1,4 @@
-"""The audit trail: one JSON object per line for each audited event (README, "Audit").
+"""The audit trail: one JSON object per line for each audited event (docs/operations/audit.md).
 
 ``AuditLog`` is an ``events.EventSink``. Its file is opened once, for append
 (``O_APPEND``), created 0600, never through a symbolic link (``O_NOFOLLOW``), and

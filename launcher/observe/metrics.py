@@ -1,4 +1,4 @@
-"""Metrics and health of ``launcher run`` (README, "Monitoring").
+"""Metrics and health of ``launcher run`` (docs/operations/metrics.md).
 
 ``Metrics`` is an ``events.EventSink``: ``emit`` only updates a few numbers
 under a lock, so the supervisor's loop and the watcher never wait on a scrape.

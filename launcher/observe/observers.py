@@ -1,4 +1,4 @@
-"""The observers of one command: the audit trail and the metrics (README, "Audit" and "Monitoring").
+"""The observers of one command: the audit trail and the metrics (docs/operations/audit.md and docs/operations/metrics.md).
 
 ``Observers`` is built where a command starts and closed where it ends. The
 audit file named on the command line (or by ``$LAUNCHER_AUDIT``) is opened

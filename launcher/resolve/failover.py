@@ -1,6 +1,6 @@
 """Failover: what a source cannot answer because it is unavailable, its ``fallback`` answers.
 
-``sources.NAME.fallback: OTHER`` (README "Failover"). ``FailoverSource`` wraps
+``sources.NAME.fallback: OTHER`` (docs/operations/failover.md). ``FailoverSource`` wraps
 NAME's opened source and OTHER's (itself a ``FailoverSource`` in a chain) and is
 what the resolver and the watcher use under NAME:
 

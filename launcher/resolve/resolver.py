@@ -104,7 +104,7 @@ class Resolver:
                 if config.fallback is not None:
                     from launcher.resolve.failover import with_fallback  # only a manifest with a fallback pays for it
 
-                    # With a ``fallback``, the source is NAME's wrapped with OTHER's (README "Failover").
+                    # With a ``fallback``, the source is NAME's wrapped with OTHER's (docs/operations/failover.md).
                     source = with_fallback(source, config, self.manifest, self.source, clock=self.clock, events=self.events,
                                            stop=self.stopping)
                 self._sources[name] = source

@@ -1,4 +1,4 @@
-"""What the child can see of its secrets: every text output masking conceals (DESIGN 13).
+"""What the child can see of its secrets: every text output masking conceals (docs/guides/masking.md).
 
 Computed here, in one place, from what a resolution produced; the masker only
 matches what it is given. Each text is keyed by a *slot* (where it came from), so

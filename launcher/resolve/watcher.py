@@ -187,7 +187,7 @@ class Watcher:
 
         A failing source is probed with one of its secrets; when it answers, every secret
         of that source is checked at once, so what rotated during the outage is re-read
-        together and acted on once (DESIGN section 3).
+        together and acted on once (docs/operations/rotation.md).
         """
         now = self.clock.monotonic()
         self._maintain_tokens(now)

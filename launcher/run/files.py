@@ -5,7 +5,7 @@ bytes (no added newline) and the variable holds the path. Writes go to a
 temporary name and are renamed into place, so a child re-reading on SIGHUP
 never sees a half-written key.
 
-Where the private directory goes (README, "Secret files"): ``process.files_dir`` when set,
+Where the private directory goes (docs/guides/files-and-templates.md): ``process.files_dir`` when set,
 else ``$XDG_RUNTIME_DIR`` (per user, tmpfs, cleaned at logout), else
 ``/dev/shm``, else the temp directory with a warning (it may be on disk).
 ``run`` makes a new directory and removes it on exit. ``launcher env`` and

@@ -1,5 +1,5 @@
 """The Linux prctl calls the launcher needs, through libc (no compiled code): the parent-death signal
-and the subreaper for the supervisor, and non-dumpable for every command (DESIGN section 20)."""
+and the subreaper for the supervisor, and non-dumpable for every command (docs/reference/security.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Which texts output masking keeps: the current and the two previous versions of each, no more (DESIGN 13).
+"""Which texts output masking keeps: the current and the two previous versions of each, no more (docs/guides/masking.md).
 
 A child may print a value late (one it read before a rotation, a log line
 buffered for minutes), so a value stays masked after it changes; but keeping

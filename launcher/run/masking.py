@@ -1,4 +1,4 @@
-"""Output masking (DESIGN 13, README "Output masking"): secret values in the child's output become ``<concealed>``.
+"""Output masking (docs/guides/masking.md): secret values in the child's output become ``<concealed>``.
 
 What is masked. The caller passes every text of a secret the child can see
 (``launcher.resolve.visible``), current and previous versions; ``launcher.run.mask_forms``

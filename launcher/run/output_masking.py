@@ -7,7 +7,7 @@ the versions kept (``launcher.run.mask_versions``) and builds the new masker, so
 supervisor's loop never waits for a build (2 s for 30,000 values before) while
 signals queue. Until the new masker is in place the pumps hold all output: a
 child started after an update never has a new value written in clear. See
-README "Output masking" and DESIGN 13.
+docs/guides/masking.md.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ and the pipe still drained, so the child never blocks on it.
 ``make_pipe`` makes the pipe (close-on-exec, with a larger buffer where the
 kernel allows); the supervisor hands its write end to the child as stdout or
 stderr and gives the read end to an ``OutputPump``; ``launcher.run.output_masking``
-holds them for the supervisor. See README "Output masking".
+holds them for the supervisor. See docs/guides/masking.md.
 """
 
 from __future__ import annotations

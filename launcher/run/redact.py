@@ -1,7 +1,7 @@
 """``launcher redact``: copy files (or stdin) to stdout with the manifest's secret values concealed.
 
 For CI logs and support bundles. The engine and the rules are ``run --mask``'s
-(DESIGN 13): every text of a secret a child of this manifest could see
+(docs/guides/masking.md): every text of a secret a child of this manifest could see
 (``launcher.resolve.visible``: fields, ``env_from``, templates' parts, strings inside
 JSON), each line of a multi-line value, the JSON-escaped forms, and the hold
 rule, so a live stream (``app | launcher redact``) shows a prompt within 50 ms

@@ -89,7 +89,7 @@ def build_credential(
         # client_id picks a user-assigned identity; without one the system-assigned identity is used.
         return ManagedIdentityCredential(client_id=config.client_id, **pipeline)
     if kind == "cli":
-        # Runs `az` as a subprocess: for local use only (README: under `run` the reaper owns waitpid).
+        # Runs `az` as a subprocess: for local use only (under `run` the reaper owns waitpid: docs/reference/supervision.md).
         return AzureCliCredential(tenant_id=config.tenant_id or "", process_timeout=CLI_PROCESS_TIMEOUT)
     # default: the SDK's chain (environment, workload identity, managed identity,
     # developer tools) with nothing that opens a browser or waits for a user.

@@ -7,7 +7,7 @@ together (connects and TLS handshakes driven by one ``selectors`` loop), each
 carrying exactly one request (``Connection: close``); so the batch costs about
 one round trip, and an answer can only ever be the answer to the request sent on
 its own connection: a proxy that reorders, repeats or drops answers cannot put
-one secret's value into another variable (DESIGN: no positional matching of
+one secret's value into another variable (there is no positional matching of
 pipelined answers). Answers are parsed by ``http.client.HTTPResponse``.
 
 Best effort, as every batch (``launcher.sources.base.Batching``): what does not

@@ -27,7 +27,7 @@ AUTH_KEYS: dict[AuthMethod, tuple[str, ...]] = {
 }
 
 
-# The engines whose references are writes (DESIGN section 18), and the path below the mount
+# The engines whose references are writes (docs/guides/issued-certificates.md), and the path below the mount
 # each answers with a secret: a pki mount's issue/ROLE, a transit mount's decrypt/KEY.
 WriteKind = Literal["pki", "transit"]
 WRITE_VERBS: dict[WriteKind, str] = {"pki": "issue", "transit": "decrypt"}

@@ -1,4 +1,4 @@
-"""Issued secrets: a pki mount's ``issue/ROLE`` and a transit mount's ``decrypt/KEY`` (DESIGN section 18).
+"""Issued secrets: a pki mount's ``issue/ROLE`` and a transit mount's ``decrypt/KEY`` (docs/guides/issued-certificates.md).
 
 A reference into one of those paths is a write whose request data is the reference's
 query (``vault://pki/issue/web?common_name=app.internal&ttl=24h#certificate``). This
