@@ -1,5 +1,6 @@
 """The documentation: every manifest it shows is valid, its generated parts match the code,
-every page is in the site's navigation, and README stays a front door (DESIGN section 19).
+every page is in the site's navigation, README stays a front door, and the docs cite only the
+repository's own files (docs/development.md, "The documentation").
 
 A YAML code block of README.md or docs/**/*.md whose top level has ``version:`` is a whole
 manifest: it must pass ``launcher check --offline`` and the manifest's JSON Schema. The
@@ -147,7 +148,8 @@ def test_generated_blocks_are_filled() -> None:
     assert "| `watch.interval` | duration > 0 | `1m` |" in manifest
     assert "| `auth.role_id` | `approle` (required) |" in manifest
     cli = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
-    assert all(f"### `launcher {name} --help`" in cli for name in ("run", "exec", "check", "env", "init", "schema", "completion"))
+    names = ("run", "exec", "check", "env", "redact", "init", "schema", "completion")
+    assert all(f"### `launcher {name} --help`" in cli for name in names)
 
 
 def _nav_pages(entries: list[object]) -> list[str]:
@@ -174,6 +176,18 @@ def test_readme_is_a_front_door() -> None:
         assert f"<!-- {marker} -->" in readme and f"<!-- /{marker} -->" in readme
     for tool in ("envconsul", "Vault Agent", "vault-env", "tini", "dumb-init", "op run", "doppler run"):
         assert tool in readme
+
+
+# A document outside the repository, or a section number of one, means nothing to a reader of the
+# site: a page says the thing itself, or links to the page that does.
+_OUTSIDE = re.compile(r"DESIGN(\.md| section)|\.\./shared/")
+
+
+def test_the_docs_cite_only_the_repository() -> None:
+    texts = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *PAGES, *sorted(ROOT.glob("examples/*/README.md"))]
+    cited = [f"{path.relative_to(ROOT)}:{n}" for path in texts
+             for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if _OUTSIDE.search(line)]
+    assert not cited, cited
 
 
 def test_readme_links_resolve() -> None:
