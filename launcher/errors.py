@@ -31,7 +31,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Sequence
-from typing import overload
+from typing import Literal, overload
 
 # Everything that could end or visually rewrite a line: C0 and C1 controls, DEL,
 # the characters ``str.splitlines`` also breaks on (U+2028, U+2029), and the
@@ -61,6 +61,13 @@ def _escape_char(match: re.Match[str]) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
+Failure = Literal["missing", "denied", "unavailable", "invalid"]
+"""The STATUS word of a binding that failed (``check``; an audit line's ``outcome``)."""
+
+Status = Literal["ok", "default", "optional", "missing", "denied", "unavailable", "invalid"]
+"""Every STATUS word ``check`` shows: ``ok``, what was done about a missing secret, or a ``Failure``."""
+
+
 class LauncherError(Exception):
     """Base class: an error the launcher reports with a one-line message.
 
@@ -70,7 +77,7 @@ class LauncherError(Exception):
     """
 
     exit_code = 70
-    status = "invalid"
+    status: Failure = "invalid"
     rank = -1  # a bug outranks everything
 
     def __init__(self, message: str) -> None:
@@ -117,7 +124,7 @@ class ManifestError(LauncherError):
     """
 
     exit_code = 78
-    status = "invalid"
+    status: Failure = "invalid"
     rank = 0
 
     def __init__(
@@ -135,7 +142,7 @@ class AuthError(LauncherError):
     """Authentication failed or permission was denied; never retried."""
 
     exit_code = 77
-    status = "denied"
+    status: Failure = "denied"
     rank = 1
 
 
@@ -143,7 +150,7 @@ class UnavailableError(LauncherError):
     """A source could not be reached (after retries, when raised to the user)."""
 
     exit_code = 69
-    status = "unavailable"
+    status: Failure = "unavailable"
     rank = 2
 
 
@@ -168,7 +175,7 @@ class NotFoundError(LauncherError):
     """A required secret, version or key does not exist."""
 
     exit_code = 66
-    status = "missing"
+    status: Failure = "missing"
     rank = 3
 
 
@@ -217,7 +224,7 @@ def most_fundamental(errors: Sequence[LauncherError]) -> LauncherError:
     return min(errors, key=lambda e: e.rank)
 
 
-def status_of(error: LauncherError) -> str:
+def status_of(error: LauncherError) -> Failure:
     """The word ``check`` shows for a binding that failed with ``error``."""
     return error.status
 

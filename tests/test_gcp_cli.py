@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
@@ -22,6 +22,11 @@ import yaml
 from tests.gcp_emulator import PROJECT, SecretManagerEmulator
 from tests.helpers import HELPERS_DIR, LAUNCHER, launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
+
+if TYPE_CHECKING:
+    from tests.moto_server import MotoServer
+
+pytest_plugins = ["tests.moto_server"]
 
 CANARY = "gcp-CANARY-7d31"
 ROOT = Path(__file__).resolve().parent.parent
@@ -321,20 +326,27 @@ def test_python_api_get_load_and_has_rotated(gcp: SecretManagerEmulator, tmp_pat
     assert [r.kind for r in gcp.requests] == ["access", "get", "get", "access"]
 
 
-def test_file_google_and_vault_in_one_run(gcp: SecretManagerEmulator, openbao: OpenBao, tmp_path: Path) -> None:
+def test_file_google_vault_and_ssm_in_one_run(gcp: SecretManagerEmulator, openbao: OpenBao, moto_server: MotoServer,
+                                              tmp_path: Path) -> None:
     gcp.add_version("api", json.dumps({"key": "gcp-" + CANARY}))
     base = openbao.unique("mixed-gcp")
     write_kv2(openbao, f"{base}/db", {"password": "bao-" + CANARY})
+    parameter = "/" + moto_server.unique("mixed-gcp") + "/token"
+    moto_server.ssm.put_parameter(Name=parameter, Value="ssm-" + CANARY, Type="SecureString", Overwrite=True)
     (tmp_path / "secrets.yaml").write_text("flag: on-" + CANARY + "\n")
     sources = {"dev": {"type": "file", "path": "./secrets.yaml"}, "gcp": emulated(gcp)}
+    url = f"x://{{{{ gcp://api#key }}}}:{{{{ vault://secret/{base}/db#password }}}}@{{{{ ssm://{parameter} }}}}"
     write_manifest(tmp_path, {"A": "gcp://api#key", "B": f"vault://secret/{base}/db#password", "C": "dev://flag",
-                              "URL": f"x://{{{{ gcp://api#key }}}}:{{{{ vault://secret/{base}/db#password }}}}"}, sources)
-    result = run_launcher(["env", "--format", "json"], env=gcp_env(tmp_path, **openbao.env()), cwd=tmp_path)
+                              "D": f"ssm://{parameter}", "URL": url}, sources)
+    env = gcp_env(tmp_path, **openbao.env(), **moto_server.env())
+    result = run_launcher(["env", "--format", "json"], env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"A": "gcp-" + CANARY, "B": "bao-" + CANARY, "C": "on-" + CANARY,
-                                         "URL": f"x://gcp-{CANARY}:bao-{CANARY}"}
+    assert json.loads(result.stdout) == {"A": "gcp-" + CANARY, "B": "bao-" + CANARY, "C": "on-" + CANARY, "D": "ssm-" + CANARY,
+                                         "URL": f"x://gcp-{CANARY}:bao-{CANARY}@ssm-{CANARY}"}
+    check = run_launcher(["check"], env=env, cwd=tmp_path)
+    assert check.returncode == 0 and CANARY not in check.stdout + check.stderr, check.stderr
     gcp.fail_next(10, "PERMISSION_DENIED")  # all or nothing, across backends
-    denied = run_launcher(["env"], env=gcp_env(tmp_path, **openbao.env()), cwd=tmp_path)
+    denied = run_launcher(["env"], env=env, cwd=tmp_path)
     assert denied.returncode == 77 and CANARY not in denied.stdout + denied.stderr
 
 

@@ -28,17 +28,11 @@ from launcher.events import Event
 from launcher.model.config import listen_address
 from launcher.observe.metrics import Metrics, MetricsServer
 from tests.fault_proxy import fault_proxy
-from tests.helpers import LAUNCHER, FakeHTTP, launcher_env, run_launcher, wait_for
+from tests.helpers import LAUNCHER, FakeHTTP, free_port, launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
 
 CANARY = "canary-5b0e2c-never-a-label"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> Samples:

@@ -18,8 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from launcher.observe.metrics import Metrics, MetricsServer
-from tests.helpers import LAUNCHER, launcher_env, wait_for
-from tests.test_metrics import free_port
+from tests.helpers import LAUNCHER, free_port, launcher_env, wait_for
 
 
 def healthz(port: int, timeout: float = 2.0) -> int | None:

@@ -214,6 +214,90 @@ def test_no_batch_through_a_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     assert tried == []  # no connection was even tried
 
 
+class Disorderly:
+    """An HTTP proxy that answers out of order: what broke positional pipelining.
+
+    Per client connection it takes every request that arrives (pipelined ones
+    included, within 50 ms of the first), asks the server for each, and writes the
+    answers back ``reverse``d, or the first one ``repeat``ed once more, then closes
+    the connection. A client that matched answers to requests by position put one
+    secret's value into another variable behind such a proxy; one request per
+    connection leaves it nothing to disorder.
+    """
+
+    def __init__(self, upstream: str, mode: str) -> None:
+        import socket
+
+        self.upstream, self.mode = upstream.removeprefix("http://"), mode
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.addr = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: Any) -> None:
+        import select
+
+        with client:
+            data = b""
+            while b"\r\n\r\n" not in data:  # the first request's head
+                if not (chunk := client.recv(65536)):
+                    return
+                data += chunk
+            while select.select([client], [], [], 0.05)[0] and (chunk := client.recv(65536)):  # pipelined ones
+                data += chunk
+            answers = [self._ask(head) for head in data.split(b"\r\n\r\n") if head.strip()]
+            if self.mode == "reverse":
+                answers.reverse()
+            else:
+                answers.insert(0, answers[0])
+            client.sendall(b"".join(answers))
+
+    def _ask(self, head: bytes) -> bytes:
+        """The server's answer to one bodiless request, as bytes to write back (HTTP/1.1, closing)."""
+        import http.client
+
+        line, *fields = head.decode("latin-1").split("\r\n")
+        method, target, _ = line.split(" ", 2)
+        headers = dict(f.split(": ", 1) for f in fields if ": " in f)
+        headers = {k: v for k, v in headers.items() if k.lower() not in ("connection", "host")}
+        conn = http.client.HTTPConnection(self.upstream, timeout=10)
+        try:
+            conn.request(method, target, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        return (f"HTTP/1.1 {resp.status} {resp.reason}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.mark.parametrize("mode", ["reverse", "repeat"])
+def test_a_proxy_that_disorders_answers_cannot_cross_wire_secrets(openbao: OpenBao, tmp_path: Path, mode: str) -> None:
+    prefix = openbao.unique(f"disorder-{mode}")
+    values = write_many(openbao, prefix)
+    proxy = Disorderly(openbao.addr, mode)
+    try:
+        env = launcher_env({"VAULT_ADDR": proxy.addr, "VAULT_TOKEN": openbao.token, "HOME": str(tmp_path)})
+        proc = run_launcher(["env", "-m", manifest(tmp_path, prefix), "--format", "json"], env=env)
+    finally:
+        proxy.close()
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == values  # every variable its own secret's value
+    assert proxy.connections >= N  # the batch went through the proxy: one connection per read
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["stall", "reset", "garbage"])
 def test_a_faulty_network_under_a_batch_still_ends_within_the_deadline(openbao: OpenBao, tmp_path: Path, mode: str) -> None:

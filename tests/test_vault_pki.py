@@ -124,6 +124,7 @@ def test_one_issuance_gives_a_matching_certificate_key_and_ca(openbao: OpenBao, 
     assert issued["version"] == serial_text(cert) and issued["ref"] == f"vault://{pki}/issue/{role}?common_name=app.internal&ttl=1h"
     not_after = cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S")
     assert issued["expires_at"].startswith(not_after)
+    assert issued["serial"] == issued["version"] and issued["not_after"] == issued["expires_at"]  # in its own words too
     assert "PRIVATE KEY" not in proc.stderr + trail.read_text()
 
 

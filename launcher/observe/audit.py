@@ -14,7 +14,8 @@ logged once and never stops anything.
 
 Fields: ``time`` (RFC 3339, UTC), ``event``, ``source``, ``ref``, ``version``,
 ``bindings``, ``outcome``, ``pid``, ``child_pid``, ``host``, ``user``, plus
-``reason`` and ``expires_at`` (null when they do not apply). An ``Event`` holds
+``reason`` and ``expires_at`` (null when they do not apply); a certificate's lines
+(``cert_issue``, ``cert_renew``, ``cert_revoke``) add ``serial`` and ``not_after``. An ``Event`` holds
 no value, token or lease id, so no line can.
 """
 
@@ -92,9 +93,11 @@ class AuditLog:
         e = event
         expires = "null" if e.expires_at is None else f'"{rfc3339(e.expires_at)}"'
         child = "null" if e.child_pid is None else int(e.child_pid)
+        # A certificate's lines also say it in its own words: the serial and not_after of what was issued.
+        cert = f',"serial":{_text(e.version)},"not_after":{expires}' if e.kind.startswith("cert_") else ""
         return (f'{{"time":"{rfc3339(self._now())}","event":{_quote(e.kind)},"source":{_text(e.source)},"ref":{_text(e.ref)},'
                 f'"version":{_text(e.version)},"bindings":[{",".join(map(_quote, e.bindings))}],"outcome":{_quote(e.outcome)},'
-                f'"pid":{os.getpid()},"child_pid":{child},{self._who},"reason":{_text(e.reason)},"expires_at":{expires}}}\n'
+                f'"pid":{os.getpid()},"child_pid":{child},{self._who},"reason":{_text(e.reason)},"expires_at":{expires}{cert}}}\n'
                 ).encode("ascii")
 
     def emit(self, event: Event) -> None:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from launcher.errors import LauncherError, ManifestError, NotFoundError
+from launcher.errors import LauncherError, ManifestError, NotFoundError, Status
 from launcher.model.config import Binding, EnvFrom, Manifest
 from launcher.model.refs import (
     ENV_NAME_RE,
@@ -39,7 +39,7 @@ class BindingResult:
 
     name: str
     ref: str
-    status: str  # ok | default | optional | missing | denied | unavailable | invalid
+    status: Status
     version: str | None = None
     value: str | None = field(default=None, repr=False)
     file: bool = False

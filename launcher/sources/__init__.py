@@ -6,7 +6,7 @@
 - ``catalog``: the backend of a type (imported on demand), the source a reference names,
   and opening a source;
 - ``transport``: what every HTTP backend shares (bounded connection pools, plain-word causes);
-- one module or sub-package per backend: ``file``, ``vault/``, ``azure/``, ``aws``.
+- one module or sub-package per backend: ``file``, ``vault/``, ``azure/``, ``aws``, ``ssm``, ``gcp/``.
 
 Nothing is imported here, so importing the registry does not drag the rest in.
 See docs/architecture.md, "Adding a backend".
