@@ -11,29 +11,31 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from launcher import logs
-from launcher.errors import (
-    LauncherError,
-    errors_of,
-)
+from launcher.errors import LauncherError, errors_of
+from launcher.events import Broadcast, EventSink
 from launcher.manifest import DEFAULT_MANIFEST, find
 from launcher.manifest.envfile import with_env_files
 from launcher.model.config import Manifest, listen_address
 from launcher.model.vocabulary import ACTIONS
-from launcher.observe.observing import Observing
+from launcher.resolve.bindings import BindingResult
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver, inline_bindings, log_resolved
-from launcher.run.command import check_exec_limits, exec_command, exec_refusals, find_command, no_core_dumps
-from launcher.run.environment import ChildEnvironment
-from launcher.run.files import SecretFiles, stable_env_dir, stable_files
+from launcher.run.command import exec_refusals, exec_resolved, find_command, no_core_dumps
+from launcher.run.environment import ChildEnvironment, env_values
+from launcher.run.files import stable_files
 from launcher.run.linux import make_undumpable
 from launcher.sources.registry import described
+
+if TYPE_CHECKING:
+    from launcher.observe.observers import Observers  # imported when something asks to observe
 
 log = logging.getLogger("launcher")
 
@@ -82,6 +84,44 @@ def manifest_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         help="Manifest file (default: ./launcher.yaml when it exists).",
     )(fn)
     return global_options(fn)
+
+
+class Observing:
+    """The observers of one command, made (``launcher.observe.observers.Observers``) only once
+    something asks to observe: ``--audit`` / ``$LAUNCHER_AUDIT`` at once (so even a manifest that
+    fails to load is audited), else the manifest's ``audit.path`` or metrics when ``open`` reads
+    them. A command nobody observes never loads ``launcher.observe``; its events go nowhere."""
+
+    def __init__(self, audit: str | None, reports_exit: bool) -> None:
+        self.events = Broadcast()  # what the resolver and the rest tell; the real observers listen to it
+        self._reports_exit = reports_exit
+        self._real: Observers | None = self._make(audit) if audit else None
+        self.reported: BaseException | None = None  # a resolution failure already reported per binding
+
+    def _make(self, audit: str | None = None) -> Observers:
+        from launcher.observe.observers import Observers
+
+        return Observers(audit, reports_exit=self._reports_exit, events=self.events)
+
+    def open(self, manifest: Manifest, metrics: str | None = None, *, serve: bool = False) -> EventSink:
+        """Open what ``manifest`` asks for (see ``Observers.open``); the sink to pass on."""
+        if self._real is None and (manifest.audit.path or (serve and (metrics or manifest.metrics.listen))):
+            self._real = self._make()
+        if self._real is not None:
+            self._real.open(manifest, metrics, serve=serve)
+        return self.events
+
+    def binding_failure(self, results: Iterable[BindingResult], failure: LauncherError) -> None:
+        self.reported = failure
+        if self._real is not None:
+            self._real.binding_failure(results, failure)
+
+    def __enter__(self) -> Observing:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: types.TracebackType | None) -> None:
+        if self._real is not None:
+            self._real.__exit__(kind, exc, tb)
 
 
 def audit_option(reports_exit: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -134,13 +174,11 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _version(ctx: click.Context, value: bool) -> None:
     """``--version``: the version, and from a bundle ``(bundle, glibc >= 2.xx)`` (docs/guides/images-without-python.md)."""
-    if not value or ctx.resilient_parsing:
-        return
-    from launcher import __version__
-    from launcher.bundle import version_suffix  # only --version pays for it
+    if value and not ctx.resilient_parsing:
+        from launcher.bundle import version_text  # only --version pays for it
 
-    click.echo(f"launcher, version {__version__}{version_suffix()}")
-    ctx.exit()
+        click.echo(version_text())
+        ctx.exit()
 
 
 # The sources named in the help are the registry's: a backend added there is listed here too.
@@ -202,15 +240,7 @@ def exec_(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...]
         no_core_dumps()
     resolver, resolution = resolve(manifest, no_inline, observers)
     resolver.close()
-    try:
-        env = environment.build(resolution)
-        check_exec_limits(argv, env, resolution.where_of())
-        if files.directory is not None:
-            log.warning("secret files left in %s for the child (the next exec of this manifest replaces them)", files.directory)
-        exec_command(program, argv, env)
-    except BaseException:
-        environment.files.remove()
-        raise
+    exec_resolved(program, argv, environment, resolution)
 
 
 @cli.command()
@@ -271,25 +301,13 @@ def _check(manifest: Manifest, no_inline: bool, offline: bool, fmt: str, observe
 @audit_option()
 def env(manifest_path: str | None, no_inline: bool, env_files: tuple[str, ...], fmt: str, observers: Observing) -> int:
     """Print the resolved bindings (values included: the explicit "show me" command)."""
-    from launcher.output import dotenv_differs, format_env
+    from launcher.output import format_env
 
     manifest = load(manifest_path, env_files)
     observers.open(manifest)
     resolver, resolution = resolve(manifest, no_inline, observers)
     resolver.close()
-    values = dict(resolution.values)
-    if resolution.files:
-        # One stable directory per user and manifest, overwritten on each call: the
-        # printed paths must outlive this process, and a new directory per call would pile up.
-        directory = stable_env_dir(os.environ, manifest.process.files_dir, manifest.path)
-        values = ChildEnvironment(manifest, os.environ, SecretFiles(directory=directory)).bindings(resolution)
-        log.debug("secret files written to %s (reused by every `launcher env` of this manifest)", directory)
-    if fmt == "dotenv":
-        odd = [name for name, value in values.items() if dotenv_differs(value)]
-        if odd:
-            log.warning("python-dotenv reads %s differently from sh (a single quote, backslashes or ${...}): "
-                        "use --format json for programs", ", ".join(odd))
-    text = format_env(values, fmt)
+    text = format_env(env_values(manifest, resolution, os.environ), fmt)
     if text:
         click.echo(text)
     return 0
@@ -371,28 +389,12 @@ def main(argv: list[str] | None = None) -> NoReturn:
     except click.Abort:
         code = 130
     except LauncherError as exc:
-        _report(exc)
+        logs.report(exc)
         code = exc.exit_code
     except KeyboardInterrupt:
         code = 130
     except Exception:
         log.debug("traceback", exc_info=True)
-        _report(LauncherError("internal error (a bug: please report it; --log-level debug shows the traceback)"))
+        logs.report(LauncherError("internal error (a bug: please report it; --log-level debug shows the traceback)"))
         code = 70
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _report(exc: LauncherError) -> None:
-    """Every problem on its own line (one error, each failing binding, each manifest problem)."""
-    if not logging.getLogger().handlers:
-        logs.configure("info", os.environ.get("LAUNCHER_LOG_FORMAT", "text"))
-    problems = errors_of(exc)
-    for problem in problems:
-        fields = {"exit_code": exc.exit_code} if problem is problems[-1] and _json_logs() else None
-        log.error("%s", problem.message, extra={"fields": fields} if fields else None)
-
-
-def _json_logs() -> bool:
-    return any(isinstance(h.formatter, logs.JsonFormatter) for h in logging.getLogger().handlers)
-
-

@@ -15,12 +15,13 @@ debug) spans several lines.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
 from typing import Any
 
-from launcher.errors import one_line
+from launcher.errors import LauncherError, errors_of, one_line
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure", "one_line"]
 
@@ -78,3 +79,16 @@ def configure(level: str, fmt: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("launcher").setLevel(level.upper())
+
+
+def report(exc: LauncherError) -> None:
+    """Log every problem of ``exc`` on its own line (one error, each failing binding, each manifest
+    problem), the exit code with the last one in JSON logs; logging is configured first if nothing did."""
+    if not logging.getLogger().handlers:
+        configure("info", os.environ.get("LAUNCHER_LOG_FORMAT", "text"))
+    log = logging.getLogger("launcher")
+    problems = errors_of(exc)
+    json_logs = any(isinstance(h.formatter, JsonFormatter) for h in logging.getLogger().handlers)
+    for problem in problems:
+        fields = {"exit_code": exc.exit_code} if problem is problems[-1] and json_logs else None
+        log.error("%s", problem.message, extra={"fields": fields} if fields else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 
 from launcher.resolve.resolver import BindingResult
@@ -95,6 +96,12 @@ def format_env(values: Mapping[str, str], fmt: str) -> str:
         import json
 
         return json.dumps(dict(values), indent=2, ensure_ascii=False)
+    if fmt == "dotenv":
+        odd = [name for name, value in values.items() if dotenv_differs(value)]
+        if odd:
+            logging.getLogger("launcher").warning(
+                "python-dotenv reads %s differently from sh (a single quote, backslashes or ${...}): use --format json for programs",
+                ", ".join(odd))
     if fmt == "shell":
         return "\n".join(f"export {name}={_single_quoted(value)}" for name, value in values.items())
     return "\n".join(f"{name}={_single_quoted(value)}" for name, value in values.items())

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.bundle import NotABundleError, build_info, restore_environment, version_message, version_suffix
+from launcher.bundle import NotABundleError, build_info, restore_environment, version_suffix, version_text
 from launcher.bundle.copy import copy_bundle
 from launcher.errors import UsageError, WouldOverwriteError
 from tests.helpers import run_launcher
@@ -96,7 +96,7 @@ def test_version_from_an_installed_python_does_not_claim_a_bundle() -> None:
     done = run_launcher(["--version"])
     assert done.returncode == 0
     assert done.stdout.startswith("launcher, version ") and "bundle" not in done.stdout
-    assert version_message() == "%(prog)s, version %(version)s"
+    assert version_text() == done.stdout.rstrip("\n")
 
 
 @pytest.mark.parametrize(("info", "suffix"), [

@@ -67,9 +67,11 @@ def version_suffix(info: dict[str, str] | None = None) -> str:
     return f" (bundle, glibc >= {glibc})" if glibc else " (bundle)"
 
 
-def version_message() -> str:
-    """The message of ``launcher --version`` (click's ``%(prog)s`` and ``%(version)s`` fill it)."""
-    return "%(prog)s, version %(version)s" + version_suffix().replace("%", "%%")
+def version_text() -> str:
+    """What ``launcher --version`` prints: ``launcher, version 0.1.0`` plus ``version_suffix``."""
+    from launcher import __version__
+
+    return f"launcher, version {__version__}{version_suffix()}"
 
 
 # What PyInstaller's bootloader adds to the environment before it restarts itself: its own

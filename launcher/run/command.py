@@ -20,6 +20,8 @@ from launcher.model.config import Manifest
 from launcher.resolve.resolution import Resolution
 from launcher.run.environment import ChildEnvironment
 
+log = logging.getLogger(__name__)
+
 # Linux refuses one argv/env string longer than MAX_ARG_STRLEN (32 pages).
 MAX_ARG_STRLEN = 32 * 4096
 _POINTER = 8
@@ -62,6 +64,23 @@ def exec_command(program: str, argv: list[str], env: dict[str, str]) -> NoReturn
         if exc.errno == errno.E2BIG:
             raise ManifestError("the environment is too large for execve; use `file: true` for large values") from None
         raise CommandError(f"{argv[0]}: cannot execute ({os.strerror(exc.errno or 0)})", 126) from None
+
+
+def exec_resolved(program: str, argv: list[str], environment: ChildEnvironment, resolution: Resolution) -> NoReturn:
+    """``launcher exec``'s end: the child's environment built from ``resolution`` (secret files
+    written), checked against execve's limits, then ``exec_command``. Nothing removes the files
+    afterwards (they stay for the child, in the stable directory ``environment.files`` uses);
+    if the exec fails they are removed."""
+    try:
+        env = environment.build(resolution)
+        check_exec_limits(argv, env, resolution.where_of())
+        if environment.files.directory is not None:
+            log.warning("secret files left in %s for the child (the next exec of this manifest replaces them)",
+                        environment.files.directory)
+        exec_command(program, argv, env)
+    except BaseException:
+        environment.files.remove()
+        raise
 
 
 def not_found_message(name: str, program: str) -> str:

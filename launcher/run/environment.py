@@ -9,6 +9,7 @@ docs/architecture.md, "What the child sees".
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 
@@ -32,6 +33,9 @@ def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str],
             base.pop(name, None)
     base.update(bindings)
     return base
+
+
+log = logging.getLogger(__name__)
 
 
 class ChildEnvironment:
@@ -103,3 +107,16 @@ class ChildEnvironment:
         values = {k: (fixed[k][0] if k in fixed else os.path.join(directory, k)) if k in resolution.files else v
                   for k, v in resolution.values.items()}
         return child_environment(self.inherited, values, self.process)
+
+
+def env_values(manifest: Manifest, resolution: Resolution, inherited: Mapping[str, str]) -> dict[str, str]:
+    """What ``launcher env`` prints: the bindings, each ``file: true`` one as the path of its file,
+    written to one stable directory per user and manifest, overwritten on each call (the printed
+    paths must outlive this process, and a new directory per call would pile up)."""
+    if not resolution.files:
+        return dict(resolution.values)
+    from launcher.run.files import stable_env_dir
+
+    directory = stable_env_dir(inherited, manifest.process.files_dir, manifest.path)
+    log.debug("secret files written to %s (reused by every `launcher env` of this manifest)", directory)
+    return ChildEnvironment(manifest, inherited, SecretFiles(directory=directory)).bindings(resolution)
