@@ -162,7 +162,7 @@ def trie_regex(patterns: tuple[bytes, ...]) -> bytes:
 
 def matchers(values: list[str], sample: bytes) -> list[tuple[str, Callable[[bytes], bytes], bool]]:
     """Every approach measured: (name, a function masking one chunk, slow). The last two are the engine."""
-    from launcher import masking
+    from launcher.run import masking
     from launcher.run.masking import CONCEALED, Masker
 
     class DenseOnly(Masker):  # the engine's path for chunks crowded with anchors, taken for every chunk

@@ -153,8 +153,8 @@ def report(sizes: list[int], results: dict[tuple[int, str], list[float]], runs: 
     if 10 in sizes:
         row = ratios[sizes.index(10)]
         rep.targets += [
-            Target("startup: launcher exec N=10 file / floor (click, yaml)", row[1], 1.15, "bench_startup"),
-            Target("startup: launcher exec N=10 vault / floor (click, yaml, urllib3)", row[2], 1.15, "bench_startup"),
+            Target("startup: launcher exec N=10 file / floor (click, yaml)", row[1], 1.4, "bench_startup"),
+            Target("startup: launcher exec N=10 vault / floor (click, yaml, urllib3)", row[2], 1.3, "bench_startup"),
             Target("startup: import launcher / python -c pass", row[5], 2.0, "bench_startup"),
         ]
     rep.notes.append(f"median of {runs} runs after one warm-up run each, interleaved; ratios are medians of the per-round "

@@ -22,7 +22,7 @@ bundle=$out/launcher
 # Every extra of pyproject.toml goes in, but these: a new backend's extra (say `gcp`) is
 # picked up with no change here; an extra for development or for in-process use is not.
 # pydantic serves the Python API (launcher.pydantic), which a bundle has no use for.
-excluded_extras="test pydantic docs dev"
+excluded_extras="test pydantic docs dev bench"  # in-process use, tests, docs and benchmark charts: not the command
 pyinstaller_version=6.22.3
 
 for tool in objdump strip tar; do

@@ -96,12 +96,16 @@ class EnvFrom:
 
 @dataclass(frozen=True)
 class CacheConfig:
+    """How long a value read is reused, and how many values are kept."""
+
     ttl: float = setting(8 * 3600.0, "duration", help="longest a fetched value is reused without a fresh read")
     max_entries: int = setting(500, "integer", minimum=1, help="bound on memory: the least recently used goes first")
 
 
 @dataclass(frozen=True)
 class RetryConfig:
+    """How a failed read is retried, all within the deadline."""
+
     attempts: int = setting(4, "integer", minimum=1, help="tries per secret, the first included")
     initial_delay: float = setting(1.0, "duration", help="the first wait")
     max_delay: float = setting(32.0, "duration", help="the longest wait")
@@ -112,6 +116,8 @@ class RetryConfig:
 
 @dataclass(frozen=True)
 class WatchConfig:
+    """Rotation checks, and what is done to the child when a secret changes."""
+
     enabled: bool = setting(False, "bool", help="watch for rotation (or `launcher run --watch`)")
     interval: float = setting(60.0, "duration", positive=True, help="each secret is checked this often")
     on_change: Action = setting("restart", "choice", choices=ACTIONS, help="what a change does to the child")
@@ -129,6 +135,8 @@ class WatchConfig:
 
 @dataclass(frozen=True)
 class ProcessConfig:
+    """The child: its environment, signals, secret files and core dumps."""
+
     stop_signal: signal.Signals = setting(signal.SIGTERM, "signal", help="first signal when stopping the child")
     stop_timeout: float = setting(10.0, "duration", help="then SIGKILL to the process group")
     pristine: bool = setting(False, "bool", help="the child gets only the bindings and `inherit`")
@@ -169,11 +177,15 @@ def listen_address(text: str) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class AuditConfig:
+    """Where the JSON-lines audit trail is appended."""
+
     path: str | None = setting(None, "path", help="JSON-lines audit trail, appended to (or --audit, $LAUNCHER_AUDIT)")
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """Where /metrics and /healthz are served while run supervises."""
+
     listen: str | None = setting(None, "text", nullable=True, check=listen_address, pattern=LISTEN_PATTERN,
                                  help="serve /metrics and /healthz during `launcher run` on HOST:PORT (a bare port: loopback)")
 

@@ -19,6 +19,8 @@ V = TypeVar("V")
 
 @dataclass
 class CacheStats:
+    """What the cache did: hits, misses, expirations and evictions (``Client.stats``)."""
+
     hits: int = 0
     misses: int = 0
     evictions: int = 0
