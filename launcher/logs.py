@@ -23,7 +23,7 @@ from typing import Any
 
 from launcher.errors import LauncherError, errors_of, one_line
 
-__all__ = ["JsonFormatter", "TextFormatter", "configure", "one_line"]
+__all__ = ["JsonFormatter", "TextFormatter", "configure", "one_line", "report"]
 
 
 class TextFormatter(logging.Formatter):

@@ -18,7 +18,9 @@ from launcher.manifest.fixed_paths import problems as path_problems
 from launcher.manifest.regular_files import MAX_REGULAR_BYTES
 from launcher.model.config import Manifest, ProcessConfig
 from launcher.resolve.resolution import Resolution
-from launcher.run.files import SecretFiles, stable_env_path
+from launcher.run.files import SecretFiles, stable_env_dir, stable_env_path
+
+log = logging.getLogger(__name__)
 
 
 def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str], process: ProcessConfig) -> dict[str, str]:
@@ -33,9 +35,6 @@ def child_environment(inherited: Mapping[str, str], bindings: Mapping[str, str],
             base.pop(name, None)
     base.update(bindings)
     return base
-
-
-log = logging.getLogger(__name__)
 
 
 class ChildEnvironment:
@@ -115,8 +114,6 @@ def env_values(manifest: Manifest, resolution: Resolution, inherited: Mapping[st
     paths must outlive this process, and a new directory per call would pile up)."""
     if not resolution.files:
         return dict(resolution.values)
-    from launcher.run.files import stable_env_dir
-
     directory = stable_env_dir(inherited, manifest.process.files_dir, manifest.path)
     log.debug("secret files written to %s (reused by every `launcher env` of this manifest)", directory)
     return ChildEnvironment(manifest, inherited, SecretFiles(directory=directory)).bindings(resolution)
