@@ -12,7 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from launcher.record import record
 
 
 def _uniform() -> float:
@@ -22,7 +23,7 @@ def _uniform() -> float:
     return random.random()
 
 
-@dataclass(frozen=True)
+@record
 class Clock:
     """Monotonic time, a uniform draw in [0, 1), sleeping, and wall-clock time (for audit lines)."""
 

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
+
+from launcher.record import record
 
 AUDITED = frozenset({
     "fetch", "check", "rotation", "restart", "signal", "exit", "login", "lease_renew", "lease_revoke", "error",
@@ -45,7 +46,7 @@ AUDITED = frozenset({
 })
 
 
-@dataclass(frozen=True)
+@record
 class Event:
     """One thing that happened; every field but ``kind`` is optional. Never holds a value."""
 

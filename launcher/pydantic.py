@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Generic, TypeVar, cast
 
 try:
@@ -37,6 +37,7 @@ from launcher.api import Client, ManifestArg, Secrets, find_manifest, load
 from launcher.errors import LauncherError, ManifestError
 from launcher.model.config import Binding, Manifest
 from launcher.model.refs import RefSyntaxError, parse_value, references
+from launcher.record import record
 from launcher.resolve.resolver import inline_bindings
 from launcher.sources.catalog import reference_problem
 
@@ -46,7 +47,7 @@ S = TypeVar("S", bound=BaseSettings)
 SECRET_KEY = "secret"  # the json_schema_extra key that names a field's reference
 
 
-@dataclass(frozen=True)
+@record
 class Route:
     """Where one field's value comes from."""
 

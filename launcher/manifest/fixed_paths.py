@@ -29,9 +29,10 @@ from typing import Any
 
 from launcher.manifest.regular_files import kind_of
 from launcher.model.config import Binding, Manifest
+from launcher.record import record
 
 
-@dataclasses.dataclass(frozen=True)
+@record
 class Identity:
     """Which file a path names: its real path, and (device, inode) when it exists."""
 

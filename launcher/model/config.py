@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from launcher.model.refs import Part, Reference, references, render
 from launcher.model.settings import setting
 from launcher.model.vocabulary import ACTIONS, JITTERS, ON_ERRORS, SIGNAL_TARGETS, Action, Jitter, OnError, SignalTarget
+from launcher.record import record
 from launcher.sources.registry import builtins, default_scrub
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class SourceConfig:
     """What every source has: its name and ``type``; each backend adds its own settings."""
 
@@ -33,7 +34,7 @@ class SourceConfig:
     fallback_hold: float = setting(30.0, "duration", help="after a failover, this source is not asked for this long; then one probe")
 
 
-@dataclass(frozen=True)
+@record
 class Binding:
     """One environment variable: a literal, a reference or a template of references.
 
@@ -69,7 +70,7 @@ class Binding:
         return render(self.parts) if self.refs else "-"
 
 
-@dataclass(frozen=True)
+@record
 class EnvFile:
     """A dotenv file of bindings (``env_files:`` or ``--env-file``) and what was read from it.
 
@@ -85,7 +86,7 @@ class EnvFile:
     where: str = "<manifest>"
 
 
-@dataclass(frozen=True)
+@record
 class EnvFrom:
     """Every key of one secret, as ``<prefix><KEY>`` variables."""
 
@@ -94,7 +95,7 @@ class EnvFrom:
     where: str = "<manifest>"
 
 
-@dataclass(frozen=True)
+@record
 class CacheConfig:
     """How long a value read is reused, and how many values are kept."""
 
@@ -102,7 +103,7 @@ class CacheConfig:
     max_entries: int = setting(500, "integer", minimum=1, help="bound on memory: the least recently used goes first")
 
 
-@dataclass(frozen=True)
+@record
 class RetryConfig:
     """How a failed read is retried, all within the deadline."""
 
@@ -114,7 +115,7 @@ class RetryConfig:
     deadline: float = setting(60.0, "duration", help="hard bound on a resolution, every request included")
 
 
-@dataclass(frozen=True)
+@record
 class WatchConfig:
     """Rotation checks, and what is done to the child when a secret changes."""
 
@@ -133,7 +134,7 @@ class WatchConfig:
     restart_window: float = setting(300.0, "duration", positive=True, help="the storm guard's window")
 
 
-@dataclass(frozen=True)
+@record
 class ProcessConfig:
     """The child: its environment, signals, secret files and core dumps."""
 
@@ -175,14 +176,14 @@ def listen_address(text: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-@dataclass(frozen=True)
+@record
 class AuditConfig:
     """Where the JSON-lines audit trail is appended."""
 
     path: str | None = setting(None, "path", help="JSON-lines audit trail, appended to (or --audit, $LAUNCHER_AUDIT)")
 
 
-@dataclass(frozen=True)
+@record
 class MetricsConfig:
     """Where /metrics and /healthz are served while run supervises."""
 
@@ -190,7 +191,7 @@ class MetricsConfig:
                                  help="serve /metrics and /healthz during `launcher run` on HOST:PORT (a bare port: loopback)")
 
 
-@dataclass(frozen=True)
+@record
 class Manifest:
     """A parsed, validated manifest. ``path`` is None when no file was used."""
 

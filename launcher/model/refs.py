@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from dataclasses import dataclass
+
+from launcher.record import record
 
 # A NAME:// prefix with one of these schemes is an ordinary URL, hence a literal,
 # and no source may take one of these names (docs/reference/references.md).
@@ -54,7 +55,7 @@ Data = tuple[tuple[str, str], ...]
 """Request data: (name, value) pairs sorted by name, so the order they were written in does not matter."""
 
 
-@dataclass(frozen=True)
+@record
 class FetchKey:
     """What one backend read is keyed on: dedupe, cache and single flight use it.
 
@@ -70,7 +71,7 @@ class FetchKey:
         return f"{self.source}://{_escape(self.path)}{_query(self.version, self.data)}"
 
 
-@dataclass(frozen=True)
+@record
 class Reference:
     """A parsed reference; ``text`` is what the user wrote (it holds no value)."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from launcher.errors import LauncherError, ManifestError, NotFoundError, Status
 from launcher.model.config import Binding, EnvFrom, Manifest
@@ -26,6 +26,7 @@ from launcher.model.refs import (
     parse_reference,
     scheme_of,
 )
+from launcher.record import record
 from launcher.sources.base import Secret, to_text
 from launcher.sources.catalog import reference_problem
 
@@ -33,7 +34,7 @@ log = logging.getLogger("launcher.resolve.resolver")
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_]")
 
 
-@dataclass(frozen=True)
+@record
 class BindingResult:
     """The outcome for one variable (or one ``env_from`` entry), as ``check`` shows it."""
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from launcher.errors import CompoundError, LauncherError, ManifestError
 from launcher.model.refs import FetchKey
+from launcher.record import record
 from launcher.resolve.bindings import BindingResult
 from launcher.sources.base import Secret
 
 
-@dataclass(frozen=True)
+@record
 class Resolution:
     """Everything one resolution produced. Values are hidden from the repr."""
 

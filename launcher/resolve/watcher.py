@@ -21,7 +21,6 @@ import math
 import signal
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from launcher import deadline
 from launcher.clock import SYSTEM, Clock
@@ -30,6 +29,7 @@ from launcher.events import NOTHING, Event, EventSink
 from launcher.model.config import Manifest
 from launcher.model.durations import format_duration
 from launcher.model.refs import FetchKey
+from launcher.record import record
 from launcher.resolve.bindings import binding_uses, inline_bindings
 from launcher.resolve.resolution import Resolution
 from launcher.resolve.resolver import Resolver
@@ -43,7 +43,7 @@ TOKEN_MAINTENANCE_PERIOD = 1.0
 CHECK_BOUND = 15.0
 
 
-@dataclass(frozen=True)
+@record
 class Rotation:
     """Posted when a re-resolution is ready: the supervisor diffs and acts."""
 
@@ -52,7 +52,7 @@ class Rotation:
     urgent: bool = False  # a lease is ending: act now, skipping debounce and splay
 
 
-@dataclass(frozen=True)
+@record
 class Outage:
     """Posted when a check fails (the supervisor applies ``on_error``)."""
 

@@ -24,16 +24,17 @@ histories; the supervisor carries the actions out. The rules (docs/architecture.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Generic, TypeVar
 
 from launcher.model.config import Manifest
 from launcher.model.vocabulary import ACTIONS, Action
+from launcher.record import record
 
 P = TypeVar("P")  # what a change carries (the supervisor's new resolution); opaque here
 
 
-@dataclass(frozen=True)
+@record
 class Rules:
     """The settings ``decide`` follows; built once from ``watch`` and the bindings."""
 
@@ -52,7 +53,7 @@ class Rules:
 # -- events ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Changed(Generic[P]):
     """The environment changed: these names differ; ``payload`` is the new state of things."""
 
@@ -61,14 +62,14 @@ class Changed(Generic[P]):
     urgent: bool = False  # a lease is ending: act now, skipping debounce and splay
 
 
-@dataclass(frozen=True)
+@record
 class Tick:
     """Time passed; ``draw`` is a uniform number in [0, 1) for the splay."""
 
     draw: float = 0.0
 
 
-@dataclass(frozen=True)
+@record
 class Restarted:
     """The restart (or signal) the policy asked for is done: the new child runs."""
 
@@ -76,7 +77,7 @@ class Restarted:
 # -- actions ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class Act(Generic[P]):
     """Carry out ``action`` (restart, signal, exit or ignore) for ``names`` with ``payload``.
 
@@ -89,7 +90,7 @@ class Act(Generic[P]):
     fell_back: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Hold:
     """The storm guard holds a restart until ``until`` (``restarts`` already made in the window)."""
 
@@ -100,7 +101,7 @@ class Hold:
 # -- state --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class State(Generic[P]):
     """Everything ``decide`` remembers between events."""
 

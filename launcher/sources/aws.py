@@ -35,7 +35,6 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from launcher import deadline
@@ -43,6 +42,7 @@ from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundErr
 from launcher.model.config import SourceConfig
 from launcher.model.refs import FetchKey, Reference
 from launcher.model.settings import setting
+from launcher.record import record
 from launcher.sources.base import Backend, Secret
 
 CONNECT_TIMEOUT = 5.0
@@ -77,7 +77,7 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 _MAX_DETAIL = 300
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class AwsSourceConfig(SourceConfig):
     """An AWS Secrets Manager source; None fields fall back to the AWS variables.
 

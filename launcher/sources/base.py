@@ -13,15 +13,16 @@ from __future__ import annotations
 import builtins as _builtins
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol, runtime_checkable
 
 from launcher.events import EventSink
 from launcher.model.config import SourceConfig
 from launcher.model.refs import Reference
+from launcher.record import record
 
 
-@dataclass(frozen=True)
+@record
 class Lease:
     """A dynamic secret's lease (Vault); durations in seconds."""
 
@@ -30,7 +31,7 @@ class Lease:
     renewable: bool
 
 
-@dataclass(frozen=True)
+@record
 class Secret:
     """What one read returned: a scalar ``value`` or a mapping of ``fields``.
 
@@ -168,7 +169,7 @@ def _no_problem(config: Any, ref: Reference) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@record
 class Backend:
     """What a backend module declares about itself (its ``BACKEND``)."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 
 import yaml
 
@@ -30,6 +29,7 @@ from launcher.model.config import SourceConfig
 from launcher.model.refs import FetchKey, Reference
 from launcher.model.settings import setting
 from launcher.model.yamltext import InvalidYamlError, compose_yaml, decode_text, is_null
+from launcher.record import record
 from launcher.sources.base import Backend, ContentVersions, Secret
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -37,7 +37,7 @@ MAX_VALUE_CHARS = 4 * 1024 * 1024
 MAX_DEPTH = 100
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class FileSourceConfig(SourceConfig):
     """A local YAML or JSON file of secrets: the offline source for demos and tests."""
 

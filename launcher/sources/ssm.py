@@ -24,13 +24,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from launcher import deadline
 from launcher.errors import AuthError, LauncherError, ManifestError, NotFoundError, TransientError
 from launcher.model.refs import FetchKey, Reference
 from launcher.model.settings import setting
+from launcher.record import record
 from launcher.sources.aws import CONNECT_TIMEOUT, MAX_POOL, READ_TIMEOUT, AwsSourceConfig, map_error
 from launcher.sources.base import Backend, Secret
 
@@ -53,7 +53,7 @@ _INVALID = frozenset({"ValidationException", "HierarchyLevelLimitExceededExcepti
 Item = tuple[str, "str | None"]  # (path, version), as the resolver asks ``read_many``
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class SsmSourceConfig(AwsSourceConfig):
     """An SSM Parameter Store source: the settings of ``aws`` (region, endpoint_url, profile)."""
 
@@ -62,7 +62,7 @@ class SsmSourceConfig(AwsSourceConfig):
     type: str = "ssm"
 
 
-@dataclass(frozen=True)
+@record
 class Wanted:
     """What a reference asks SSM for: a name (with its leading ``/``) and at most one selector."""
 

@@ -6,16 +6,15 @@ tests/test_registry.py to show that the core needs nothing else to know about it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from launcher.errors import NotFoundError
 from launcher.model.config import SourceConfig
 from launcher.model.refs import Reference
 from launcher.model.settings import setting
+from launcher.record import record
 from launcher.sources.base import Backend, Secret
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class MemoryConfig(SourceConfig):
     values: tuple[str, ...] = setting((), "names", help="not really names: KEY=VALUE pairs would not pass; see below")
     label: str = setting("", "text", required=True, missing="a label for messages", help="shown in messages")

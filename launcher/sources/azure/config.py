@@ -8,13 +8,13 @@ package reads), the credential vocabulary, and the rules a reference must obey
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal, get_args
 
 from launcher.errors import ManifestError
 from launcher.model.config import SourceConfig
 from launcher.model.refs import Reference
 from launcher.model.settings import setting
+from launcher.record import record
 
 # How a source obtains its token (``credential``).
 Credential = Literal["default", "managed_identity", "workload_identity", "client_secret", "cli"]
@@ -24,12 +24,12 @@ CREDENTIALS: tuple[Credential, ...] = get_args(Credential)
 BUILTIN_VAULT_SUFFIX = ".vault.azure.net"
 
 
-@dataclass(frozen=True)
+@record
 class AzureTls:
     ca_cert: str | None = setting(None, "path", help="a CA trusted in addition to the system roots (private endpoints)")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class AzureSourceConfig(SourceConfig):
     """An Azure Key Vault source; ``vault_url`` None means the built-in ``azure://VAULT/SECRET``."""
 

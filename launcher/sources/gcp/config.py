@@ -10,12 +10,12 @@ version has one spelling, one read and one cache entry).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Literal, get_args
 
 from launcher.model.config import SourceConfig
 from launcher.model.refs import Reference
 from launcher.model.settings import setting
+from launcher.record import record
 
 # How a source obtains its credentials (``credentials``).
 Credentials = Literal["default", "none"]
@@ -27,7 +27,7 @@ _SECRET_RE = re.compile(r"[A-Za-z0-9_-]{1,255}\Z")
 _VERSION_RE = re.compile(r"(?:[1-9][0-9]{0,18}|[A-Za-z][A-Za-z0-9_-]{0,62})\Z")  # a number, latest, an alias
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class GcpSourceConfig(SourceConfig):
     """A Google Secret Manager source; None fields fall back to the Google variables."""
 
@@ -40,7 +40,7 @@ class GcpSourceConfig(SourceConfig):
     type: str = "gcp"
 
 
-@dataclass(frozen=True)
+@record
 class SecretName:
     """A reference's path taken apart; ``project`` None means the source's project."""
 

@@ -7,12 +7,12 @@ read by the manifest package (``auth`` is a variant: its allowed keys depend on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, get_args
 
 from launcher.model.config import SourceConfig
 from launcher.model.refs import Reference
 from launcher.model.settings import setting
+from launcher.record import record
 
 # How a Vault source logs in (``auth.method``).
 AuthMethod = Literal["token", "approle", "kubernetes", "jwt", "cert"]
@@ -46,7 +46,7 @@ def reference_problem(config: object, ref: Reference) -> str | None:
             "issue/ROLE or a transit mount's decrypt/KEY")
 
 
-@dataclass(frozen=True)
+@record
 class TlsConfig:
     """TLS settings of a source; None means "use the standard variable or system default"."""
 
@@ -57,7 +57,7 @@ class TlsConfig:
     skip_verify: bool | None = setting(None, "bool", help="no server verification (default $VAULT_SKIP_VERIFY)")
 
 
-@dataclass(frozen=True)
+@record
 class VaultAuth:
     """How a Vault source logs in. ``token`` reads token_file, VAULT_TOKEN, BAO_TOKEN, ~/.vault-token."""
 
@@ -74,7 +74,7 @@ class VaultAuth:
     mount: str | None = setting(None, help="where the auth method is mounted (default: its name)")
 
 
-@dataclass(frozen=True, kw_only=True)
+@record(kw_only=True)
 class VaultSourceConfig(SourceConfig):
     """A HashiCorp Vault / OpenBao source; None fields fall back to the VAULT_* (then BAO_*) variables."""
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Literal
 
 from launcher.errors import ManifestError
+from launcher.record import record
 from launcher.sources.transport import check_url
 from launcher.sources.vault.config import VaultSourceConfig
 
@@ -23,7 +23,7 @@ _TRUE = {"1", "t", "true"}  # what Go's strconv.ParseBool accepts, as the Vault 
 _FALSE = {"0", "f", "false"}
 
 
-@dataclass(frozen=True)
+@record
 class Connection:
     """Where and how to reach Vault; built once per source by ``connection_settings``."""
 

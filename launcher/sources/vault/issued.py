@@ -26,11 +26,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from launcher.errors import LauncherError, NotFoundError, UnavailableError
 from launcher.events import Event, EventSink
+from launcher.record import record
 from launcher.sources.base import Secret, to_text
 from launcher.sources.vault.config import WRITE_VERBS, WriteKind
 from launcher.sources.vault.http import VaultAnswerError
@@ -90,7 +90,7 @@ def _data(body: dict[str, Any], ref: str) -> dict[str, Any]:
     return data
 
 
-@dataclass(frozen=True)
+@record
 class Issued:
     """One certificate this process was issued (no key: the serial, where, until when)."""
 
