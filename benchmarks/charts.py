@@ -67,6 +67,16 @@ def _label_bars(ax: Any, bars: Any, fmt: str) -> None:
         ax.text(width, bar.get_y() + bar.get_height() / 2, " " + fmt.format(width), va="center", fontsize=8)
 
 
+def _ms_bars(ax: Any, rows: list[tuple[str, float, str]], xlabel: str, title: str) -> None:
+    """One panel of horizontal bars, top to bottom in ``rows`` order (label, ms, colour), each labelled."""
+    bars = ax.barh([r[0] for r in rows], [r[1] for r in rows], color=[r[2] for r in rows])
+    _label_bars(ax, bars, "{:.0f}")
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, loc="left", fontsize=10)
+    ax.set_xlim(0, max(r[1] for r in rows) * 1.2)
+
+
 def startup(plt: Any, data: dict[str, Any]) -> Figure:
     """Launch to the child's first instruction, N = 10 secrets: against bao agent, then against the floors."""
     ms = {kind: values.get("10") for kind, values in data["median_ms"].items()}
@@ -75,23 +85,13 @@ def startup(plt: Any, data: dict[str, Any]) -> Figure:
 
     rows = [("launcher exec (Vault)", ms["launcher exec"], LAUNCHER), ("launcher run (Vault)", ms["launcher run"], LAUNCHER),
             ("bao agent", ms["bao agent"], PEER)]
-    bars = peer.barh([r[0] for r in rows], [r[1] for r in rows], color=[r[2] for r in rows])
-    _label_bars(peer, bars, "{:.0f}")
-    peer.invert_yaxis()
-    peer.set_xlabel("ms (bao agent waits a fixed 2 s after its first render)")
-    peer.set_title("against bao agent", loc="left", fontsize=10)
-    peer.set_xlim(0, max(r[1] for r in rows) * 1.2)
+    _ms_bars(peer, rows, "ms (bao agent waits a fixed 2 s after its first render)", "against bao agent")
 
     rows = [("bare child", ms["bare child"], FLOOR), ("python -c pass", ms["interpreter"], FLOOR),
             ("import launcher", ms["import launcher"], LAUNCHER), ("floor: click, yaml", ms["floor file"], FLOOR),
             ("launcher exec (file)", ms["exec file"], LAUNCHER), ("floor: + urllib3", ms["floor vault"], FLOOR),
             ("launcher exec (Vault)", ms["launcher exec"], LAUNCHER), ("launcher run (Vault)", ms["launcher run"], LAUNCHER)]
-    bars = floors.barh([r[0] for r in rows], [r[1] for r in rows], color=[r[2] for r in rows])
-    _label_bars(floors, bars, "{:.0f}")
-    floors.invert_yaxis()
-    floors.set_xlabel("ms")
-    floors.set_title("against the imports it cannot avoid", loc="left", fontsize=10)
-    floors.set_xlim(0, max(r[1] for r in rows) * 1.2)
+    _ms_bars(floors, rows, "ms", "against the imports it cannot avoid")
     fig.tight_layout()
     return fig
 

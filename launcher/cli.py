@@ -172,7 +172,7 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _version(ctx: click.Context, value: bool) -> None:
+def _version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     """``--version``: the version, and from a bundle ``(bundle, glibc >= 2.xx)`` (docs/guides/images-without-python.md)."""
     if value and not ctx.resilient_parsing:
         from launcher.bundle import version_text  # only --version pays for it
@@ -186,7 +186,7 @@ def _version(ctx: click.Context, value: bool) -> None:
              help=f"Put secrets from {described()} into a process's environment, and supervise it.")
 @click.option("--log-level", envvar="LAUNCHER_LOG_LEVEL", default="info", show_default=True, type=_LEVELS)
 @click.option("--log-format", envvar="LAUNCHER_LOG_FORMAT", default="text", show_default=True, type=_FORMATS)
-@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=lambda ctx, _, value: _version(ctx, value),
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_version,
               help="Show the version (and, from a bundle, its C library floor) and exit.")
 @click.pass_context
 def cli(ctx: click.Context, log_level: str, log_format: str) -> None:

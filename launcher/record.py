@@ -20,6 +20,7 @@ import dataclasses
 import reprlib
 import sys
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, TypeVar, overload
 
 if sys.version_info >= (3, 11):
@@ -46,8 +47,9 @@ def record(cls: C | None = None, /, *, kw_only: bool = False) -> C | Callable[[C
         fields = dataclasses.fields(cls)
         shape: Any = cls
         shape.__record_shown__ = tuple(f.name for f in fields if f.repr)
-        shape.__record_compared__ = tuple(f.name for f in fields if f.compare)
-        shape.__record_hashed__ = tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash))
+        # attrgetter reads the fields in C: records are cache and dict keys, hashed on every lookup.
+        shape.__record_compared__ = _getter(tuple(f.name for f in fields if f.compare))
+        shape.__record_hashed__ = _getter(tuple(f.name for f in fields if (f.compare if f.hash is None else f.hash)))
         for name, function in _SHARED.items():
             if name not in cls.__dict__:  # a method the class writes itself wins, as with dataclass
                 setattr(cls, name, function)
@@ -74,19 +76,24 @@ def _repr(self: Any) -> str:
 
 
 def _eq(self: Any, other: object) -> object:  # bool, or NotImplemented for another class
-    names: tuple[str, ...] = self.__record_compared__
+    values: Callable[[object], tuple[object, ...]] = self.__record_compared__
     if other.__class__ is not self.__class__:
         return NotImplemented
-    mine, theirs = _values(self, names), _values(other, names)
-    return mine == theirs
+    return values(self) == values(other)
 
 
 def _hash(self: Any) -> int:
-    return hash(_values(self, self.__record_hashed__))
+    return hash(self.__record_hashed__(self))
 
 
-def _values(item: object, names: tuple[str, ...]) -> tuple[object, ...]:
-    return tuple(getattr(item, name) for name in names)
+def _getter(names: tuple[str, ...]) -> Callable[[object], tuple[object, ...]]:
+    """The values of ``names`` as a tuple (``attrgetter`` gives a bare value for one name)."""
+    if len(names) == 1:
+        one = attrgetter(names[0])
+        return lambda item: (one(item),)
+    if not names:
+        return lambda item: ()
+    return attrgetter(*names)
 
 
 _SHARED: dict[str, Callable[..., Any]] = {

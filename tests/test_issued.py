@@ -29,7 +29,7 @@ from launcher.sources.base import Secret, Writing
 from launcher.sources.catalog import reference_problem
 from launcher.sources.file import FileSourceConfig
 from tests.fakes import ManualClock, ScriptedSource
-from tests.helpers import raise_failure
+from tests.helpers import raise_failure, wait_for
 
 DATA = (("common_name", "app.internal"), ("ttl", "90s"))
 KEY = FetchKey("fake", "pki/issue/web", None, DATA)
@@ -171,6 +171,8 @@ def test_concurrent_gets_of_one_reference_share_one_write() -> None:
     threads = [threading.Thread(target=lambda r=r: results.append(resolver.fetch(r.fetch_key).version or "")) for r in refs]
     for thread in threads:
         thread.start()
+    # All three in flight before the write answers: a late one would be a cache hit, not a shared write.
+    wait_for(lambda: resolver.cache.stats.misses == 3, what="three gets to miss the cache")
     gate.set()
     for thread in threads:
         thread.join(5)

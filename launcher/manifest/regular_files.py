@@ -22,8 +22,11 @@ import errno
 import os
 import stat
 
-MAX_REGULAR_BYTES = 4 * 1024 * 1024
+from launcher.manifest.textfile import MAX_MANIFEST_BYTES
+
+MAX_REGULAR_BYTES = MAX_MANIFEST_BYTES
 """Templates and the files the launcher writes hold at most this much (docs/guides/files-and-templates.md)."""
+_LIMIT_TEXT = f"{MAX_REGULAR_BYTES // (1024 * 1024)} MiB"
 
 _READ = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -47,11 +50,11 @@ def kind_of(mode: int) -> str:
     return "not a regular file"
 
 
-def read_regular(path: str, limit: int = MAX_REGULAR_BYTES) -> bytes:
-    """The whole content of the regular file ``path``, at most ``limit`` bytes.
+def read_regular(path: str) -> bytes:
+    """The whole content of the regular file ``path``, at most ``MAX_REGULAR_BYTES``.
 
     Never blocks on a FIFO or reads a device. Raises ``NotRegularError``,
-    ``TooLargeError`` (the file is larger than ``limit``, even if it grew
+    ``TooLargeError`` (the file is larger than that, even if it grew
     while being read), ``OSError`` from ``open``/``read``, ``ValueError`` for a NUL byte.
     """
     fd = os.open(path, _READ)
@@ -59,19 +62,19 @@ def read_regular(path: str, limit: int = MAX_REGULAR_BYTES) -> bytes:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise NotRegularError(f"is {kind_of(info.st_mode)}, not a regular file")
-        if info.st_size > limit:
-            raise TooLargeError(f"is {info.st_size} bytes, over the limit of {_size(limit)}")
+        if info.st_size > MAX_REGULAR_BYTES:
+            raise TooLargeError(f"is {info.st_size} bytes, over the limit of {_LIMIT_TEXT}")
         os.set_blocking(fd, True)
         chunks: list[bytes] = []
         size = 0
-        while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
+        while size <= MAX_REGULAR_BYTES:
+            chunk = os.read(fd, MAX_REGULAR_BYTES + 1 - size)
             if not chunk:
                 break
             chunks.append(chunk)
             size += len(chunk)
-        if size > limit:
-            raise TooLargeError(f"is over the limit of {_size(limit)} (it grew while being read)")
+        if size > MAX_REGULAR_BYTES:
+            raise TooLargeError(f"is over the limit of {_LIMIT_TEXT} (it grew while being read)")
         return b"".join(chunks)
     finally:
         os.close(fd)
@@ -101,6 +104,3 @@ def open_append(path: str, mode: int = 0o600) -> int:
         raise
     return fd
 
-
-def _size(limit: int) -> str:
-    return f"{limit // (1024 * 1024)} MiB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"

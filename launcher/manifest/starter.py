@@ -93,16 +93,8 @@ def write_starter(path: str, force: bool = False) -> None:
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
     _write_new(target.parent / SCHEMA_FILE, schema_text(), 0o644)
-    secrets = target.parent / "secrets.dev.yaml"
-    try:
-        # Demo secrets, but secrets-shaped: private from the first byte.
-        fd = os.open(secrets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    except OSError as exc:
-        raise UsageError(f"cannot write {secrets}: {exc.strerror}") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(STARTER_SECRETS)
+    # Demo secrets, but secrets-shaped: private from the first byte.
+    _write_new(target.parent / "secrets.dev.yaml", STARTER_SECRETS, 0o600)
 
 
 def _write_new(path: Path, text: str, mode: int) -> None:

@@ -1,4 +1,4 @@
-"""Reading the manifest's own files (the manifest, templates) with a bound on their size."""
+"""Reading the manifest's own files (the manifest, env files) with a bound on their size."""
 
 from __future__ import annotations
 

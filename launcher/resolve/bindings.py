@@ -183,8 +183,9 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
                 fallbacks.append(outcome.answered_by)
             if outcome.expires_at is not None:
                 expiries.append(outcome.expires_at)
+        value = "".join(pieces)
         if not binding.file:
-            _environment_text("".join(pieces))
+            _environment_text(value)
     except NotFoundError as exc:
         keys = tuple(r.fetch_key for r in binding.refs)  # watched, so the secret is noticed once it exists
         if binding.default is not None:
@@ -195,7 +196,6 @@ def evaluate(binding: Binding, outcomes: Mapping[FetchKey, Secret | LauncherErro
     except LauncherError as exc:
         return BindingResult(binding.name, ref_text, exc.status, error=exc.with_context(_binding_context(binding)), where=binding.where)
     keys = tuple(r.fetch_key for r in binding.refs)
-    value = "".join(pieces)
     return BindingResult(binding.name, ref_text, "ok", ",".join(versions) or None, value, binding.file, keys=keys, where=binding.where,
                          answered_by=",".join(fallbacks) or None, expires_at=min(expiries, default=None),
                          from_secrets=tuple(from_secrets))

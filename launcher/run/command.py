@@ -18,7 +18,7 @@ from typing import NoReturn
 from launcher.errors import CommandError, ManifestError
 from launcher.model.config import Manifest
 from launcher.resolve.resolution import Resolution
-from launcher.run.environment import ChildEnvironment
+from launcher.run.environment import ChildEnvironment, binding_error
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,12 @@ def check_exec_limits(argv: Sequence[str], env: Mapping[str, str], where_of: Map
     total = 0
     for name, value in env.items():
         if "\x00" in value:  # execve ends a string at NUL: the child would get a cut value, so Python refuses it
-            raise ManifestError(f"{name} holds a NUL byte, which an environment variable cannot carry; use `file: true`",
-                                where=where_of.get(name), field=f"env.{name}" if name in where_of else None)
+            raise binding_error(f"{name} holds a NUL byte, which an environment variable cannot carry; use `file: true`",
+                                name, where_of)
         size = len(name.encode()) + 1 + len(value.encode("utf-8", "surrogateescape")) + 1
         if size > MAX_ARG_STRLEN:
-            raise ManifestError(f"{name} is {size} bytes, over the {MAX_ARG_STRLEN}-byte limit of one environment string; use `file: true`",
-                                where=where_of.get(name), field=f"env.{name}" if name in where_of else None)
+            raise binding_error(f"{name} is {size} bytes, over the {MAX_ARG_STRLEN}-byte limit of one environment string; use `file: true`",
+                                name, where_of)
         if size > biggest:
             biggest_name, biggest = name, size
         total += size + _POINTER
@@ -133,10 +133,10 @@ def check_exec_limits(argv: Sequence[str], env: Mapping[str, str], where_of: Map
         arg_max = 2 * 1024 * 1024
     # Leave room for the auxiliary vector and the program name the kernel adds.
     if total > arg_max - 4096:
-        raise ManifestError(
+        raise binding_error(
             f"the environment and arguments take {total} bytes, over ARG_MAX ({arg_max}); "
             f"the largest variable is {biggest_name} ({biggest} bytes): use `file: true` for it",
-            where=where_of.get(biggest_name), field=f"env.{biggest_name}" if biggest_name in where_of else None,
+            biggest_name, where_of,
         )
 
 

@@ -75,8 +75,8 @@ class ChildEnvironment:
         for name in sorted(resolution.files):
             size = len(resolution.values.get(name, "").encode("utf-8", "surrogateescape"))
             if size > MAX_REGULAR_BYTES:
-                raise ManifestError(f"{name} would write a file of {size} bytes, over the 4 MiB a secret file may hold",
-                                    where=where.get(name), field=f"env.{name}" if name in where else None)
+                raise binding_error(f"{name} would write a file of {size} bytes, over the 4 MiB a secret file may hold",
+                                    name, where)
 
     def check_paths(self) -> None:
         """``ManifestError`` (78, naming the binding) when a ``path:`` is in a directory that does
@@ -117,3 +117,8 @@ def env_values(manifest: Manifest, resolution: Resolution, inherited: Mapping[st
     directory = stable_env_dir(inherited, manifest.process.files_dir, manifest.path)
     log.debug("secret files written to %s (reused by every `launcher env` of this manifest)", directory)
     return ChildEnvironment(manifest, inherited, SecretFiles(directory=directory)).bindings(resolution)
+
+
+def binding_error(message: str, name: str, where_of: Mapping[str, str]) -> ManifestError:
+    """``ManifestError`` about variable ``name``, naming its binding's file:line and ``env.NAME`` when it has one."""
+    return ManifestError(message, where=where_of.get(name), field=f"env.{name}" if name in where_of else None)

@@ -138,21 +138,6 @@ class SecretFiles:
     def path_of(self, name: str) -> str:
         return os.path.join(self._ensure_dir(), name)
 
-    def write(self, name: str, content: str, path: str | None = None, mode: int = 0o600) -> bool:
-        """Write ``content`` for variable ``name`` (at ``path`` when given) atomically; True when it changed.
-
-        The content goes to a new file beside the target, which is then renamed
-        over it: a reader never sees half a file, and a symlink at the target is
-        replaced, never followed. ``ManifestError`` (78) when ``path`` holds
-        something ``path:`` may not replace (``fixed_paths.existing_problem``)
-        or the directory cannot be written.
-        """
-        staged = self._stage(name, content, path, mode)
-        if staged is None:
-            return False
-        self._commit(staged)
-        return True
-
     def write_all(self, values: Mapping[str, str], paths: Mapping[str, tuple[str, int]] | None = None) -> tuple[dict[str, str], list[str]]:
         """Write every file binding (``paths``: name -> (fixed path, mode) for ``path:`` bindings);
         return (name -> path, names whose content changed). Files no binding holds any more go.
@@ -160,6 +145,7 @@ class SecretFiles:
         Every changed file is written out (and synced) first, then they are renamed into
         place one right after the other: files that belong together (a certificate and its
         key, issued at once) change within microseconds of each other, never a sync apart.
+        A reader never sees half a file, and a symlink at a target is replaced, never followed.
         """
         paths = paths or {}
         written: dict[str, str] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 PASS = 4e-5  # the cost of one more anchor (a memchr pass) in anchor hits per byte
 GREEDY_MAX = 2000  # patterns: up to this many, the anchors come from the (slower, better) greedy cover
@@ -38,6 +38,18 @@ def _prior() -> tuple[float, ...]:
 PRIOR = _prior()  # the estimated share of each byte value in ordinary output
 
 
+def rank_table(frequencies: Sequence[float], allowed: Container[int] | None = None) -> tuple[list[int], bytes]:
+    """Byte values from the rarest (ties by value), and a ``bytes.translate`` table of each byte's rank
+    among them (255 for a byte not ``allowed``): ``order[min(pattern.translate(table))]`` is the
+    pattern's rarest allowed byte, found in C."""
+    order = sorted(range(256), key=lambda b: (frequencies[b], b))
+    rank = bytearray([255]) * 256
+    for r, b in enumerate(order):
+        if allowed is None or b in allowed:
+            rank[b] = r
+    return order, bytes(rank)
+
+
 def choose_anchors(patterns: Sequence[bytes], frequencies: Sequence[float]) -> frozenset[int]:
     """Byte values, cheap to search for, such that every pattern contains one.
 
@@ -49,11 +61,7 @@ def choose_anchors(patterns: Sequence[bytes], frequencies: Sequence[float]) -> f
     """
     if len(patterns) <= GREEDY_MAX:
         return _greedy_cover(patterns, frequencies)
-    order = sorted(range(256), key=lambda b: (frequencies[b], b))
-    rank = bytearray(256)
-    for r, b in enumerate(order):
-        rank[b] = r
-    table = bytes(rank)
+    order, table = rank_table(frequencies)
     chosen = bytearray()
     for p in patterns:
         if chosen and len(p.translate(None, chosen)) < len(p):

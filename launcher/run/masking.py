@@ -56,7 +56,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from launcher.run.mask_anchors import END, PASS, PRIOR, Group, choose_anchors, detector
+from launcher.run.mask_anchors import END, PASS, PRIOR, Group, choose_anchors, detector, rank_table
 from launcher.run.mask_forms import MIN_CHARS, secret_patterns
 
 __all__ = ["CHUNK", "CONCEALED", "LATENCY", "MIN_CHARS", "PRIOR", "Masker", "Piece", "StreamMasker", "secret_patterns"]
@@ -97,14 +97,7 @@ class Masker:
 
     def _anchor(self, frequencies: Sequence[float]) -> None:
         self.anchors = choose_anchors(self.patterns, frequencies)
-        order = sorted(range(256), key=lambda b: (frequencies[b], b))
-        # byte -> its rank among the anchors by frequency (255: not an anchor): min() of a
-        # pattern translated with it names the pattern's rarest anchor, in C.
-        rank = bytearray([255]) * 256
-        for r, b in enumerate(order):
-            if b in self.anchors:
-                rank[b] = r
-        table = bytes(rank)
+        order, table = rank_table(frequencies, self.anchors)  # names each pattern's rarest anchor
         groups: dict[int, dict[int, list[tuple[int, bytes]]]] = defaultdict(lambda: defaultdict(list))
         for p in self.patterns:
             anchor = order[min(p.translate(table))]

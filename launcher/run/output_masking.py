@@ -58,7 +58,8 @@ class Masking:
             if os.isatty(fd):
                 log.warning("%s is a terminal: the child's output there is not masked (process.mask)", name)
                 continue
-            same = by_file.get(_file_of(fd) or (-1, -1))
+            identity = _file_of(fd)
+            same = by_file.get(identity) if identity is not None else None
             if same is not None:  # one pipe for both: the child's interleaving is kept
                 same.name += f" and {name}"
                 self._write_ends[fd] = self._write_ends[same.dest_fd]
@@ -67,7 +68,7 @@ class Masking:
             pump = OutputPump(read_end, fd, Masker(()), name)
             self._pumps.append(pump)
             self._write_ends[fd] = write_end
-            if (identity := _file_of(fd)) is not None:
+            if identity is not None:
                 by_file[identity] = pump
 
     def outputs(self) -> dict[int, int]:

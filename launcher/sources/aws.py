@@ -272,7 +272,7 @@ def map_error(
     if isinstance(exc, bx.ReadTimeoutError):
         return _transient(where, f"no answer from {endpoint} {in_region}", f"timed out after {read_timeout:g}s", region)
     if isinstance(exc, bx.SSLError):
-        return _tls_error(exc, f"{where}: cannot reach {endpoint} {in_region}")
+        return _tls_error(exc, where, f"cannot reach {endpoint} {in_region}", region)
     if isinstance(exc, bx.ConnectionClosedError):
         return TransientError(f"{where}: {endpoint} {in_region} closed the connection before answering",
                               cause="the connection closed before an answer", where=region)
@@ -287,17 +287,17 @@ def _transient(where: str, what: str, cause: str, region: str | None) -> Transie
     return TransientError(f"{where}: {what} ({cause})", cause=cause, where=region)
 
 
-def _tls_error(exc: Exception, what: str) -> LauncherError:
+def _tls_error(exc: Exception, where: str, what: str, region: str | None) -> LauncherError:
     """A failed TLS handshake: transient, but at once 69 when no retry can heal it (a plain-HTTP
     server behind https://, a certificate that does not verify)."""
     from launcher.sources.transport import NOT_TLS_HINT, lasting_tls_failure  # urllib3: only on this path
 
     lasting = lasting_tls_failure(exc)
     if lasting == "not-tls":
-        return UnavailableError(f"{what} (TLS handshake failed: {NOT_TLS_HINT})")
+        return UnavailableError(f"{where}: {what} (TLS handshake failed: {NOT_TLS_HINT})")
     if lasting == "untrusted":
-        return UnavailableError(f"{what} (the server's TLS certificate is not trusted: check AWS_CA_BUNDLE)")
-    return TransientError(f"{what} (TLS handshake failed)", cause="TLS handshake failed")
+        return UnavailableError(f"{where}: {what} (the server's TLS certificate is not trusted: check AWS_CA_BUNDLE)")
+    return _transient(where, what, "TLS handshake failed", region)
 
 
 def _map_client_error(exc: Any, where: str, in_region: str) -> LauncherError:

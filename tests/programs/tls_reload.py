@@ -34,8 +34,9 @@ def load(event: str) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-signal.signal(signal.SIGHUP, lambda *_: load("SIGHUP"))
-signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+# Taken with sigwaitinfo, one at a time, never by handlers: a SIGTERM handler could run
+# inside SIGHUP's and exit before the reload is recorded (see print_signals.py).
+signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGHUP, signal.SIGTERM])
 load("start")
-while True:
-    signal.pause()
+while signal.sigwaitinfo([signal.SIGHUP, signal.SIGTERM]).si_signo == signal.SIGHUP:
+    load("SIGHUP")

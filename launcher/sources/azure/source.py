@@ -157,7 +157,8 @@ def map_error(exc: Exception, where: str, vault_url: str, redact: str | None = N
         # (DefaultAzureCredential drops the cause, so through it they stay 77.)
         cause = _network_cause(exc)
         if cause is not None:
-            return _unreachable(cause, f"{where}: cannot reach the token endpoint", read_timeout)
+            return _unreachable(cause, f"{where}: cannot reach the token endpoint", read_timeout, vault_url,
+                                "token endpoint: ")
         status = _token_endpoint_status(exc)
         if status is not None and _retryable(status):
             return TransientError(f"{where}: the token endpoint answered {status}", cause=f"token endpoint: HTTP {status}",
@@ -182,17 +183,18 @@ def map_error(exc: Exception, where: str, vault_url: str, redact: str | None = N
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         # ServiceRequestError: never sent (DNS, refused, TLS, connect timeout);
         # ServiceResponseError: sent but no complete answer (read timeout, reset).
-        return _unreachable(exc, f"{where}: cannot reach {vault_url}", read_timeout)
+        return _unreachable(exc, f"{where}: cannot reach {vault_url}", read_timeout, vault_url)
     return UnavailableError(f"{where}: {type(exc).__name__} talking to {vault_url}")
 
 
-def _unreachable(exc: BaseException, what: str, read_timeout: float | None) -> LauncherError:
+def _unreachable(exc: BaseException, what: str, read_timeout: float | None, vault_url: str,
+                 cause_prefix: str = "") -> LauncherError:
     """No answer: transient, but at once 69 for a TLS failure no retry can heal (a plain-HTTP
     server behind https://, a certificate that does not verify: 69 as before, now not retried)."""
     lasting = lasting_tls_failure(exc)
     if lasting is None:
         words = describe(exc, read_timeout)
-        return TransientError(f"{what} ({words})", cause=words)
+        return TransientError(f"{what} ({words})", cause=cause_prefix + words, where=vault_url)
     return UnavailableError(f"{what} ({describe(exc, read_timeout)}{'; check tls.ca_cert' if lasting == 'untrusted' else ''})")
 
 

@@ -129,12 +129,11 @@ class Issuances:
         for cert in issued:
             if cert.not_after <= now:
                 continue  # expired: nothing left to revoke
+            outcome = "ok"
             try:
                 revoke(cert.mount, cert.serial)
             except LauncherError as exc:
                 log.warning("%s", exc.message)
-                self._events.emit(Event("cert_revoke", source=self._source, ref=cert.ref, version=cert.serial,
-                                        expires_at=cert.not_after, outcome=exc.status))
-                continue
+                outcome = exc.status
             self._events.emit(Event("cert_revoke", source=self._source, ref=cert.ref, version=cert.serial,
-                                    expires_at=cert.not_after))
+                                    expires_at=cert.not_after, outcome=outcome))
