@@ -96,6 +96,14 @@ def test_a_misspelt_source_in_the_environment_is_warned_about(tmp_path: Path) ->
     assert json.loads((tmp_path / "out.json").read_text())["env"]["DB_PASSWORD"] == "vualt://secret/app/db#password"
 
 
+def test_a_misspelt_source_is_warned_about_once_with_watch_too(tmp_path: Path) -> None:
+    """`run --watch` reads the environment twice (the resolver, then the watcher): one warning."""
+    for args in (["exec"], ["run"], ["run", "--watch"]):
+        proc = run_launcher([*args, "--", "true"], env=base_env(DB_PASSWORD="vualt://secret/app/db#password"), cwd=tmp_path)
+        assert proc.returncode == 0, (args, proc.stderr)
+        assert proc.stderr.count("did you mean 'vault'?") == 1, (args, proc.stderr)
+
+
 def test_env_reuses_one_private_directory_for_file_bindings(tmp_path: Path) -> None:
     project(tmp_path, "  KEY: {ref: dev://app/db#password, file: true}\n")
     runtime = tmp_path / "runtime"

@@ -140,6 +140,17 @@ def test_a_directory_path_is_78_in_check_run_and_exec(tmp_path: Path) -> None:
         assert "internal error" not in proc.stderr
 
 
+def test_an_env_file_given_on_the_command_line_is_protected_at_check_offline_too(tmp_path: Path) -> None:
+    """`--env-file` files join the manifest after it is read: `check --offline` refuses what `exec` refuses."""
+    project(tmp_path, "  A: {value: hi, path: ./cli.env}\n")
+    (tmp_path / "cli.env").write_text("B=dev://db#user\n")
+    for args in (["check", "--offline", "--env-file", "cli.env"], ["exec", "--env-file", "cli.env", "--", "true"]):
+        proc = run_launcher(args, env=launcher_env(), cwd=tmp_path)
+        assert proc.returncode == 78, (args, proc.stderr)
+        assert "launcher.yaml:5: env.A.path:" in proc.stderr and "is the env file cli.env" in proc.stderr
+    assert (tmp_path / "cli.env").read_text() == "B=dev://db#user\n"
+
+
 def test_a_nul_byte_in_a_secret_is_78_naming_the_binding_everywhere(tmp_path: Path) -> None:
     """Issue 27.8: was 0 in check, 126 ("exec format error") in run and 70 in exec."""
     project(tmp_path, "  PLAIN: dev://db#user\n  BINARY: dev://db#blob\n", secrets={"db": {"user": "app", "blob": CANARY + "\x00tail"}})

@@ -20,6 +20,7 @@ import dataclasses
 import io
 
 from launcher.errors import ManifestError
+from launcher.manifest import fixed_paths
 from launcher.manifest.textfile import MAX_MANIFEST_BYTES, read_capped
 from launcher.model.config import Binding, EnvFile, Manifest
 from launcher.model.refs import ENV_NAME_RE, RefSyntaxError, parse_value, references
@@ -47,9 +48,13 @@ def with_env_files(manifest: Manifest, specs: tuple[str, ...] | list[str]) -> Ma
             read.append(read_env_file(path, optional, manifest, where=COMMAND_LINE))
         except ManifestError as exc:
             problems += [exc, *exc.more]
+    merged = dataclasses.replace(manifest, env_files=(*manifest.env_files, *read))
+    if not problems:  # the manifest's own `path:` bindings were checked when it was read: only the new files can clash
+        problems = [ManifestError(problem, where=binding.where, field=f"env.{binding.name}.path")
+                    for binding, problem in fixed_paths.problems(merged)]
     if problems:
         raise ManifestError(problems[0].detail, where=problems[0].where, field=problems[0].field, more=problems[1:])
-    return dataclasses.replace(manifest, env_files=(*manifest.env_files, *read))
+    return merged
 
 
 def read_env_file(path: str, optional: bool, manifest: Manifest, *, where: str, field: str | None = None) -> EnvFile:

@@ -54,12 +54,13 @@ class BindingResult:
     from_secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
-def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Binding]:
+def inline_bindings(environ: Mapping[str, str], manifest: Manifest, *, warn: bool = True) -> list[Binding]:
     """Variables of our own environment whose whole value references a known source.
 
     Manifest bindings (and env files') win, so their names are skipped. Anything else in the
     environment (URLs, unknown ``NAME://`` values, names that are not valid
-    variable names) is left as it is.
+    variable names) is left as it is; one that looks like a misspelt reference is warned
+    about unless ``warn`` is False (a second look at an environment already read).
     """
     known = manifest.known_sources
     taken = {b.name for b in manifest.bindings}
@@ -68,7 +69,8 @@ def inline_bindings(environ: Mapping[str, str], manifest: Manifest) -> list[Bind
         if name in taken or not ENV_NAME_RE.match(name):
             continue
         if not is_reference_text(value, known):
-            _warn_if_typo(name, value, known)
+            if warn:
+                _warn_if_typo(name, value, known)
             continue
         try:
             ref = parse_reference(value, known)

@@ -89,7 +89,8 @@ class Watcher:
         self._next_token_check = 0.0
         # The variables each secret is read for, named by check and renewal events (so that a
         # search of the audit trail for one variable finds them too).
-        bindings = list(manifest.bindings) + (inline_bindings(self.environ, manifest) if inline else [])
+        # The resolver has warned about this environment's misspelt references already.
+        bindings = list(manifest.bindings) + (inline_bindings(self.environ, manifest, warn=False) if inline else [])
         self._uses = binding_uses(bindings, manifest.env_from)
 
     # -- lifecycle ----------------------------------------------------------------
